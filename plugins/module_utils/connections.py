@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Connections in the registry: validation per type, create, update, delete. Pure."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import re
+
+from . import model, wgconf
+from .errors import PicError
+from .validation import check_display_name, check_ifname, parse_network, slugify, parse_int
+
+
+_SECRET_LINE = re.compile(r'^\s*(PrivateKey|PresharedKey|password|auth-user-pass)\s*=?\s*(\S+)', re.I | re.M)
+SECRET_KEYS = ('private_key', 'preshared_key', 'password', 'ssh_key')
+
+
+def secrets_in(config):
+    """Every string in a raw ``config`` that could be a secret, before any validation,
+    so that even a refused configuration is masked in the module's output."""
+    out = []
+    if not isinstance(config, dict):
+        return out
+    for key, value in config.items():
+        if key in SECRET_KEYS and isinstance(value, str) and value:
+            out.append(value)
+        if key in ('wg_config', 'ovpn_config') and isinstance(value, str) and value.strip():
+            out.append(value)
+            out.extend(m.group(2) for m in _SECRET_LINE.finditer(value))
+    return out
+
+
+def users_of(doc, conn_id):
+    """Who uses a connection: {'peers': [...], 'services': [...]}."""
+    return {
+        'peers': sorted(n for n, p in doc['peers'].items() if p.get('connection') == conn_id),
+        'services': sorted(n for n, s in doc.get('services', {}).items() if s.get('connection') == conn_id),
+    }
+
+
+def resolve(doc, value, field):
+    """A connection name or id -> id ('default' stays 'default')."""
+    if value is None or value == model.DEFAULT:
+        return model.DEFAULT
+    if not isinstance(value, str):
+        raise PicError("must be a connection name or id", field, value)
+    if value in doc['connections']:
+        return value
+    for cid, conn in doc['connections'].items():
+        if conn['name'] == value:
+            return cid
+    slug = slugify(value)
+    if slug in doc['connections']:
+        return slug
+    known = sorted(c['name'] for c in doc['connections'].values())
+    raise PicError("unknown connection; known connections: %s (or 'default')" % (', '.join(known) or 'none'),
+                   field, value)
+
+
+def _check_keys(config, allowed, field):
+    for key in sorted(config):
+        if key not in allowed:
+            raise PicError("unknown setting for this connection type; allowed: %s" % ', '.join(sorted(allowed)),
+                           '%s.%s' % (field, key), config[key])
+
+
+_COMMON_KEYS = {'interface', 'health_target'}
+_WG_KEYS = {'wg_config', 'private_key', 'address', 'peer_public_key', 'endpoint', 'allowed_ips', 'preshared_key',
+            'persistent_keepalive', 'mtu', 'dns', 'listen_port'}
+_HOST_RE = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^[0-9A-Fa-f:.]+$')
+
+
+def _host(value, field):
+    if not isinstance(value, str) or not _HOST_RE.match(value or ''):
+        raise PicError("must be a host name or IP address", field, value)
+    return value
+
+
+def validate_config(ctype, config, field='config'):
+    """Validate ``config`` for ``ctype``.
+
+    Returns (public, secret_payload, secrets, routes): ``public`` is safe to
+    store in the registry and show; ``secret_payload`` goes to a 0600 file;
+    ``secrets`` are strings to mask in every output; ``routes`` are what an
+    interface exit carries per family.
+    """
+    config = dict(config or {})
+    if not isinstance(config, dict):
+        raise PicError("must be a dict", field, config)
+    public = {}
+    if config.get('health_target') is not None:
+        public['health_target'] = str(parse_network(str(config['health_target']), field + '.health_target',
+                                                    host_only=True).network_address)
+    if config.get('interface') is not None:
+        public['interface'] = check_ifname(config['interface'], field + '.interface')
+    if ctype == 'wireguard_ext':
+        _check_keys(config, _WG_KEYS | _COMMON_KEYS, field)
+        if config.get('wg_config') is None and config.get('private_key') is None:
+            raise PicError("a wireguard_ext connection needs wg_config (the WireGuard file) or private_key, "
+                           "address, peer_public_key and endpoint", field)
+        wg = wgconf.parse(config, field)
+        public.update(wgconf.public_view(wg))
+        routes = wgconf.carried_routes(wg)
+        return public, wg, wgconf.secrets(wg), {'4': routes[4], '6': routes[6]}
+    if ctype == 'openvpn':
+        _check_keys(config, _COMMON_KEYS | {'ovpn_config', 'username', 'password'}, field)
+        text = config.get('ovpn_config')
+        if not isinstance(text, str) or not text.strip():
+            raise PicError("an openvpn connection needs ovpn_config (the text of the .ovpn file)", field + '.ovpn_config')
+        if not re.search(r'^\s*remote\s+\S+', text, re.M):
+            raise PicError("the OpenVPN configuration has no 'remote' line", field + '.ovpn_config')
+        secrets = [s for s in (config.get('password'),) if s]
+        public['fingerprint'] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        return public, config, secrets, {'4': [], '6': []}
+    if ctype == 'sshuttle':
+        _check_keys(config, _COMMON_KEYS | {'host', 'user', 'port', 'ssh_key', 'subnets', 'dns'}, field)
+        if not config.get('host'):
+            raise PicError("an sshuttle connection needs host (the SSH server)", field + '.host')
+        public['host'] = _host(config['host'], field + '.host')
+        public['port'] = parse_int(config.get('port', 22), field + '.port', 1, 65535)
+        public['user'] = config.get('user', 'root')
+        secrets = [s for s in (config.get('ssh_key'),) if s]
+        return public, config, secrets, {'4': [], '6': []}
+    if ctype == 'proxy':
+        _check_keys(config, _COMMON_KEYS | {'host', 'port', 'proxy_type', 'username', 'password'}, field)
+        if not config.get('host'):
+            raise PicError("a proxy connection needs host", field + '.host')
+        if config.get('port') is None:
+            raise PicError("a proxy connection needs port", field + '.port')
+        public['host'] = _host(config['host'], field + '.host')
+        public['port'] = parse_int(config['port'], field + '.port', 1, 65535)
+        ptype = config.get('proxy_type', 'socks5')
+        if ptype not in ('socks5', 'http-connect'):
+            raise PicError("must be socks5 or http-connect", field + '.proxy_type', ptype)
+        public['proxy_type'] = ptype
+        secrets = [s for s in (config.get('password'),) if s]
+        return public, config, secrets, {'4': [], '6': []}
+    if ctype == 'tor':
+        _check_keys(config, _COMMON_KEYS | {'socks_port', 'trans_port', 'dns_port'}, field)
+        for key, default in (('socks_port', 9050), ('trans_port', 9040), ('dns_port', 9053)):
+            public[key] = parse_int(config.get(key, default), '%s.%s' % (field, key), 1, 65535)
+        return public, config, [], {'4': [], '6': []}
+    raise PicError("unknown connection type", 'type', ctype)
+
+
+def plan(doc, params):
+    """Apply one pic_connection call to ``doc`` (a copy is modified and returned).
+
+    Returns (doc, conn_record_or_None, payload, secrets, removed_record).
+    """
+    doc = json.loads(json.dumps(doc))
+    name = check_display_name(params.get('name'), 'name')
+    conn_id = slugify(name)
+    if not conn_id:
+        raise PicError("must contain at least one letter or digit (it gives the connection's id)", 'name', name)
+    existing_id = None
+    for cid, conn in doc['connections'].items():
+        if conn['name'] == name or cid == conn_id:
+            existing_id = cid
+    state = params.get('state') or 'present'
+    ctype = params.get('type')
+    if ctype is not None and ctype not in model.TYPES:
+        raise PicError("unknown connection type; valid types: %s" % ', '.join(model.CREATABLE_TYPES), 'type', ctype)
+    if ctype == 'cell_relay':
+        raise PicError("cell_relay connections are derived from cell links (a linked cell that offers its "
+                       "internet exit) and cannot be created or changed by hand", 'type', ctype)
+
+    if state == 'absent':
+        if existing_id is None:
+            return doc, None, None, [], None
+        conn = doc['connections'][existing_id]
+        if conn['type'] == 'cell_relay':
+            raise PicError("cell_relay connections are derived from cell links; stop offering the exit on the "
+                           "link instead", 'name', name)
+        users = users_of(doc, existing_id)
+        if users['peers'] or users['services']:
+            who = ['peer %s' % p for p in users['peers']] + ['service %s' % s for s in users['services']]
+            raise PicError("connection %r is in use by %s; assign them to another connection or 'default' first"
+                           % (name, ', '.join(who)), details={'users': users, 'status': 409})
+        removed = doc['connections'].pop(existing_id)
+        return doc, None, None, [], removed
+
+    settings, layout = model.normalize_settings(doc.get('settings'))
+    current = doc['connections'].get(existing_id) if existing_id else None
+    if current is not None and current['type'] == 'cell_relay':
+        raise PicError("cell_relay connections are derived from cell links and cannot be changed by hand",
+                       'name', name)
+    if current is None and ctype is None:
+        raise PicError("is required to create connection %r" % name, 'type')
+    if current is not None and ctype is not None and ctype != current['type']:
+        raise PicError("cannot change the type of connection %r from %s; delete it and create a new one"
+                       % (name, current['type']), 'type', ctype)
+    ctype = ctype or current['type']
+    if ctype in model.SINGLETON_TYPES:
+        others = [c['name'] for cid, c in doc['connections'].items() if c['type'] == ctype and cid != existing_id]
+        if others:
+            raise PicError("a cell runs one %s connection and %r already exists" % (ctype, others[0]), 'type', ctype)
+    config = params.get('config')
+    if config is None and current is None and ctype in ('wireguard_ext', 'openvpn', 'sshuttle', 'proxy'):
+        raise PicError("is required to create a %s connection" % ctype, 'config')
+    payload, secrets = None, []
+    record = dict(current) if current else {'id': existing_id or conn_id, 'name': name, 'type': ctype}
+    record['name'] = name
+    if config is not None:
+        public, payload, secrets, routes = validate_config(ctype, config)
+        record['config'] = public
+        record['routes'] = routes
+    fail_open = params.get('fail_open')
+    if fail_open is not None:
+        record['fail_open'] = bool(fail_open)
+    elif current is None:
+        record['fail_open'] = model.DEFAULT_FAIL_OPEN[ctype]
+    index, table = model.allocate(doc, layout, settings, record['id'], params.get('mark'), params.get('table'))
+    record['index'] = index
+    record['table'] = table
+    record['mark'] = layout.mark(index, False)
+    if ctype in model.INTERFACE_TYPES:
+        override = record.get('config', {}).get('interface')
+        record['interface'] = model.interface_name(doc, record['id'], index, override)
+        for cid, conn in doc['connections'].items():
+            if cid != record['id'] and conn.get('interface') == record['interface']:
+                raise PicError("is already the interface of connection %r" % conn['name'], 'config.interface',
+                               record['interface'])
+    else:
+        record['interface'] = None
+    doc['connections'][record['id']] = record
+    return doc, record, payload, secrets, None
+
+
+def public_result(record, settings):
+    """What pic_connection returns about a connection (never secrets)."""
+    if record is None:
+        return None
+    _settings, layout = model.normalize_settings(settings)
+    return {
+        'id': record['id'],
+        'name': record['name'],
+        'type': record['type'],
+        'fail_open': record['fail_open'],
+        'mark': '0x%08x' % record['mark'],
+        'kill_mark': '0x%08x' % layout.mark(record['index'], True),
+        'table': record['table'],
+        'interface': record.get('interface'),
+        'local_port': record.get('local_port'),
+        'config': record.get('config', {}),
+    }

@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bring the running cell to the registry: facts, diff, apply.
+
+Order of changes (so that no in-between state lets a fail-closed peer reach
+the WAN): exit interfaces, routes added, rules added, the nftables table
+replaced in one transaction, then stale rules and routes deleted.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from . import model, wgconf
+from .errors import PicError
+from .nft import Nft, summary as nft_summary
+from .routing import Routing, diff, rule_key, route_key
+from .wgiface import WgInterface, config_matches, dump
+
+
+def _fmt_rule(rule):
+    if rule['action'] == 'table':
+        return 'ipv%d rule pref %d fwmark 0x%x/0x%x lookup %d' % (rule['family'], rule['priority'], rule['fwmark'],
+                                                                 rule['fwmask'], rule['table'])
+    return 'ipv%d rule pref %d fwmark 0x%x/0x%x %s' % (rule['family'], rule['priority'], rule['fwmark'],
+                                                       rule['fwmask'], rule['action'])
+
+
+def _fmt_route(route):
+    target = ('dev %s' % route['oif']) if route['type'] == 'unicast' else route['type']
+    return 'ipv%d route %s %s table %d' % (route['family'], route['dst'], target, route['table'])
+
+
+class Cell(object):
+    """The running data plane of one cell (one network namespace)."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.routing = Routing()
+        self.nft = Nft()
+        self.run_dir = os.path.join(registry.state_dir, 'run')
+
+    def close(self):
+        self.routing.close()
+
+    # -- secrets of interface exits ---------------------------------------------
+    def store_wg(self, conn_id, wg):
+        self.registry.write_secret(conn_id, json.dumps(wg, sort_keys=True))
+        path = self.registry.secret_path(conn_id) + '.setconf'
+        from .registry import write_atomic
+        write_atomic(path, wgconf.render_setconf(wg), 0o600)
+
+    def load_wg(self, conn_id):
+        text = self.registry.read_secret(conn_id)
+        if text is None:
+            raise PicError("the secrets of connection %r are missing from %s; run pic_connection again with its "
+                           "config" % (conn_id, self.registry.secrets_dir))
+        return json.loads(text)
+
+    def drop_wg(self, conn_id, ifname):
+        changes = WgInterface(self.routing, ifname, self.run_dir).remove() if ifname else []
+        self.registry.remove_secret(conn_id)
+        path = self.registry.secret_path(conn_id) + '.setconf'
+        if os.path.exists(path):
+            os.unlink(path)
+        return changes
+
+    # -- facts ---------------------------------------------------------------------
+    def facts(self, doc):
+        settings, _layout = model.normalize_settings(doc.get('settings'))
+        self.routing.forget_links()
+        links = self.routing.links()
+        return {
+            'peer_networks': self.routing.networks_of(settings['peer_interface']),
+            'interfaces': sorted(c['interface'] for c in doc['connections'].values()
+                                 if c.get('interface') in links),
+            'down': self.registry.load_runtime().get('down', []),
+        }
+
+    # -- converge ------------------------------------------------------------------
+    def converge(self, doc, check_mode=False, pending=None):
+        """Make the running state match ``doc``; returns the list of changes.
+
+        ``pending``: WireGuard settings given in this run and not stored yet
+        (check mode), by connection id.
+        """
+        settings, layout = model.normalize_settings(doc.get('settings'))
+        changes = []
+        for conn in sorted(doc['connections'].values(), key=lambda c: c['index']):
+            if conn['type'] == 'wireguard_ext':
+                iface = WgInterface(self.routing, conn['interface'], self.run_dir)
+                if check_mode:
+                    wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
+                    if not iface.exists():
+                        changes.append('create %s' % conn['interface'])
+                    elif not config_matches(dump(conn['interface']), wg):
+                        changes.append('configure %s' % conn['interface'])
+                else:
+                    wg = self.load_wg(conn['id'])
+                    changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf'))
+        want = model.desired(doc, self.facts(doc))
+        have_rules = self.routing.rules(model.owned_priorities(settings))
+        have_routes = self.routing.routes(model.owned_table_range(settings, layout))
+        want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
+        add_routes, del_routes = diff(have_routes, want_routes, route_key)
+        add_rules, del_rules = diff(have_rules, want.rules, rule_key)
+        have_nft = nft_summary(self.nft.list_table())
+        nft_changed = have_nft != want.nft_summary()
+
+        for route in add_routes:
+            changes.append('add ' + _fmt_route(route))
+            if not check_mode:
+                self.routing.add_route(route)
+        for rule in add_rules:
+            changes.append('add ' + _fmt_rule(rule))
+            if not check_mode:
+                self.routing.add_rule(rule)
+        if nft_changed:
+            changes.append('%s nftables table %s %s' % ('create' if have_nft is None else 'replace',
+                                                         model.NFT_FAMILY, model.NFT_TABLE))
+            if not check_mode:
+                self.nft.replace(want.render_nft())
+        for rule in del_rules:
+            changes.append('delete ' + _fmt_rule(rule))
+            if not check_mode:
+                self.routing.del_rule(rule)
+        for route in del_routes:
+            changes.append('delete ' + _fmt_route(route))
+            if not check_mode:
+                self.routing.del_route(route)
+        return changes
+
+    def teardown(self, doc):
+        """Remove everything the collection runs (not the registry)."""
+        settings, layout = model.normalize_settings(doc.get('settings'))
+        changes = []
+        for conn in doc['connections'].values():
+            if conn['type'] == 'wireguard_ext' and conn.get('interface'):
+                changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
+        if self.nft.list_table() is not None:
+            self.nft.delete_table()
+            changes.append('deleted nftables table')
+        for rule in self.routing.rules(model.owned_priorities(settings)):
+            self.routing.del_rule(rule)
+            changes.append('delete ' + _fmt_rule(rule))
+        for route in self.routing.routes(model.owned_table_range(settings, layout)):
+            self.routing.del_route(route)
+            changes.append('delete ' + _fmt_route(route))
+        return changes

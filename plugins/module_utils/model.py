@@ -1,0 +1,348 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure model: from the registry to the desired data plane. No I/O.
+
+Everything a cell runs for the collection is computed here: the marks and
+routing tables of connections, the ``ip rule`` entries, the routes of each
+connection's table and the single nftables table. ``desired()`` takes the
+registry document and a few facts (the peer interface's networks, which exit
+interfaces exist, which connections the monitor found down) and returns a
+``Desired`` value that can be rendered offline or compared with the running
+state.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import ipaddress
+
+from .errors import PicError
+from .validation import parse_int, parse_network, check_ifname
+
+NFT_FAMILY = 'inet'
+NFT_TABLE = 'pic_connectivity'
+
+TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy', 'cell_relay')
+CREATABLE_TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy')
+INTERFACE_TYPES = ('wireguard_ext', 'openvpn', 'cell_relay')
+PROXY_TYPES = ('tor', 'sshuttle', 'proxy')
+SINGLETON_TYPES = ('tor',)
+DEFAULT_FAIL_OPEN = {'wireguard_ext': False, 'openvpn': False, 'tor': True, 'sshuttle': False,
+                     'proxy': False, 'cell_relay': False}
+DEFAULT = 'default'
+
+DEFAULT_SETTINGS = {
+    'peer_interface': 'wg0',
+    'local_networks': [],
+    'mark_mask': 0x00ff0000,
+    'table_base': 10000,
+    'priority_base': 10000,
+}
+RESERVED_TABLES = (0, 253, 254, 255)
+
+
+class MarkLayout(object):
+    """How connection indexes map to packet marks inside ``mark_mask``.
+
+    The mask must be one contiguous run of at least two bits. Its highest bit
+    is the kill bit (set on fail-closed peers); the bits below carry the
+    connection index, so index N has mark ``N << shift``.
+    """
+
+    def __init__(self, mask):
+        self.mask = mask
+        self.shift = (mask & -mask).bit_length() - 1
+        self.bits = bin(mask).count('1')
+        self.kill = 1 << (self.shift + self.bits - 1)
+        self.index_mask = mask & ~self.kill
+        self.max_index = (1 << (self.bits - 1)) - 1
+
+    def mark(self, index, closed):
+        return (index << self.shift) | (self.kill if closed else 0)
+
+    def index_of(self, mark):
+        return (mark & self.index_mask) >> self.shift
+
+
+def normalize_settings(settings, field_prefix=''):
+    """Validate settings (merging defaults) and return (settings, MarkLayout)."""
+    out = dict(DEFAULT_SETTINGS)
+    out.update(dict((k, v) for k, v in (settings or {}).items() if v is not None))
+    mask = parse_int(out['mark_mask'], field_prefix + 'mark_mask', 1, 0xffffffff)
+    low = mask & -mask
+    if (mask + low) & mask or bin(mask).count('1') < 2:
+        raise PicError("must be one contiguous run of at least 2 bits (for example 0x00ff0000)",
+                       field_prefix + 'mark_mask', settings.get('mark_mask') if settings else mask)
+    out['mark_mask'] = mask
+    layout = MarkLayout(mask)
+    out['table_base'] = parse_int(out['table_base'], field_prefix + 'table_base', 1, 0xffffffff - layout.max_index)
+    for table in RESERVED_TABLES:
+        if out['table_base'] < table <= out['table_base'] + layout.max_index:
+            raise PicError("the table range %d-%d would include the kernel's table %d"
+                           % (out['table_base'] + 1, out['table_base'] + layout.max_index, table),
+                           field_prefix + 'table_base', out['table_base'])
+    out['priority_base'] = parse_int(out['priority_base'], field_prefix + 'priority_base', 1, 32764)
+    check_ifname(out['peer_interface'], field_prefix + 'peer_interface')
+    nets = []
+    for i, net in enumerate(out['local_networks'] or []):
+        nets.append(str(parse_network(str(net), '%slocal_networks[%d]' % (field_prefix, i))))
+    out['local_networks'] = nets
+    return out, layout
+
+
+def effective_fail_open(peer, conn):
+    if peer.get('fail_open') is not None:
+        return bool(peer['fail_open'])
+    return bool(conn['fail_open'])
+
+
+def _ver(addr):
+    return ipaddress.ip_network(addr).version
+
+
+def _chain(cid, closed):
+    return 'c_%s_%s' % (cid.replace('-', '_'), 'closed' if closed else 'open')
+
+
+class Desired(object):
+    """The desired data plane: nftables table, ip rules and per-table routes."""
+
+    def __init__(self):
+        self.sets = {}      # name -> {'type':..., 'flags': [...], 'elements': set()}
+        self.maps = {}      # name -> {'type':..., 'flags': [...], 'elements': {key: verdict}}
+        self.chains = {}    # name -> {'base': dict or None, 'rules': [(text, comment)]}
+        self.chain_order = []
+        self.rules = []     # dicts: family, priority, fwmark, fwmask, action, table
+        self.routes = {}    # table -> list of dicts: family, dst, type, oif
+        self.tables = set()  # every table number the collection owns now
+
+    # -- nftables --------------------------------------------------------------
+    def add_chain(self, name, base=None):
+        self.chains[name] = {'base': base, 'rules': []}
+        self.chain_order.append(name)
+
+    def add_rule(self, chain, text):
+        digest = hashlib.sha1(('%s|%s' % (chain, text)).encode('utf-8')).hexdigest()[:12]
+        self.chains[chain]['rules'].append((text, 'pic:%s' % digest))
+
+    def render_nft(self):
+        """The whole table as one nft script: delete + create in one transaction."""
+        lines = ['table %s %s' % (NFT_FAMILY, NFT_TABLE), 'delete table %s %s' % (NFT_FAMILY, NFT_TABLE),
+                 'table %s %s {' % (NFT_FAMILY, NFT_TABLE)]
+        for name in sorted(self.sets):
+            spec = self.sets[name]
+            lines.append('\tset %s {' % name)
+            lines.append('\t\ttype %s' % spec['type'])
+            if spec['flags']:
+                lines.append('\t\tflags %s' % ', '.join(spec['flags']))
+            if spec['elements']:
+                lines.append('\t\telements = { %s }' % ', '.join(_nft_elem(e, spec['type'])
+                                                              for e in sorted(spec['elements'], key=_sort_key)))
+            lines.append('\t}')
+        for name in sorted(self.maps):
+            spec = self.maps[name]
+            lines.append('\tmap %s {' % name)
+            lines.append('\t\ttype %s : verdict' % spec['type'])
+            if spec['flags']:
+                lines.append('\t\tflags %s' % ', '.join(spec['flags']))
+            if spec['elements']:
+                lines.append('\t\telements = { %s }' % ', '.join(
+                    '%s : %s' % (k, spec['elements'][k]) for k in sorted(spec['elements'], key=_sort_key)))
+            lines.append('\t}')
+        for name in self.chain_order:
+            chain = self.chains[name]
+            lines.append('\tchain %s {' % name)
+            if chain['base']:
+                base = chain['base']
+                lines.append('\t\ttype %s hook %s priority %s; policy accept;' % (base['type'], base['hook'],
+                                                                                base['priority']))
+            for text, comment in chain['rules']:
+                lines.append('\t\t%s comment "%s"' % (text, comment))
+            lines.append('\t}')
+        lines.append('}')
+        return '\n'.join(lines) + '\n'
+
+    def nft_summary(self):
+        """The comparable shape of the table (what facts.nft_summary() reads back)."""
+        return {
+            'sets': dict((n, sorted(s['elements'], key=_sort_key)) for n, s in self.sets.items()),
+            'maps': dict((n, sorted(m['elements'].items(), key=lambda kv: _sort_key(kv[0])))
+                         for n, m in self.maps.items()),
+            'chains': dict((n, [c for _t, c in ch['rules']]) for n, ch in self.chains.items()),
+        }
+
+
+def _sort_key(value):
+    try:
+        net = ipaddress.ip_network(value)
+        return (0, net.version, int(net.network_address), net.prefixlen, '')
+    except ValueError:
+        return (1, 0, 0, 0, str(value))
+
+
+def _nft_elem(value, nft_type):
+    if nft_type == 'ifname':
+        return '"%s"' % value
+    if nft_type == 'mark':
+        return '0x%08x' % int(value)
+    return value
+
+
+def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None, field_prefix=''):
+    """Pick (index, table) for a new or updated connection, honouring pins."""
+    others = dict((cid, c) for cid, c in doc['connections'].items() if cid != conn_id)
+    used_idx = set(c['index'] for c in others.values())
+    used_tables = set(c['table'] for c in others.values())
+    current = doc['connections'].get(conn_id)
+    base = settings['table_base']
+    if pinned_mark is not None:
+        mark = parse_int(pinned_mark, field_prefix + 'mark', 1, 0xffffffff)
+        if mark & ~layout.index_mask or not mark & layout.index_mask:
+            raise PicError("must be a non-zero value inside the reserved mark bits 0x%08x (kill bit 0x%08x "
+                           "excluded); valid marks are 0x%08x-0x%08x in steps of 0x%x"
+                           % (layout.mask, layout.kill, layout.mark(1, False),
+                              layout.mark(layout.max_index, False), 1 << layout.shift),
+                           field_prefix + 'mark', pinned_mark)
+        index = layout.index_of(mark)
+        if index in used_idx:
+            owner = [c['name'] for c in others.values() if c['index'] == index][0]
+            raise PicError("is already used by connection %r" % owner, field_prefix + 'mark', pinned_mark)
+    elif current is not None:
+        index = current['index']
+    else:
+        free = [i for i in range(1, layout.max_index + 1) if i not in used_idx]
+        if not free:
+            raise PicError("no free connection slot: the mark mask 0x%08x allows %d connections"
+                           % (layout.mask, layout.max_index))
+        index = free[0]
+    if pinned_table is not None:
+        table = parse_int(pinned_table, field_prefix + 'table', 0, 0xffffffff)
+        if not base < table <= base + layout.max_index:
+            raise PicError("must be inside the reserved table range %d-%d" % (base + 1, base + layout.max_index),
+                           field_prefix + 'table', pinned_table)
+        if table in used_tables:
+            owner = [c['name'] for c in others.values() if c['table'] == table][0]
+            raise PicError("is already used by connection %r" % owner, field_prefix + 'table', pinned_table)
+    elif current is not None and current['index'] == index:
+        table = current['table']
+    else:
+        table = base + index
+        if table in used_tables:
+            table = [t for t in range(base + 1, base + layout.max_index + 1) if t not in used_tables][0]
+    return index, table
+
+
+def interface_name(doc, conn_id, index, override=None):
+    if override:
+        return override
+    name = 'pic-%s' % conn_id
+    taken = set(c.get('interface') for cid, c in doc['connections'].items() if cid != conn_id)
+    if len(name) > 15 or name in taken:
+        name = 'pic-c%d' % index
+    return name
+
+
+def desired(doc, facts):
+    """Compute the desired data plane.
+
+    ``facts``: ``peer_networks`` (list of networks of the peer interface),
+    ``interfaces`` (names of exit interfaces that exist now) and ``down``
+    (ids of connections the monitor holds down).
+    """
+    settings, layout = normalize_settings(doc.get('settings'))
+    want = Desired()
+    base = settings['priority_base']
+    down = set(facts.get('down') or [])
+    interfaces = set(facts.get('interfaces') or [])
+
+    local = {4: set(), 6: set()}
+    for net in list(facts.get('peer_networks') or []) + settings['local_networks']:
+        local[_ver(net)].add(str(ipaddress.ip_network(net, strict=False)))
+    ingress = set([settings['peer_interface']])
+    for svc in doc.get('services', {}).values():
+        if svc.get('interface'):
+            ingress.add(svc['interface'])
+
+    want.sets['ingress'] = {'type': 'ifname', 'flags': [], 'elements': ingress}
+    want.sets['local4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': local[4]}
+    want.sets['local6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': local[6]}
+    want.sets['down_open'] = {'type': 'mark', 'flags': [], 'elements': set()}
+    want.maps['peer4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': {}}
+    want.maps['peer6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': {}}
+
+    conns = sorted(doc['connections'].values(), key=lambda c: c['index'])
+    for conn in conns:
+        for closed in (True, False):
+            want.add_chain(_chain(conn['id'], closed))
+            want.add_rule(_chain(conn['id'], closed), 'meta mark set meta mark & 0x%08x | 0x%08x'
+                          % (0xffffffff & ~layout.mask, layout.mark(conn['index'], closed)))
+        if conn['id'] in down:
+            want.sets['down_open']['elements'].add(layout.mark(conn['index'], False))
+
+    want.add_chain('prerouting', {'type': 'filter', 'hook': 'prerouting', 'priority': 'mangle'})
+    want.add_rule('prerouting', 'iifname != @ingress return')
+    want.add_rule('prerouting', 'ip daddr @local4 return')
+    want.add_rule('prerouting', 'ip6 daddr @local6 return')
+    want.add_rule('prerouting', 'ip saddr vmap @peer4')
+    want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
+    want.add_rule('prerouting', 'meta mark & 0x%08x @down_open meta mark set meta mark & 0x%08x'
+                  % (layout.mask, 0xffffffff & ~layout.mask))
+
+    want.add_chain('forward', {'type': 'filter', 'hook': 'forward', 'priority': 'filter'})
+    want.add_chain('postrouting', {'type': 'nat', 'hook': 'postrouting', 'priority': 'srcnat'})
+    for conn in conns:
+        closed_mark = layout.mark(conn['index'], True)
+        if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
+            want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
+                          % (layout.mask, closed_mark, conn['interface']))
+            want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
+        else:
+            want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, closed_mark))
+
+    users = list(('peer', p) for p in doc['peers'].values()) + list(('service', s) for s in
+                                                                    doc.get('services', {}).values())
+    for _kind, user in users:
+        cid = user.get('connection') or DEFAULT
+        if cid == DEFAULT or cid not in doc['connections']:
+            continue
+        conn = doc['connections'][cid]
+        verdict = 'jump %s' % _chain(cid, not effective_fail_open(user, conn))
+        for addr in user.get('address', []):
+            net = ipaddress.ip_network(addr, strict=False)
+            want.maps['peer%d' % net.version]['elements'][str(net)] = verdict
+
+    for conn in conns:
+        table = conn['table']
+        want.tables.add(table)
+        for family in (4, 6):
+            want.rules.append({'family': family, 'priority': base, 'fwmark': layout.mark(conn['index'], False),
+                               'fwmask': layout.index_mask, 'action': 'table', 'table': table})
+        routes = want.routes.setdefault(table, [])
+        carried = conn.get('routes') or {'4': [], '6': []}
+        for family in (4, 6):
+            nets = carried.get(str(family)) or []
+            if conn['type'] in INTERFACE_TYPES and nets:
+                if conn.get('interface') in interfaces:
+                    for net in nets:
+                        routes.append({'family': family, 'dst': net, 'type': 'unicast', 'oif': conn['interface']})
+            elif conn['type'] in INTERFACE_TYPES:
+                # The exit carries nothing of this family: block it for every
+                # peer of the connection rather than leak it to the WAN.
+                routes.append({'family': family, 'dst': '0.0.0.0/0' if family == 4 else '::/0',
+                               'type': 'unreachable', 'oif': None})
+    if conns:
+        for family in (4, 6):
+            want.rules.append({'family': family, 'priority': base + 1, 'fwmark': layout.kill,
+                               'fwmask': layout.kill, 'action': 'unreachable', 'table': None})
+    return want
+
+
+def owned_priorities(settings):
+    return (settings['priority_base'], settings['priority_base'] + 1)
+
+
+def owned_table_range(settings, layout):
+    return (settings['table_base'] + 1, settings['table_base'] + layout.max_index)

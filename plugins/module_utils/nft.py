@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nftables access: read the collection's table as JSON, replace it atomically.
+
+Uses libnftables through its Python binding (Debian's python3-nftables) and
+falls back to the ``nft`` command with the same JSON output when the binding
+is missing. Nothing here parses nft's text output.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import json
+import subprocess
+
+from .errors import PicError
+from .model import NFT_FAMILY, NFT_TABLE
+
+try:
+    import nftables as _nftables
+    HAS_LIBNFTABLES = True
+except ImportError:  # pragma: no cover - depends on the cell
+    _nftables = None
+    HAS_LIBNFTABLES = False
+
+
+class Nft(object):
+    def __init__(self):
+        self._lib = None
+        if HAS_LIBNFTABLES:
+            self._lib = _nftables.Nftables()
+            self._lib.set_json_output(True)
+            self._lib.set_handle_output(False)
+
+    def cmd(self, text, json_out=False):
+        """Run an nft script (one transaction). Returns stdout."""
+        if self._lib is not None:
+            self._lib.set_json_output(json_out)
+            rc, out, err = self._lib.cmd(text)
+        else:
+            args = ['nft'] + (['-j'] if json_out else []) + ['-f', '-']
+            proc = subprocess.run(args, input=text, capture_output=True, text=True)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        if rc != 0:
+            raise PicError("nftables refused the change: %s" % (err or out).strip())
+        return out
+
+    def list_table(self):
+        """The table as nft JSON objects, or None when it does not exist."""
+        try:
+            out = self.cmd('list table %s %s' % (NFT_FAMILY, NFT_TABLE), json_out=True)
+        except PicError as exc:
+            if 'No such file or directory' in str(exc):
+                return None
+            raise
+        return json.loads(out).get('nftables', [])
+
+    def replace(self, script):
+        self.cmd(script)
+
+    def delete_table(self):
+        if self.list_table() is not None:
+            self.cmd('delete table %s %s' % (NFT_FAMILY, NFT_TABLE))
+
+
+def _elem_key(elem):
+    """nft JSON element -> the model's canonical string."""
+    if isinstance(elem, dict) and 'elem' in elem:
+        elem = elem['elem'].get('val')
+    if isinstance(elem, dict) and 'prefix' in elem:
+        return str(ipaddress.ip_network('%s/%s' % (elem['prefix']['addr'], elem['prefix']['len'])))
+    if isinstance(elem, dict) and 'range' in elem:
+        return 'range:%s-%s' % tuple(elem['range'])
+    if isinstance(elem, int):
+        return elem
+    try:
+        return str(ipaddress.ip_network(elem))
+    except ValueError:
+        return elem
+
+
+def _verdict(data):
+    for kind in ('jump', 'goto'):
+        if isinstance(data, dict) and kind in data:
+            return '%s %s' % (kind, data[kind]['target'])
+    return json.dumps(data, sort_keys=True)
+
+
+def summary(objects):
+    """The comparable shape of a listed table (see model.Desired.nft_summary)."""
+    if objects is None:
+        return None
+    out = {'sets': {}, 'maps': {}, 'chains': {}}
+    for obj in objects:
+        if 'set' in obj:
+            spec = obj['set']
+            out['sets'][spec['name']] = sorted((_elem_key(e) for e in spec.get('elem', [])), key=_key)
+        elif 'map' in obj:
+            spec = obj['map']
+            out['maps'][spec['name']] = sorted(((_elem_key(k), _verdict(v)) for k, v in spec.get('elem', [])),
+                                               key=lambda kv: _key(kv[0]))
+        elif 'chain' in obj:
+            out['chains'].setdefault(obj['chain']['name'], [])
+        elif 'rule' in obj:
+            rule = obj['rule']
+            out['chains'].setdefault(rule['chain'], []).append(rule.get('comment'))
+    return out
+
+
+def _key(value):
+    from .model import _sort_key
+    return _sort_key(value)

@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Peer exit assignments in the registry. Pure."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from . import model
+from .connections import resolve
+from .errors import PicError
+from .validation import check_peer_name, check_bool_or_none, parse_network, find_overlaps
+
+
+def plan(doc, items, purge=False, bulk=False):
+    """Apply peer assignments to a copy of ``doc``.
+
+    ``items``: dicts with ``peer``, ``address`` (list or None = keep),
+    ``connection`` (name/id/'default'/None) and ``fail_open`` (bool or None).
+    Returns (doc, [per-peer result]).
+    """
+    peers = dict((k, dict(v)) for k, v in doc['peers'].items())
+    new = dict(doc)
+    new['peers'] = peers
+    seen = {}
+    results = []
+    for i, item in enumerate(items):
+        prefix = 'peers[%d].' % i if bulk else ''
+        name = check_peer_name(item.get('peer'), prefix + 'peer')
+        if name in seen:
+            raise PicError("peer listed twice (also at peers[%d])" % seen[name], prefix + 'peer', name)
+        seen[name] = i
+        conn_id = resolve(doc, item.get('connection'), prefix + 'connection')
+        fail_open = check_bool_or_none(item.get('fail_open'), prefix + 'fail_open')
+        record = peers.get(name, {'name': name, 'address': []})
+        addresses = item.get('address')
+        if addresses is not None:
+            if isinstance(addresses, str):
+                addresses = [addresses]
+            if not isinstance(addresses, list) or not addresses:
+                raise PicError("must be a non-empty list of addresses", prefix + 'address', addresses)
+            nets = []
+            for j, addr in enumerate(addresses):
+                net = parse_network(addr, '%saddress[%d]' % (prefix, j))
+                if str(net) in nets:
+                    raise PicError("is listed twice", '%saddress[%d]' % (prefix, j), addr)
+                nets.append(str(net))
+            record['address'] = nets
+        elif not record['address']:
+            raise PicError("is required for a peer the cell does not know yet (%s)" % name, prefix + 'address')
+        record['connection'] = conn_id
+        record['fail_open'] = fail_open
+        peers[name] = record
+        results.append(name)
+    if purge:
+        for name, record in peers.items():
+            if name not in seen and record.get('connection', model.DEFAULT) != model.DEFAULT:
+                record['connection'] = model.DEFAULT
+                record['fail_open'] = None
+    check_overlaps(new, dict((n, i) for n, i in seen.items()), bulk)
+    return new, results
+
+
+def check_overlaps(doc, positions, bulk):
+    entries = []
+    for name, record in doc['peers'].items():
+        for j, addr in enumerate(record['address']):
+            entries.append((parse_network(addr, 'address'), ('peer', name, j)))
+    for name, record in doc.get('services', {}).items():
+        for j, addr in enumerate(record.get('address', [])):
+            entries.append((parse_network(addr, 'address'), ('service', name, j)))
+    clash = find_overlaps(entries)
+    if clash:
+        (net_a, own_a), (net_b, own_b) = clash
+        # Name the field of the input that caused it (the later one if both are input).
+        for net, own, other_net, other in ((net_b, own_b, net_a, own_a), (net_a, own_a, net_b, own_b)):
+            if own[0] == 'peer' and own[1] in positions:
+                field = ('peers[%d].address[%d]' % (positions[own[1]], own[2])) if bulk else 'address[%d]' % own[2]
+                raise PicError("overlaps %s of %s %s" % (other_net, other[0], other[1]), field, str(net))
+        raise PicError("addresses overlap: %s of %s %s and %s of %s %s"
+                       % (net_a, own_a[0], own_a[1], net_b, own_b[0], own_b[1]))
+
+
+def public(doc, name):
+    record = doc['peers'].get(name)
+    if record is None:
+        return None
+    conn = doc['connections'].get(record.get('connection'))
+    return {
+        'peer': name,
+        'address': list(record['address']),
+        'connection': record.get('connection', model.DEFAULT),
+        'fail_open': record.get('fail_open'),
+        'effective_fail_open': model.effective_fail_open(record, conn) if conn else None,
+    }

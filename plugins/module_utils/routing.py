@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Policy routing through netlink (pyroute2 ``IPRoute``): facts and changes.
+
+Only the rule priorities and table numbers reserved for the collection are
+read or changed; every other rule, route and table on the cell is left alone.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import socket
+
+from .errors import PicError
+
+try:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    HAS_PYROUTE2 = True
+except ImportError:  # pragma: no cover - depends on the cell
+    IPRoute = None
+    NetlinkError = Exception
+    HAS_PYROUTE2 = False
+
+FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+FR_ACT_TO_TBL = 1
+FR_ACT_UNREACHABLE = 7
+RTN_UNICAST = 1
+RTN_UNREACHABLE = 7
+RTPROT_PIC = 0x70   # a protocol number of our own, so `ip route` shows who added the route
+RT_TABLE_MAIN = 254
+
+
+def _attr(msg, name, default=None):
+    return msg.get_attr(name, default) if hasattr(msg, 'get_attr') else dict(msg['attrs']).get(name, default)
+
+
+def _rule_key(rule):
+    return (rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['action'], rule['table'])
+
+
+def _route_key(route):
+    return (route['family'], route['table'], route['dst'], route['type'], route['oif'])
+
+
+class Routing(object):
+    def __init__(self):
+        if not HAS_PYROUTE2:
+            raise PicError("the Python library pyroute2 is required on the cell (Debian: python3-pyroute2)")
+        self.ipr = IPRoute()
+        self._names = None
+
+    def close(self):
+        self.ipr.close()
+
+    # -- links -----------------------------------------------------------------
+    def links(self):
+        """{ifname: index} of every interface in the namespace."""
+        if self._names is None:
+            self._names = dict((_attr(link, 'IFLA_IFNAME'), link['index']) for link in self.ipr.get_links())
+        return self._names
+
+    def forget_links(self):
+        self._names = None
+
+    def networks_of(self, ifname):
+        """The connected networks of an interface (its addresses with their prefixes)."""
+        index = self.links().get(ifname)
+        if index is None:
+            return []
+        import ipaddress
+        nets = []
+        for addr in self.ipr.get_addr(index=index):
+            local = _attr(addr, 'IFA_ADDRESS')
+            if local is None:
+                continue
+            net = ipaddress.ip_interface('%s/%d' % (local, addr['prefixlen'])).network
+            if not net.is_link_local:
+                nets.append(str(net))
+        return nets
+
+    # -- facts -------------------------------------------------------------------
+    def rules(self, priorities):
+        out = []
+        for family, af in FAMILIES.items():
+            for rule in self.ipr.get_rules(family=af):
+                prio = _attr(rule, 'FRA_PRIORITY', 0)
+                if prio not in priorities:
+                    continue
+                action = 'table' if rule['action'] == FR_ACT_TO_TBL else (
+                    'unreachable' if rule['action'] == FR_ACT_UNREACHABLE else 'other:%d' % rule['action'])
+                out.append({'family': family, 'priority': prio, 'fwmark': _attr(rule, 'FRA_FWMARK', 0),
+                            'fwmask': _attr(rule, 'FRA_FWMASK', 0), 'action': action,
+                            'table': (_attr(rule, 'FRA_TABLE') or rule['table']) if action == 'table' else None})
+        return out
+
+    def routes(self, table_range):
+        low, high = table_range
+        names = dict((v, k) for k, v in self.links().items())
+        out = []
+        for family, af in FAMILIES.items():
+            for route in self.ipr.get_routes(family=af):
+                table = _attr(route, 'RTA_TABLE', route['table'])
+                if not low <= table <= high:
+                    continue
+                dst = _attr(route, 'RTA_DST')
+                dst = '%s/%d' % (dst, route['dst_len']) if dst else ('0.0.0.0/0' if family == 4 else '::/0')
+                rtype = {RTN_UNICAST: 'unicast', RTN_UNREACHABLE: 'unreachable'}.get(route['type'],
+                                                                                   'other:%d' % route['type'])
+                oif = _attr(route, 'RTA_OIF')
+                out.append({'family': family, 'table': table, 'dst': dst, 'type': rtype,
+                            'oif': names.get(oif, oif) if oif else None})
+        return out
+
+    # -- changes -------------------------------------------------------------------
+    def add_rule(self, rule):
+        kwargs = {'family': FAMILIES[rule['family']], 'priority': rule['priority'],
+                  'fwmark': rule['fwmark'], 'fwmask': rule['fwmask']}
+        if rule['action'] == 'table':
+            kwargs['table'] = rule['table']
+        else:
+            kwargs['action'] = 'FR_ACT_UNREACHABLE'
+        self._nl(self.ipr.rule, 'add', **kwargs)
+
+    def del_rule(self, rule):
+        kwargs = {'family': FAMILIES[rule['family']], 'priority': rule['priority'],
+                  'fwmark': rule['fwmark'], 'fwmask': rule['fwmask']}
+        if rule['action'] == 'table':
+            kwargs['table'] = rule['table']
+        elif rule['action'] == 'unreachable':
+            kwargs['action'] = 'FR_ACT_UNREACHABLE'
+        self._nl(self.ipr.rule, 'del', **kwargs)
+
+    def add_route(self, route):
+        kwargs = {'family': FAMILIES[route['family']], 'dst': route['dst'], 'table': route['table'],
+                  'proto': RTPROT_PIC}
+        if route['type'] == 'unreachable':
+            kwargs['type'] = 'unreachable'
+        else:
+            index = self.links().get(route['oif'])
+            if index is None:
+                return False
+            kwargs['oif'] = index
+        self._nl(self.ipr.route, 'replace', **kwargs)
+        return True
+
+    def del_route(self, route):
+        kwargs = {'family': FAMILIES[route['family']], 'dst': route['dst'], 'table': route['table']}
+        if route['type'] == 'unreachable':
+            kwargs['type'] = 'unreachable'
+        elif route['oif'] in self.links():
+            kwargs['oif'] = self.links()[route['oif']]
+        try:
+            self.ipr.route('del', **kwargs)
+        except NetlinkError as exc:
+            if exc.code not in (3, 19):   # ESRCH / ENODEV: already gone
+                raise PicError("netlink refused to delete route %r: %s" % (route, exc))
+
+    @staticmethod
+    def _nl(func, op, **kwargs):
+        try:
+            func(op, **kwargs)
+        except NetlinkError as exc:
+            if op == 'add' and exc.code == 17:   # EEXIST
+                return
+            if op == 'del' and exc.code in (2, 3):
+                return
+            raise PicError("netlink refused %s %s: %s" % (op, kwargs, exc))
+
+
+def diff(have, want, key):
+    """(to_add, to_delete) between two lists of dicts, by ``key``."""
+    have_keys = dict((key(x), x) for x in have)
+    want_keys = dict((key(x), x) for x in want)
+    to_add = [want_keys[k] for k in sorted(want_keys, key=repr) if k not in have_keys]
+    to_del = [have_keys[k] for k in sorted(have_keys, key=repr) if k not in want_keys]
+    return to_add, to_del
+
+
+def rule_key(rule):
+    return _rule_key(rule)
+
+
+def route_key(route):
+    return _route_key(route)

@@ -1,0 +1,178 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pic_peer_exit
+short_description: Assign the peers of a PIC cell to an internet exit
+version_added: 1.0.0
+description:
+  - Sets the exit (connection) of one peer, or of many peers in one task, with an optional per-peer fail-open
+    override. Takes effect at once, for IPv4 and IPv6 alike, with no restart.
+  - Peers are mapped to their connection's packet mark by nftables maps keyed by source address, so the number
+    of firewall rules does not grow with the number of peers; the whole table is replaced in one atomic
+    transaction.
+  - Every call also brings the cell's running data plane back to the registry, so a rule, route or nftables
+    element deleted by hand is restored.
+author:
+  - pic.connectivity contributors
+extends_documentation_fragment:
+  - pic.connectivity.cell
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the assignments of the peers that change, before and after.
+options:
+  peer:
+    description:
+      - Name of the peer (single form). 1-64 letters, digits, C(_), C(.), C(@), C(-).
+      - Mutually exclusive with I(peers).
+    type: str
+  address:
+    description:
+      - The peer's tunnel addresses (IPv4 and/or IPv6, a single address or a prefix routed to the peer).
+        Remembered by the cell; required the first time a peer is named.
+    type: list
+    elements: str
+  connection:
+    description:
+      - Name or id of the connection, or C(default) for the cell's default gateway.
+    type: str
+    default: default
+  fail_open:
+    description:
+      - Per-peer override of the connection's fail mode; C(null) inherits the connection's.
+    type: bool
+  peers:
+    description:
+      - Bulk form, one item per peer, applied in one transaction. Mutually exclusive with I(peer).
+    type: list
+    elements: dict
+    suboptions:
+      peer:
+        description: Name of the peer.
+        type: str
+        required: true
+        aliases: [name]
+      address:
+        description: The peer's tunnel addresses.
+        type: list
+        elements: str
+      connection:
+        description: Connection name or id, or C(default).
+        type: str
+        default: default
+      fail_open:
+        description: Per-peer fail-open override; C(null) inherits the connection's.
+        type: bool
+  purge:
+    description:
+      - Bulk form only. Peers the cell knows but I(peers) does not list go back to C(default).
+    type: bool
+    default: false
+seealso:
+  - module: pic.connectivity.pic_connection
+'''
+
+EXAMPLES = r'''
+- name: Send alice through Home VPN, blocked if it goes down
+  pic.connectivity.pic_peer_exit:
+    peer: alice
+    address: [10.0.0.2/32, "fd00:10::2/128"]
+    connection: Home VPN
+
+- name: Let bob fall back to the default gateway when his exit is down
+  pic.connectivity.pic_peer_exit:
+    peer: bob
+    address: [10.0.0.3/32]
+    connection: home-vpn
+    fail_open: true
+
+- name: Assign every peer from inventory in one task; unlisted peers go back to default
+  pic.connectivity.pic_peer_exit:
+    peers: "{{ pic_peers }}"
+    purge: true
+'''
+
+RETURN = r'''
+peers:
+  description: The assignment of every peer named in the call, as the cell now runs it.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - peer: alice
+      address: [10.0.0.2/32, "fd00:10::2/128"]
+      connection: home-vpn
+      fail_open: null
+      effective_fail_open: false
+changed_peers:
+  description: Names of the peers whose assignment changed (or would change in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: [alice]
+changes:
+  description: What was (or in check mode would be) done on the cell's data plane.
+  returned: always
+  type: list
+  elements: str
+  sample: ["replace nftables table inet pic_connectivity"]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pic.connectivity.plugins.module_utils import peers
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, cell_argument_spec, run
+
+
+def planner(params):
+    bulk = params.get('peers') is not None
+    if bulk:
+        items = params['peers']
+    else:
+        items = [{'peer': params['peer'], 'address': params['address'], 'connection': params['connection'],
+                  'fail_open': params['fail_open']}]
+
+    def _plan(doc):
+        new_doc, names = peers.plan(doc, items, purge=params['purge'], bulk=bulk)
+        changed = sorted(n for n in new_doc['peers'] if doc['peers'].get(n) != new_doc['peers'][n])
+        result = {'peers': [peers.public(new_doc, n) for n in names], 'changed_peers': changed}
+        diff = {'before': dict((n, peers.public(doc, n)) for n in changed),
+                'after': dict((n, peers.public(new_doc, n)) for n in changed)}
+        return Plan(new_doc, result, diff)
+    return _plan
+
+
+def main():
+    argument_spec = cell_argument_spec()
+    argument_spec.update(
+        peer=dict(type='str'),
+        address=dict(type='list', elements='str'),
+        connection=dict(type='str', default='default'),
+        fail_open=dict(type='bool'),
+        peers=dict(type='list', elements='dict', options=dict(
+            peer=dict(type='str', required=True, aliases=['name']),
+            address=dict(type='list', elements='str'),
+            connection=dict(type='str', default='default'),
+            fail_open=dict(type='bool'),
+        )),
+        purge=dict(type='bool', default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('peer', 'peers')], required_one_of=[('peer', 'peers')])
+    if module.params['purge'] and module.params['peers'] is None:
+        module.fail_json(msg="purge: only valid with the bulk form (peers)")
+    run(module, planner(module.params))
+
+
+if __name__ == '__main__':
+    main()
