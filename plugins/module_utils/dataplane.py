@@ -134,6 +134,46 @@ class Cell(object):
                 self.routing.del_route(route)
         return changes
 
+    def heal(self, doc):
+        """What the monitor does each pass: bring back missing exit interfaces and
+        the routes of their tables (the kernel drops them with the interface).
+        Never deletes anything and never touches the nftables table."""
+        settings, layout = model.normalize_settings(doc.get('settings'))
+        changes = []
+        for conn in doc['connections'].values():
+            if conn['type'] == 'wireguard_ext':
+                iface = WgInterface(self.routing, conn['interface'], self.run_dir)
+                if not iface.exists():
+                    changes.extend(iface.ensure(self.load_wg(conn['id']),
+                                                self.registry.secret_path(conn['id']) + '.setconf'))
+        want = model.desired(doc, self.facts(doc))
+        have_routes = self.routing.routes(model.owned_table_range(settings, layout))
+        want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
+        add_routes, _del = diff(have_routes, want_routes, route_key)
+        for route in add_routes:
+            if self.routing.add_route(route):
+                changes.append('add ' + _fmt_route(route))
+        return changes
+
+    def set_down(self, doc, down):
+        """Hold the fail-open peers of the ``down`` connections on the default
+        gateway: one nftables set, changed in one transaction."""
+        _settings, layout = model.normalize_settings(doc.get('settings'))
+        want = sorted(layout.mark(doc['connections'][cid]['index'], False) for cid in down
+                      if cid in doc['connections'])
+        table = self.nft.list_table()
+        if table is None:
+            return []
+        have = sorted(nft_summary(table)['sets'].get('down_open', []))
+        if have == want:
+            return []
+        script = 'flush set %s %s down_open\n' % (model.NFT_FAMILY, model.NFT_TABLE)
+        if want:
+            script += 'add element %s %s down_open { %s }\n' % (model.NFT_FAMILY, model.NFT_TABLE,
+                                                                ', '.join('0x%08x' % m for m in want))
+        self.nft.cmd(script)
+        return ['down connections now: %s' % (', '.join(down) or 'none')]
+
     def teardown(self, doc):
         """Remove everything the collection runs (not the registry)."""
         settings, layout = model.normalize_settings(doc.get('settings'))

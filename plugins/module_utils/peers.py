@@ -73,11 +73,14 @@ def check_overlaps(doc, positions, bulk):
     clash = find_overlaps(entries)
     if clash:
         (net_a, own_a), (net_b, own_b) = clash
-        # Name the field of the input that caused it (the later one if both are input).
-        for net, own, other_net, other in ((net_b, own_b, net_a, own_a), (net_a, own_a, net_b, own_b)):
-            if own[0] == 'peer' and own[1] in positions:
-                field = ('peers[%d].address[%d]' % (positions[own[1]], own[2])) if bulk else 'address[%d]' % own[2]
-                raise PicError("overlaps %s of %s %s" % (other_net, other[0], other[1]), field, str(net))
+        # Name the field of the input that caused it: the later of the two in the input.
+        cands = [(positions[own[1]], net, own, other_net, other)
+                 for net, own, other_net, other in ((net_b, own_b, net_a, own_a), (net_a, own_a, net_b, own_b))
+                 if own[0] == 'peer' and own[1] in positions]
+        if cands:
+            pos, net, own, other_net, other = max(cands, key=lambda c: c[0])
+            field = ('peers[%d].address[%d]' % (pos, own[2])) if bulk else 'address[%d]' % own[2]
+            raise PicError("overlaps %s of %s %s" % (other_net, other[0], other[1]), field, str(net))
         raise PicError("addresses overlap: %s of %s %s and %s of %s %s"
                        % (net_a, own_a[0], own_a[1], net_b, own_b[0], own_b[1]))
 

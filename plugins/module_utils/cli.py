@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cell-side entry point (installed as ``pic-connectivity`` by the
+connectivity role, with this directory copied as ``pic_connectivity_lib``):
+
+* ``restore``: re-apply the registry (boot, before forwarding starts);
+* ``monitor``: keep exit interfaces and their routes up, probe exits, and hold
+  fail-open peers of a dead exit on the default gateway by changing one
+  nftables set (never by rewriting the ruleset).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import argparse
+import json
+import signal
+import sys
+import time
+
+from . import model
+from .dataplane import Cell
+from .errors import PicError
+from .health import ping_through, link_exists, HealthCache, check
+from .registry import Registry, DEFAULT_STATE_DIR
+from .wgiface import handshake_age
+
+
+def restore(state_dir):
+    registry = Registry(state_dir)
+    with registry:
+        doc = registry.load()
+        cell = Cell(registry)
+        try:
+            changes = cell.converge(doc)
+        finally:
+            cell.close()
+    for change in changes:
+        print(change)
+    return 0
+
+
+class Monitor(object):
+    """One pass per ``interval``; hysteresis by consecutive probe counts."""
+
+    def __init__(self, state_dir, interval=1.0, fail_after=2, recover_after=2):
+        self.registry = Registry(state_dir)
+        self.interval = interval
+        self.fail_after = fail_after
+        self.recover_after = recover_after
+        self.fails = {}
+        self.oks = {}
+        self.stop = False
+
+    def verdict(self, conn, layout):
+        """(down: bool, reason) for one interface exit."""
+        if not link_exists(conn.get('interface')):
+            return True, 'interface %s is missing' % conn.get('interface')
+        target = (conn.get('config') or {}).get('health_target')
+        cid = conn['id']
+        if target:
+            ok = ping_through(target, layout.mark(conn['index'], True))
+            self.fails[cid] = 0 if ok else self.fails.get(cid, 0) + 1
+            self.oks[cid] = self.oks.get(cid, 0) + 1 if ok else 0
+            return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
+        age = handshake_age(conn['interface'])
+        if age is not None and age > 180:
+            return True, 'last handshake %ds ago' % age
+        return False, 'handshake %s' % ('never' if age is None else '%ds ago' % age)
+
+    def tick(self):
+        with self.registry:
+            doc = self.registry.load()
+            if not doc['connections']:
+                return
+            _settings, layout = model.normalize_settings(doc.get('settings'))
+            runtime = self.registry.load_runtime()
+            down = set(runtime.get('down') or [])
+            reasons = runtime.get('reasons') or {}
+            cell = Cell(self.registry)
+            try:
+                healed = cell.heal(doc)
+                for conn in doc['connections'].values():
+                    if conn['type'] not in model.INTERFACE_TYPES:
+                        continue
+                    is_down, reason = self.verdict(conn, layout)
+                    cid = conn['id']
+                    if is_down is None:   # probe with hysteresis
+                        if cid in down and self.oks.get(cid, 0) >= self.recover_after:
+                            is_down = False
+                        elif cid not in down and self.fails.get(cid, 0) >= self.fail_after:
+                            is_down = True
+                        else:
+                            is_down = cid in down
+                    reasons[cid] = reason
+                    (down.add if is_down else down.discard)(cid)
+                for cid in list(down):
+                    if cid not in doc['connections']:
+                        down.discard(cid)
+                changed = cell.set_down(doc, sorted(down))
+                new_runtime = {'down': sorted(down), 'reasons': dict((k, v) for k, v in reasons.items()
+                                                                     if k in doc['connections']),
+                               'monitor_at': time.time()}
+                self.registry.save_runtime(new_runtime)
+                if changed or healed:
+                    for line in healed + changed:
+                        print(line)
+                    sys.stdout.flush()
+                    # Refresh the shared health cache right away.
+                    cache = HealthCache(self.registry.state_dir)
+                    stored = cache.load()
+                    for conn in doc['connections'].values():
+                        status, why = check(conn, new_runtime)
+                        stored[conn['id']] = {'status': status, 'reason': why, 'checked_at': time.time()}
+                    cache.save(stored)
+            finally:
+                cell.close()
+
+    def run(self):
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, 'stop', True))
+        while not self.stop:
+            started = time.time()
+            try:
+                self.tick()
+            except PicError as exc:
+                print('monitor: %s' % exc, file=sys.stderr)
+            time.sleep(max(0.05, self.interval - (time.time() - started)))
+        return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='pic-connectivity')
+    sub = parser.add_subparsers(dest='command')
+    for name in ('restore', 'monitor', 'status'):
+        cmd = sub.add_parser(name)
+        cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
+        if name == 'monitor':
+            cmd.add_argument('--interval', type=float, default=1.0)
+            cmd.add_argument('--fail-after', type=int, default=2)
+            cmd.add_argument('--recover-after', type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == 'restore':
+            return restore(args.state_dir)
+        if args.command == 'monitor':
+            return Monitor(args.state_dir, args.interval, args.fail_after, args.recover_after).run()
+        if args.command == 'status':
+            print(json.dumps(Registry(args.state_dir).load_runtime(), indent=1, sort_keys=True))
+            return 0
+    except PicError as exc:
+        print('pic-connectivity: %s' % exc, file=sys.stderr)
+        return 1
+    parser.print_help()
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,136 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pic_connectivity_info
+short_description: Gather a PIC cell's connectivity as it runs
+version_added: 1.0.0
+description:
+  - Returns the cell's connections (with their health and users), and every peer and service with the connection
+    assigned, the fail mode in force and what carries its traffic now (C(exit), C(default) or C(blocked)).
+  - Uses the shared health cache (see M(pic.connectivity.pic_health)); I(max_age) and I(force) as there.
+author:
+  - pic.connectivity contributors
+attributes:
+  check_mode:
+    support: full
+    description: Read-only.
+  diff_mode:
+    support: none
+    description: Read-only.
+options:
+  state_dir:
+    description: Directory on the cell holding the registry.
+    type: path
+    default: /var/lib/pic-connectivity
+  max_age:
+    description: Seconds a cached health result may be reused.
+    type: int
+    default: 30
+  force:
+    description: Probe every connection now.
+    type: bool
+    default: false
+'''
+
+EXAMPLES = r'''
+- name: What carries each peer now
+  pic.connectivity.pic_connectivity_info:
+  register: conn_info
+
+- name: Show blocked peers
+  ansible.builtin.debug:
+    msg: "{{ conn_info.peers | dict2items | selectattr('value.carried_by', 'equalto', 'blocked') | map(attribute='key') }}"
+'''
+
+RETURN = r'''
+connections:
+  description: Per connection id.
+  returned: success
+  type: dict
+  sample:
+    home-vpn: {name: Home VPN, type: wireguard_ext, fail_open: false, interface: pic-home-vpn, table: 10001,
+               mark: "0x00010000", health: {status: working, reason: last handshake 3s ago}, users: {peers: [alice],
+               services: []}}
+peers:
+  description: Per peer name.
+  returned: success
+  type: dict
+  sample:
+    alice: {address: [10.0.0.2/32], connection: home-vpn, fail_open: false, carried_by: exit}
+services:
+  description: Per service name, as for peers.
+  returned: success
+  type: dict
+  sample: {}
+monitor:
+  description: The cell monitor's last state (connections it holds down and why, and when it last ran).
+  returned: success
+  type: dict
+  sample: {down: [], reasons: {home-vpn: probe of 10.200.0.1 answered}, monitor_at: 1764003071.2}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pic.connectivity.plugins.module_utils import model
+from ansible_collections.pic.connectivity.plugins.module_utils.connections import users_of
+from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
+from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report, carrier
+from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+
+
+def gather(params, check_mode):
+    registry = Registry(params['state_dir'])
+    doc = registry.load()
+    runtime = registry.load_runtime()
+    health = report(doc, runtime, HealthCache(registry.state_dir), sorted(doc['connections']),
+                    max_age=params['max_age'], force=params['force'], write=not check_mode)
+    conns = {}
+    for cid, conn in doc['connections'].items():
+        conns[cid] = {
+            'name': conn['name'], 'type': conn['type'], 'fail_open': conn['fail_open'],
+            'interface': conn.get('interface'), 'table': conn['table'], 'mark': '0x%08x' % conn['mark'],
+            'health': health[cid], 'users': users_of(doc, cid),
+        }
+
+    def describe(user):
+        cid = user.get('connection') or model.DEFAULT
+        conn = doc['connections'].get(cid)
+        status = health[cid]['status'] if cid in health else None
+        return {
+            'address': list(user.get('address', [])),
+            'connection': cid,
+            'fail_open': model.effective_fail_open(user, conn) if conn else None,
+            'fail_open_override': user.get('fail_open'),
+            'carried_by': carrier(doc, user, status, runtime),
+            'health': status,
+        }
+    return {
+        'connections': conns,
+        'peers': dict((n, describe(p)) for n, p in doc['peers'].items()),
+        'services': dict((n, describe(s)) for n, s in doc.get('services', {}).items()),
+        'monitor': runtime,
+    }
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+        max_age=dict(type='int', default=30),
+        force=dict(type='bool', default=False),
+    ), supports_check_mode=True)
+    try:
+        result = gather(module.params, module.check_mode)
+    except PicError as exc:
+        module.fail_json(msg=exc.msg)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,111 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pic_health
+short_description: Report the health of a PIC cell's connections
+version_added: 1.0.0
+description:
+  - Probes the connections of a cell with the admin guide's check for each type (WireGuard handshake age,
+    down if older than 3 minutes; OpenVPN interface present; TCP connect to the local port of proxy exits)
+    and the verdict of the cell's monitor (a probe through the exit when C(health_target) is configured).
+  - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
+  - Never changes routing; always reports C(changed=false).
+author:
+  - pic.connectivity contributors
+attributes:
+  check_mode:
+    support: full
+    description: Probes are read-only; in check mode the shared cache is not written.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to diff.
+options:
+  connection:
+    description: Name or id of one connection; all connections when omitted.
+    type: str
+  max_age:
+    description: Seconds a cached result may be reused.
+    type: int
+    default: 30
+  force:
+    description: Probe now, ignoring the cache (the guide's on-demand probe).
+    type: bool
+    default: false
+  state_dir:
+    description: Directory on the cell holding the registry.
+    type: path
+    default: /var/lib/pic-connectivity
+'''
+
+EXAMPLES = r'''
+- name: Health of every connection (cached for 30 s)
+  pic.connectivity.pic_health:
+  register: health
+
+- name: Probe Home VPN now
+  pic.connectivity.pic_health:
+    connection: Home VPN
+    force: true
+'''
+
+RETURN = r'''
+connections:
+  description: Health per connection id.
+  returned: success
+  type: dict
+  sample:
+    home-vpn:
+      name: Home VPN
+      type: wireguard_ext
+      status: working
+      reason: last handshake 12s ago
+      checked_at: 1764003071.2
+      cached: false
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pic.connectivity.plugins.module_utils import connections
+from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
+from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report
+from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        connection=dict(type='str'),
+        max_age=dict(type='int', default=30),
+        force=dict(type='bool', default=False),
+        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+    ), supports_check_mode=True)
+    try:
+        if module.params['max_age'] < 0:
+            raise PicError("must be 0 or more seconds", 'max_age', module.params['max_age'])
+        registry = Registry(module.params['state_dir'])
+        doc = registry.load()
+        if module.params['connection']:
+            ids = [connections.resolve(doc, module.params['connection'], 'connection')]
+            if ids == ['default']:
+                raise PicError("'default' is the cell's gateway, not a connection", 'connection', 'default')
+        else:
+            ids = sorted(doc['connections'])
+        results = report(doc, registry.load_runtime(), HealthCache(registry.state_dir), ids,
+                         max_age=module.params['max_age'], force=module.params['force'],
+                         write=not module.check_mode)
+    except PicError as exc:
+        module.fail_json(msg=exc.msg)
+    for cid, entry in results.items():
+        entry['name'] = doc['connections'][cid]['name']
+        entry['type'] = doc['connections'][cid]['type']
+    module.exit_json(changed=False, connections=results)
+
+
+if __name__ == '__main__':
+    main()
