@@ -48,6 +48,12 @@ options:
         I(priority_base + 1) (the kill-switch rule). Must be below the main table's 32766.
       - Cannot change while connections exist. When omitted, the registry's value is kept (C(10000) on a new cell).
     type: int
+  port_base:
+    description:
+      - Proxy connection N (C(tor), C(sshuttle), C(proxy)) gets the local ports I(port_base + 2N) (transparent TCP)
+        and I(port_base + 2N + 1) (DNS) for its instance.
+      - Cannot change while connections exist. When omitted, the registry's value is kept (C(12300) on a new cell).
+    type: int
 requirements:
   - python3 on the cell with pyroute2 (Debian C(python3-pyroute2)) and the nftables binding
     (Debian C(python3-nftables)) or the C(nft) command

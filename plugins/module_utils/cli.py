@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import json
 import signal
 import sys
@@ -23,7 +24,7 @@ import time
 from . import model
 from .dataplane import Cell
 from .errors import PicError
-from .health import ping_through, link_exists, HealthCache, check
+from .health import ping_through, link_exists, tcp_connect, HealthCache, check
 from .registry import Registry, DEFAULT_STATE_DIR
 from .wgiface import handshake_age
 
@@ -54,16 +55,23 @@ class Monitor(object):
         self.oks = {}
         self.stop = False
 
+    def _count(self, cid, ok):
+        self.fails[cid] = 0 if ok else self.fails.get(cid, 0) + 1
+        self.oks[cid] = self.oks.get(cid, 0) + 1 if ok else 0
+
     def verdict(self, conn, layout):
-        """(down: bool, reason) for one interface exit."""
+        """(down: bool, reason) for one exit; down None = decide by the probe counts."""
+        if conn['type'] in model.PROXY_TYPES:
+            ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
+            self._count(conn['id'], ok)
+            return None, 'instance port %d: %s' % (conn['local_port'], why)
         if not link_exists(conn.get('interface')):
             return True, 'interface %s is missing' % conn.get('interface')
         target = (conn.get('config') or {}).get('health_target')
         cid = conn['id']
         if target:
             ok = ping_through(target, layout.mark(conn['index'], True))
-            self.fails[cid] = 0 if ok else self.fails.get(cid, 0) + 1
-            self.oks[cid] = self.oks.get(cid, 0) + 1 if ok else 0
+            self._count(cid, ok)
             return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
         age = handshake_age(conn['interface'])
         if age is not None and age > 180:
@@ -71,22 +79,26 @@ class Monitor(object):
         return False, 'handshake %s' % ('never' if age is None else '%ds ago' % age)
 
     def tick(self):
+        # Probe without the lock (the registry is replaced atomically, so a
+        # plain read is consistent); decide and act under it.
+        doc = self.registry.load()
+        if not doc['connections']:
+            return
+        _settings, layout = model.normalize_settings(doc.get('settings'))
+        conns = list(doc['connections'].values())
+        with ThreadPoolExecutor(max_workers=min(32, len(conns))) as pool:
+            verdicts = dict(zip([c['id'] for c in conns], pool.map(lambda c: self.verdict(c, layout), conns)))
         with self.registry:
             doc = self.registry.load()
-            if not doc['connections']:
-                return
-            _settings, layout = model.normalize_settings(doc.get('settings'))
             runtime = self.registry.load_runtime()
             down = set(runtime.get('down') or [])
             reasons = runtime.get('reasons') or {}
             cell = Cell(self.registry)
             try:
                 healed = cell.heal(doc)
-                for conn in doc['connections'].values():
-                    if conn['type'] not in model.INTERFACE_TYPES:
+                for cid, (is_down, reason) in verdicts.items():
+                    if cid not in doc['connections']:
                         continue
-                    is_down, reason = self.verdict(conn, layout)
-                    cid = conn['id']
                     if is_down is None:   # probe with hysteresis
                         if cid in down and self.oks.get(cid, 0) >= self.recover_after:
                             is_down = False

@@ -228,6 +228,9 @@ def plan(doc, params):
                                record['interface'])
     else:
         record['interface'] = None
+    if ctype in model.PROXY_TYPES:
+        record['local_port'], record['dns_port'] = model.proxy_ports(settings, index)
+    record['dns'] = list(record.get('config', {}).get('dns') or [])
     doc['connections'][record['id']] = record
     return doc, record, payload, secrets, None
 
@@ -247,5 +250,6 @@ def public_result(record, settings):
         'table': record['table'],
         'interface': record.get('interface'),
         'local_port': record.get('local_port'),
+        'dns_port': record.get('dns_port'),
         'config': record.get('config', {}),
     }

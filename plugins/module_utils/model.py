@@ -40,6 +40,7 @@ DEFAULT_SETTINGS = {
     'mark_mask': 0x00ff0000,
     'table_base': 10000,
     'priority_base': 10000,
+    'port_base': 12300,
 }
 RESERVED_TABLES = (0, 253, 254, 255)
 
@@ -85,12 +86,20 @@ def normalize_settings(settings, field_prefix=''):
                            % (out['table_base'] + 1, out['table_base'] + layout.max_index, table),
                            field_prefix + 'table_base', out['table_base'])
     out['priority_base'] = parse_int(out['priority_base'], field_prefix + 'priority_base', 1, 32764)
+    out['port_base'] = parse_int(out['port_base'], field_prefix + 'port_base', 1024,
+                                 65535 - 2 * (layout.max_index + 1))
     check_ifname(out['peer_interface'], field_prefix + 'peer_interface')
     nets = []
     for i, net in enumerate(out['local_networks'] or []):
         nets.append(str(parse_network(str(net), '%slocal_networks[%d]' % (field_prefix, i))))
     out['local_networks'] = nets
     return out, layout
+
+
+def proxy_ports(settings, index):
+    """(local TCP port, DNS port) of the instance of proxy connection ``index``."""
+    base = settings['port_base'] + 2 * index
+    return base, base + 1
 
 
 def effective_fail_open(peer, conn):
@@ -188,7 +197,7 @@ def _nft_elem(value, nft_type):
         return '"%s"' % value
     if nft_type == 'mark':
         return '0x%08x' % int(value)
-    return value
+    return str(value)
 
 
 def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None, field_prefix=''):
@@ -282,25 +291,53 @@ def desired(doc, facts):
         if conn['id'] in down:
             want.sets['down_open']['elements'].add(layout.mark(conn['index'], False))
 
+    unmark = 'meta mark set meta mark & 0x%08x' % (0xffffffff & ~layout.mask)
     want.add_chain('prerouting', {'type': 'filter', 'hook': 'prerouting', 'priority': 'mangle'})
     want.add_rule('prerouting', 'iifname != @ingress return')
-    want.add_rule('prerouting', 'ip daddr @local4 return')
-    want.add_rule('prerouting', 'ip6 daddr @local6 return')
     want.add_rule('prerouting', 'ip saddr vmap @peer4')
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
-    want.add_rule('prerouting', 'meta mark & 0x%08x @down_open meta mark set meta mark & 0x%08x'
-                  % (layout.mask, 0xffffffff & ~layout.mask))
+    want.add_rule('prerouting', 'meta mark & 0x%08x @down_open %s' % (layout.mask, unmark))
+    # DNS keeps its mark even towards the cell's own resolver, so that it can be
+    # pinned to the exit below; every other local destination is never an exit's.
+    want.add_rule('prerouting', 'meta l4proto { tcp, udp } th dport 53 return')
+    want.add_rule('prerouting', 'ip daddr @local4 %s' % unmark)
+    want.add_rule('prerouting', 'ip6 daddr @local6 %s' % unmark)
 
+    want.add_chain('dstnat', {'type': 'nat', 'hook': 'prerouting', 'priority': 'dstnat'})
+    want.add_chain('input', {'type': 'filter', 'hook': 'input', 'priority': 'filter'})
     want.add_chain('forward', {'type': 'filter', 'hook': 'forward', 'priority': 'filter'})
     want.add_chain('postrouting', {'type': 'nat', 'hook': 'postrouting', 'priority': 'srcnat'})
+    ports = set()
     for conn in conns:
         closed_mark = layout.mark(conn['index'], True)
+        is_conn = 'meta mark & 0x%08x == 0x%08x' % (layout.index_mask, layout.mark(conn['index'], False))
+        if conn['type'] in PROXY_TYPES:
+            local_port, dns_port = conn.get('local_port'), conn.get('dns_port')
+            ports.update(p for p in (local_port, dns_port) if p)
+            want.add_rule('dstnat', '%s meta l4proto tcp redirect to :%d' % (is_conn, local_port))
+            if dns_port:
+                want.add_rule('dstnat', '%s udp dport 53 redirect to :%d' % (is_conn, dns_port))
+            # what the exit cannot carry (UDP, QUIC, ICMP, ...) never reaches the WAN
+            # while the exit is up, whatever the fail mode
+            want.add_rule('forward', '%s reject with icmpx admin-prohibited' % is_conn)
+            continue
+        for family, dns in ((4, [d for d in conn.get('dns') or [] if ':' not in d]),
+                            (6, [d for d in conn.get('dns') or [] if ':' in d])):
+            if dns:
+                want.add_rule('dstnat', '%s %s daddr @local%d meta l4proto { tcp, udp } th dport 53 dnat %s to %s'
+                              % (is_conn, 'ip' if family == 4 else 'ip6', family, 'ip' if family == 4 else 'ip6',
+                                 dns[0]))
         if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
             want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
                           % (layout.mask, closed_mark, conn['interface']))
             want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
         else:
             want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, closed_mark))
+    want.sets['proxy_ports'] = {'type': 'inet_service', 'flags': [], 'elements': ports}
+    # the instances listen on every address; only redirected traffic may reach them
+    want.add_rule('input', 'iifname "lo" accept')
+    want.add_rule('input', 'meta l4proto { tcp, udp } th dport @proxy_ports ct status dnat accept')
+    want.add_rule('input', 'meta l4proto { tcp, udp } th dport @proxy_ports drop')
 
     users = list(('peer', p) for p in doc['peers'].values()) + list(('service', s) for s in
                                                                     doc.get('services', {}).values())

@@ -16,8 +16,8 @@ from . import model
 from .errors import PicError
 from .registry import Registry, DEFAULT_STATE_DIR, clone
 
-SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base')
-LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base')
+SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
+LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
 
 
 def cell_argument_spec():
@@ -28,6 +28,7 @@ def cell_argument_spec():
         mark_mask=dict(type='raw'),
         table_base=dict(type='int'),
         priority_base=dict(type='int'),
+        port_base=dict(type='int'),
     )
 
 

@@ -105,6 +105,7 @@ def wait_for(func, timeout=10.0, interval=0.2):
 def lab():
     if os.geteuid() != 0:
         pytest.fail('the lab tests need root (network namespaces)')
+    piclab.down()    # start from a clean lab: no state from an earlier run
     piclab.up(cells=1)
     yield piclab
     piclab.down()
