@@ -44,7 +44,7 @@ options:
     type: int
   priority_base:
     description:
-      - The C(ip rule) priorities used: I(priority_base) (one rule per connection and family) and
+      - The C(ip rule) priorities used are I(priority_base) (one rule per connection and family) and
         I(priority_base + 1) (the kill-switch rule). Must be below the main table's 32766.
       - Cannot change while connections exist. When omitted, the registry's value is kept (C(10000) on a new cell).
     type: int

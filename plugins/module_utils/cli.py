@@ -39,7 +39,7 @@ def restore(state_dir):
         finally:
             cell.close()
     for change in changes:
-        print(change)
+        print(change)  # pylint: disable=ansible-bad-function
     return 0
 
 
@@ -118,7 +118,7 @@ class Monitor(object):
                 self.registry.save_runtime(new_runtime)
                 if changed or healed:
                     for line in healed + changed:
-                        print(line)
+                        print(line)  # pylint: disable=ansible-bad-function
                     sys.stdout.flush()
                     # Refresh the shared health cache right away.
                     cache = HealthCache(self.registry.state_dir)
@@ -137,7 +137,7 @@ class Monitor(object):
             try:
                 self.tick()
             except PicError as exc:
-                print('monitor: %s' % exc, file=sys.stderr)
+                print('monitor: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
             time.sleep(max(0.05, self.interval - (time.time() - started)))
         return 0
 
@@ -159,14 +159,14 @@ def main(argv=None):
         if args.command == 'monitor':
             return Monitor(args.state_dir, args.interval, args.fail_after, args.recover_after).run()
         if args.command == 'status':
-            print(json.dumps(Registry(args.state_dir).load_runtime(), indent=1, sort_keys=True))
+            print(json.dumps(Registry(args.state_dir).load_runtime(), indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function
             return 0
     except PicError as exc:
-        print('pic-connectivity: %s' % exc, file=sys.stderr)
+        print('pic-connectivity: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
         return 1
     parser.print_help()
     return 2
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main())  # pylint: disable=ansible-bad-function

@@ -59,7 +59,7 @@ def resolve(doc, value, field):
         return slug
     known = sorted(c['name'] for c in doc['connections'].values())
     raise PicError("unknown connection; known connections: %s (or 'default')" % (', '.join(known) or 'none'),
-                   field, value)
+                   field, value, details={'unknown_connection': value})
 
 
 def _check_keys(config, allowed, field):

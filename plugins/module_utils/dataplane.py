@@ -24,8 +24,8 @@ from .wgiface import WgInterface, config_matches, dump
 
 def _fmt_rule(rule):
     if rule['action'] == 'table':
-        return 'ipv%d rule pref %d fwmark 0x%x/0x%x lookup %d' % (rule['family'], rule['priority'], rule['fwmark'],
-                                                                 rule['fwmask'], rule['table'])
+        return 'ipv%d rule pref %d fwmark 0x%x/0x%x lookup %d' % (
+            rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['table'])
     return 'ipv%d rule pref %d fwmark 0x%x/0x%x %s' % (rule['family'], rule['priority'], rule['fwmark'],
                                                        rule['fwmask'], rule['action'])
 
@@ -120,8 +120,8 @@ class Cell(object):
             if not check_mode:
                 self.routing.add_rule(rule)
         if nft_changed:
-            changes.append('%s nftables table %s %s' % ('create' if have_nft is None else 'replace',
-                                                         model.NFT_FAMILY, model.NFT_TABLE))
+            verb = 'create' if have_nft is None else 'replace'
+            changes.append('%s nftables table %s %s' % (verb, model.NFT_FAMILY, model.NFT_TABLE))
             if not check_mode:
                 self.nft.replace(want.render_nft())
         for rule in del_rules:

@@ -33,7 +33,7 @@ def ping_through(target, mark, timeout=1.0):
     if not ping:
         return False
     proc = subprocess.run([ping, '-n', '-q', '-c', '1', '-W', str(max(1, int(timeout))), '-m', str(mark), target],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return proc.returncode == 0
 
 

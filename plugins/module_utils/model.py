@@ -148,8 +148,8 @@ class Desired(object):
             if spec['flags']:
                 lines.append('\t\tflags %s' % ', '.join(spec['flags']))
             if spec['elements']:
-                lines.append('\t\telements = { %s }' % ', '.join(_nft_elem(e, spec['type'])
-                                                              for e in sorted(spec['elements'], key=_sort_key)))
+                elements = [_nft_elem(e, spec['type']) for e in sorted(spec['elements'], key=_sort_key)]
+                lines.append('\t\telements = { %s }' % ', '.join(elements))
             lines.append('\t}')
         for name in sorted(self.maps):
             spec = self.maps[name]
@@ -166,8 +166,8 @@ class Desired(object):
             lines.append('\tchain %s {' % name)
             if chain['base']:
                 base = chain['base']
-                lines.append('\t\ttype %s hook %s priority %s; policy accept;' % (base['type'], base['hook'],
-                                                                                base['priority']))
+                lines.append('\t\ttype %s hook %s priority %s; policy accept;'
+                             % (base['type'], base['hook'], base['priority']))
             for text, comment in chain['rules']:
                 lines.append('\t\t%s comment "%s"' % (text, comment))
             lines.append('\t}')

@@ -42,7 +42,7 @@ class Nft(object):
             rc, out, err = self._lib.cmd(text)
         else:
             args = ['nft'] + (['-j'] if json_out else []) + ['-f', '-']
-            proc = subprocess.run(args, input=text, capture_output=True, text=True)
+            proc = subprocess.run(args, input=text, capture_output=True, text=True, check=False)
             rc, out, err = proc.returncode, proc.stdout, proc.stderr
         if rc != 0:
             raise PicError("nftables refused the change: %s" % (err or out).strip())

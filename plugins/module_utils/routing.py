@@ -107,8 +107,8 @@ class Routing(object):
                     continue
                 dst = _attr(route, 'RTA_DST')
                 dst = '%s/%d' % (dst, route['dst_len']) if dst else ('0.0.0.0/0' if family == 4 else '::/0')
-                rtype = {RTN_UNICAST: 'unicast', RTN_UNREACHABLE: 'unreachable'}.get(route['type'],
-                                                                                   'other:%d' % route['type'])
+                rtype = {RTN_UNICAST: 'unicast', RTN_UNREACHABLE: 'unreachable'}.get(
+                    route['type'], 'other:%d' % route['type'])
                 oif = _attr(route, 'RTA_OIF')
                 out.append({'family': family, 'table': table, 'dst': dst, 'type': rtype,
                             'oif': names.get(oif, oif) if oif else None})

@@ -29,7 +29,7 @@ def _wg(*args, **kwargs):
     wg = shutil.which('wg')
     if not wg:
         raise PicError("the 'wg' command is required on the cell (Debian: wireguard-tools)")
-    return subprocess.run([wg] + list(args), capture_output=True, text=True, **kwargs)
+    return subprocess.run([wg] + list(args), capture_output=True, text=True, check=False, **kwargs)
 
 
 def dump(ifname):

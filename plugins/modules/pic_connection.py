@@ -22,7 +22,7 @@ description:
   - Every call also brings the cell's running data plane back to the registry, so a rule, route or nftables
     element deleted by hand is restored.
 author:
-  - pic.connectivity contributors
+  - PIC connectivity developers (@pic-cells)
 extends_documentation_fragment:
   - pic.connectivity.cell
 attributes:

@@ -16,7 +16,7 @@ description:
     assigned, the fail mode in force and what carries its traffic now (C(exit), C(default) or C(blocked)).
   - Uses the shared health cache (see M(pic.connectivity.pic_health)); I(max_age) and I(force) as there.
 author:
-  - pic.connectivity contributors
+  - PIC connectivity developers (@pic-cells)
 attributes:
   check_mode:
     support: full

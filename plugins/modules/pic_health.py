@@ -18,7 +18,7 @@ description:
   - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
   - Never changes routing; always reports C(changed=false).
 author:
-  - pic.connectivity contributors
+  - PIC connectivity developers (@pic-cells)
 attributes:
   check_mode:
     support: full

@@ -17,7 +17,7 @@ def new_cell(keys, **conn):
     doc = empty()
     params = {'name': 'Exit WG', 'type': 'wireguard_ext', 'config': {'wg_config': wg_text(keys)}}
     params.update(conn)
-    doc, record, _payload, _secrets, _removed = connections.plan(doc, params)
+    doc, record, payload, secrets, removed = connections.plan(doc, params)
     return doc, record
 
 
@@ -56,7 +56,7 @@ def test_create_wireguard_connection(keys):
 
 def test_tor_fails_open_by_default_and_only_once():
     doc = empty()
-    doc, record, _p, _s, _r = connections.plan(doc, {'name': 'Tor', 'type': 'tor', 'config': {}})
+    doc, record, payload, secrets, removed = connections.plan(doc, {'name': 'Tor', 'type': 'tor', 'config': {}})
     assert record['fail_open'] is True
     with pytest.raises(PicError) as err:
         connections.plan(doc, {'name': 'Tor 2', 'type': 'tor', 'config': {}})
@@ -144,19 +144,19 @@ def test_pins_inside_range(keys):
 
 
 def test_delete_in_use_lists_users(keys):
-    doc, _ = new_cell(keys)
-    doc, _ = peers.plan(doc, [{'peer': 'alice', 'address': ['10.0.0.2/32'], 'connection': 'Exit WG'}])
+    doc, dummy = new_cell(keys)
+    doc, dummy = peers.plan(doc, [{'peer': 'alice', 'address': ['10.0.0.2/32'], 'connection': 'Exit WG'}])
     with pytest.raises(PicError) as err:
         connections.plan(doc, {'name': 'Exit WG', 'state': 'absent'})
     assert err.value.details['users'] == {'peers': ['alice'], 'services': []}
     assert 'alice' in str(err.value)
-    doc, _ = peers.plan(doc, [{'peer': 'alice', 'connection': 'default'}])
-    doc, record, _p, _s, removed = connections.plan(doc, {'name': 'Exit WG', 'state': 'absent'})
+    doc, dummy = peers.plan(doc, [{'peer': 'alice', 'connection': 'default'}])
+    doc, record, payload, secrets, removed = connections.plan(doc, {'name': 'Exit WG', 'state': 'absent'})
     assert record is None and removed['id'] == 'exit-wg' and not doc['connections']
 
 
 def test_peer_errors(keys):
-    doc, _ = new_cell(keys)
+    doc, dummy = new_cell(keys)
     cases = [
         ([{'peer': 'a', 'address': ['10.0.0.2/32'], 'connection': 'Nope'}], 'peers[0].connection'),
         ([{'peer': 'a;b', 'address': ['10.0.0.2/32']}], 'peers[0].peer'),
@@ -180,10 +180,10 @@ def _peers(n, conn='exit-wg'):
 
 
 def test_rule_count_independent_of_peer_count(keys):
-    doc, _ = new_cell(keys)
+    doc, dummy = new_cell(keys)
     sizes = []
     for n in (10, 2000):
-        d, _ = peers.plan(doc, _peers(n), bulk=True)
+        d, dummy = peers.plan(doc, _peers(n), bulk=True)
         want = model.desired(d, {'peer_networks': ['10.0.0.0/24'], 'interfaces': ['pic-exit-wg']})
         sizes.append((len(want.rules), sum(len(c['rules']) for c in want.chains.values())))
         assert len(want.maps['peer4']['elements']) == n
@@ -192,8 +192,8 @@ def test_rule_count_independent_of_peer_count(keys):
 
 
 def test_desired_fail_modes_and_routes(keys):
-    doc, _ = new_cell(keys)
-    doc, _ = peers.plan(doc, [
+    doc, dummy = new_cell(keys)
+    doc, dummy = peers.plan(doc, [
         {'peer': 'closed', 'address': ['10.0.0.11/32', 'fd00:10::11/128'], 'connection': 'exit-wg'},
         {'peer': 'open', 'address': ['10.0.0.12/32'], 'connection': 'exit-wg', 'fail_open': True},
         {'peer': 'direct', 'address': ['10.0.0.13/32']},
@@ -215,14 +215,14 @@ def test_desired_fail_modes_and_routes(keys):
 
 def test_ipv4_only_exit_blocks_ipv6(keys):
     doc = empty()
-    doc, record, _p, _s, _r = connections.plan(doc, {'name': 'V4', 'type': 'wireguard_ext', 'config': {
+    doc, record, payload, secrets, removed = connections.plan(doc, {'name': 'V4', 'type': 'wireguard_ext', 'config': {
         'wg_config': wg_text(keys, allowed='0.0.0.0/0', address='10.200.0.11/32')}})
     want = model.desired(doc, {'interfaces': ['pic-v4']})
     assert {'family': 6, 'dst': '::/0', 'type': 'unreachable', 'oif': None} in want.routes[record['table']]
 
 
 def test_monitor_down_set(keys):
-    doc, _ = new_cell(keys)
+    doc, dummy = new_cell(keys)
     want = model.desired(doc, {'interfaces': ['pic-exit-wg'], 'down': ['exit-wg']})
     assert want.sets['down_open']['elements'] == set([0x00010000])
 
