@@ -329,7 +329,8 @@ def daemon_pid(node, daemon="wireguard-go"):
             pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
-    if _proc_alive(pid) and _matches(daemon, _cmdline(pid)) and _in_node(pid, node) \
+    known = daemon in ("wireguard-go", "echo")     # plugins' daemons: the marker alone
+    if _proc_alive(pid) and (_matches(daemon, _cmdline(pid)) or not known) and _in_node(pid, node) \
             and _lab_daemons_pid(pid) == _marker(node, daemon):
         return pid
     return None
@@ -820,9 +821,70 @@ def up(cells=1, verify=True):
     _write_exit_confs(ncells)
     _write_wrappers(ncells)
 
+    # 8. exit servers of the other types (lab/servers/*.py)
+    for plugin in server_plugins():
+        plugin.up(ncells)
+
     if verify:
         verify_lab(ncells)
     return {"cells": ncells, "seconds": round(time.monotonic() - t0, 2)}
+
+
+# --------------------------------------------------------------------------
+# Exit servers of other types: plugins in lab/servers/*.py
+# --------------------------------------------------------------------------
+# Each plugin module defines ``up(ncells)`` (idempotent: namespaces, daemons,
+# client files under $PICLAB_RUN/exits/) and may define ``check()`` returning a
+# list of problems. ``down`` needs nothing from them: every "<prefix>-*"
+# namespace and every process in it goes. Plugins build on public_host(),
+# spawn() and stop().
+SERVERS_DIR = os.path.join(LAB_DIR, "servers")
+
+
+def server_plugins():
+    import importlib.util
+    out = []
+    if not os.path.isdir(SERVERS_DIR):
+        return out
+    for name in sorted(os.listdir(SERVERS_DIR)):
+        if not name.endswith(".py") or name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location("piclab_server_" + name[:-3],
+                                                      os.path.join(SERVERS_DIR, name))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        out.append(mod)
+    return out
+
+
+def public_host(node, host, router=True, mac_host=None):
+    """A namespace NODE on the internet bridge with 203.0.113.HOST and
+    2001:db8:1::HOST (documentation ranges), default routes via the internet
+    router, forwarding on when ROUTER.  Idempotent.  Returns (v4, v6)."""
+    v4, v6 = "203.0.113.%d" % host, "2001:db8:1::%d" % host
+    _ensure_ns(node, router=router)
+    _ensure_veth(node, WAN_IF, "inet", node, mac=_mac(0xcb, mac_host or host))
+    _ipbatch("inet", ["link set %s master br0 up" % node])
+    _ipbatch(node, _wan_lines(v4, v6))
+    return v4, v6
+
+
+def public_nat(node):
+    """Masquerade what NODE forwards out of its public interface (an exit server)."""
+    _nft_replace(node, "inet lab_nat", _LAB_NAT)
+
+
+def spawn(node, daemon, argv):
+    """Start DAEMON (a name) as ARGV in NODE, detached, logged, unless it runs."""
+    if daemon_pid(node, daemon):
+        return False
+    _spawn(node, daemon, list(argv))
+    return True
+
+
+def stop(node, daemon):
+    _stop_daemon(node, daemon)
 
 
 def cells_present():

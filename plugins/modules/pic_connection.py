@@ -164,6 +164,11 @@ connection:
       description: The configuration without secrets, with a fingerprint that changes when a secret changes.
       type: dict
       sample: {"address": ["10.64.0.2"], "fingerprint": "3f2a9c1d0b7e4a55"}
+removed:
+  description: The connection this call deleted (as C(connection) was before), so that a role can stop its instance.
+  returned: when a connection was deleted
+  type: dict
+  sample: {"id": "us-exit", "name": "US Exit", "type": "wireguard_ext", "interface": "pic-us-exit"}
 users:
   description: Who still uses the connection, when deletion was refused.
   returned: failure
@@ -191,6 +196,8 @@ def planner(params):
                 before = conn
         new_doc, record, payload, secrets, removed = connections.plan(doc, params)
         result = {'connection': connections.public_result(record, new_doc['settings'])}
+        if removed:
+            result['removed'] = connections.public_result(removed, doc['settings'])
         diff = {'before': connections.public_result(before, doc['settings']) or {},
                 'after': result['connection'] or {}}
         wg = {record['id']: payload} if record and record['type'] == 'wireguard_ext' and payload else {}
