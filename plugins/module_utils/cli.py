@@ -7,7 +7,9 @@ connectivity role, with this directory copied as ``pic_connectivity_lib``):
 * ``restore``: re-apply the registry (boot, before forwarding starts);
 * ``monitor``: keep exit interfaces and their routes up, probe exits, and hold
   fail-open peers of a dead exit on the default gateway by changing one
-  nftables set (never by rewriting the ruleset).
+  nftables set (never by rewriting the ruleset);
+* ``openvpn-up``: the up/down hook of an OpenVPN exit instance (addresses
+  from OpenVPN's environment, then the connection's routes).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,11 +19,12 @@ __metaclass__ = type
 import argparse
 from concurrent.futures import ThreadPoolExecutor
 import json
+import os
 import signal
 import sys
 import time
 
-from . import model
+from . import model, openvpn
 from .dataplane import Cell
 from .errors import PicError
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check
@@ -66,13 +69,20 @@ class Monitor(object):
             self._count(conn['id'], ok)
             return None, 'instance port %d: %s' % (conn['local_port'], why)
         if not link_exists(conn.get('interface')):
-            return True, 'interface %s is missing' % conn.get('interface')
+            reason = 'interface %s is missing' % conn.get('interface')
+            if conn['type'] == 'openvpn':
+                # deleted under a running OpenVPN, which never recovers by itself
+                restarted = openvpn.restart_orphaned(self.registry.state_dir, conn)
+                reason += '; %s' % restarted if restarted else ''
+            return True, reason
         target = (conn.get('config') or {}).get('health_target')
         cid = conn['id']
         if target:
             ok = ping_through(target, layout.mark(conn['index'], True))
             self._count(cid, ok)
             return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
+        if conn['type'] == 'openvpn':
+            return False, 'interface %s present' % conn['interface']
         age = handshake_age(conn['interface'])
         if age is not None and age > 180:
             return True, 'last handshake %ds ago' % age
@@ -100,9 +110,12 @@ class Monitor(object):
                     if cid not in doc['connections']:
                         continue
                     if is_down is None:   # probe with hysteresis
-                        if cid in down and self.oks.get(cid, 0) >= self.recover_after:
+                        config = doc['connections'][cid].get('config') or {}
+                        fail_after = config.get('health_fail_after') or self.fail_after
+                        recover_after = config.get('health_recover_after') or self.recover_after
+                        if cid in down and self.oks.get(cid, 0) >= recover_after:
                             is_down = False
-                        elif cid not in down and self.fails.get(cid, 0) >= self.fail_after:
+                        elif cid not in down and self.fails.get(cid, 0) >= fail_after:
                             is_down = True
                         else:
                             is_down = cid in down
@@ -124,7 +137,7 @@ class Monitor(object):
                     cache = HealthCache(self.registry.state_dir)
                     stored = cache.load()
                     for conn in doc['connections'].values():
-                        status, why = check(conn, new_runtime)
+                        status, why = check(conn, new_runtime, layout=layout)
                         stored[conn['id']] = {'status': status, 'reason': why, 'checked_at': time.time()}
                     cache.save(stored)
             finally:
@@ -152,6 +165,12 @@ def main(argv=None):
             cmd.add_argument('--interval', type=float, default=1.0)
             cmd.add_argument('--fail-after', type=int, default=2)
             cmd.add_argument('--recover-after', type=int, default=2)
+    # OpenVPN's up/down hook: the connection's addresses and routes (OpenVPN's
+    # environment), then OpenVPN's own arguments, which are ignored.
+    cmd = sub.add_parser('openvpn-up')
+    cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
+    cmd.add_argument('--connection', required=True)
+    cmd.add_argument('openvpn_args', nargs='*')
     args = parser.parse_args(argv)
     try:
         if args.command == 'restore':
@@ -160,6 +179,10 @@ def main(argv=None):
             return Monitor(args.state_dir, args.interval, args.fail_after, args.recover_after).run()
         if args.command == 'status':
             print(json.dumps(Registry(args.state_dir).load_runtime(), indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function
+            return 0
+        if args.command == 'openvpn-up':
+            for line in openvpn.run_hook(Registry(args.state_dir), args.connection, os.environ):
+                print('openvpn-up %s: %s' % (args.connection, line))  # pylint: disable=ansible-bad-function
             return 0
     except PicError as exc:
         print('pic-connectivity: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function

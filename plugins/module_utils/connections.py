@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 
-from . import model, wgconf
+from . import model, openvpn, wgconf
 from .errors import PicError
 from .validation import check_display_name, check_ifname, parse_network, slugify, parse_int
 
@@ -69,7 +69,7 @@ def _check_keys(config, allowed, field):
                            '%s.%s' % (field, key), config[key])
 
 
-_COMMON_KEYS = {'interface', 'health_target'}
+_COMMON_KEYS = {'interface', 'health_target', 'health_fail_after', 'health_recover_after'}
 _WG_KEYS = {'wg_config', 'private_key', 'address', 'peer_public_key', 'endpoint', 'allowed_ips', 'preshared_key',
             'persistent_keepalive', 'mtu', 'dns', 'listen_port'}
 _HOST_RE = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^[0-9A-Fa-f:.]+$')
@@ -96,6 +96,9 @@ def validate_config(ctype, config, field='config'):
     if config.get('health_target') is not None:
         public['health_target'] = str(parse_network(str(config['health_target']), field + '.health_target',
                                                     host_only=True).network_address)
+    for key in ('health_fail_after', 'health_recover_after'):
+        if config.get(key) is not None:
+            public[key] = parse_int(config[key], '%s.%s' % (field, key), 1, 100)
     if config.get('interface') is not None:
         public['interface'] = check_ifname(config['interface'], field + '.interface')
     if ctype == 'wireguard_ext':
@@ -109,14 +112,11 @@ def validate_config(ctype, config, field='config'):
         return public, wg, wgconf.secrets(wg), {'4': routes[4], '6': routes[6]}
     if ctype == 'openvpn':
         _check_keys(config, _COMMON_KEYS | {'ovpn_config', 'username', 'password'}, field)
-        text = config.get('ovpn_config')
-        if not isinstance(text, str) or not text.strip():
-            raise PicError("an openvpn connection needs ovpn_config (the text of the .ovpn file)", field + '.ovpn_config')
-        if not re.search(r'^\s*remote\s+\S+', text, re.M):
-            raise PicError("the OpenVPN configuration has no 'remote' line", field + '.ovpn_config')
+        public['remote'] = openvpn.validate(config, field)
         secrets = [s for s in (config.get('password'),) if s]
         public['fingerprint'] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-        return public, config, secrets, {'4': [], '6': []}
+        # Everything goes into the tunnel; what it cannot carry is dropped there, never leaked.
+        return public, config, secrets, {'4': ['0.0.0.0/0'], '6': ['::/0']}
     if ctype == 'sshuttle':
         _check_keys(config, _COMMON_KEYS | {'host', 'user', 'port', 'ssh_key', 'subnets', 'dns'}, field)
         if not config.get('host'):

@@ -46,18 +46,14 @@ def tcp_connect(host, port, timeout=1.0):
     return True, 'connected to %s:%d' % (host, port)
 
 
-def check(conn, runtime=None, now=None):
-    """The guide's check for one connection: (status, reason)."""
+def guide_check(conn, now=None):
+    """The admin guide's check for one connection type: (status, reason)."""
     from .wgiface import handshake_age
-    now = now or time.time()
-    runtime = runtime or {}
     ctype = conn['type']
     if ctype in ('wireguard_ext', 'cell_relay'):
         if not link_exists(conn.get('interface')):
             return DOWN, 'interface %s is missing' % conn.get('interface')
-        if conn['id'] in (runtime.get('down') or []):
-            return DOWN, runtime.get('reasons', {}).get(conn['id'], 'the monitor holds it down')
-        age = handshake_age(conn['interface'], now)
+        age = handshake_age(conn['interface'], now or time.time())
         if age is None:
             return UNKNOWN, 'no handshake yet on %s' % conn['interface']
         if age > HANDSHAKE_MAX_AGE:
@@ -67,11 +63,30 @@ def check(conn, runtime=None, now=None):
         if link_exists(conn.get('interface')):
             return WORKING, 'interface %s present' % conn['interface']
         return DOWN, 'interface %s is missing' % conn.get('interface')
-    port = conn.get('local_port') or (conn.get('config') or {}).get('socks_port')
+    config = conn.get('config') or {}
+    port = config.get('socks_port') if ctype == 'tor' else conn.get('local_port')
     if not port:
-        return UNKNOWN, 'no local port known for this %s connection yet' % ctype
+        return UNKNOWN, 'no local port known for this %s connection' % ctype
     ok, reason = tcp_connect('127.0.0.1', port)
     return (WORKING if ok else DOWN), reason
+
+
+def check(conn, runtime=None, now=None, layout=None):
+    """Health of one connection: the guide's check, the monitor's verdict, and
+    the deep probe (a ping to ``health_target`` through the exit, with the
+    connection's kill mark so it can never leave by the WAN) when configured."""
+    runtime = runtime or {}
+    status, reason = guide_check(conn, now)
+    if status == DOWN:
+        return status, reason
+    if conn['id'] in (runtime.get('down') or []):
+        return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
+    target = (conn.get('config') or {}).get('health_target')
+    if target and layout is not None and conn['type'] in model.INTERFACE_TYPES:
+        if not ping_through(target, layout.mark(conn['index'], True)):
+            return DOWN, '%s, but the deep probe to %s through the exit got no answer' % (reason, target)
+        return WORKING, '%s; deep probe to %s answered' % (reason, target)
+    return status, reason
 
 
 class HealthCache(object):
@@ -105,8 +120,9 @@ def report(doc, runtime, cache, conn_ids, max_age=30, force=False, now=None, wri
         else:
             todo.append(cid)
     if todo:
-        with ThreadPoolExecutor(max_workers=min(32, len(todo))) as pool:
-            results = list(pool.map(lambda cid: check(doc['connections'][cid], runtime, now), todo))
+        _settings, layout = model.normalize_settings(doc.get('settings'))
+        with ThreadPoolExecutor(max_workers=min(64, len(todo))) as pool:
+            results = list(pool.map(lambda cid: check(doc['connections'][cid], runtime, now, layout), todo))
         for cid, (status, reason) in zip(todo, results):
             entry = {'status': status, 'reason': reason, 'checked_at': now}
             stored[cid] = entry

@@ -15,6 +15,10 @@ description:
   - Probes the connections of a cell with the admin guide's check for each type (WireGuard handshake age,
     down if older than 3 minutes; OpenVPN interface present; TCP connect to the local port of proxy exits)
     and the verdict of the cell's monitor (a probe through the exit when C(health_target) is configured).
+  - With C(health_target) in a connection's config, a deep probe (an ICMP echo through the exit itself, sent
+    with the connection's kill mark so it can never leave by the WAN) catches an exit whose tunnel is up but
+    carries nothing.
+  - C(unknown) when it cannot tell (a tunnel that never completed a handshake), with the reason.
   - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
   - Never changes routing; always reports C(changed=false).
 author:
@@ -68,6 +72,13 @@ connections:
       reason: last handshake 12s ago
       checked_at: 1764003071.2
       cached: false
+monitor:
+  description:
+    - The cell monitor's state, the same as in M(pic.connectivity.pic_connectivity_info). C(down) lists the
+      connections whose fail-open peers it holds on the default gateway.
+  returned: success
+  type: dict
+  sample: {down: [], reasons: {home-vpn: probe of 10.64.0.1 answered}, monitor_at: 1764003071.2}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -104,7 +115,7 @@ def main():
     for cid, entry in results.items():
         entry['name'] = doc['connections'][cid]['name']
         entry['type'] = doc['connections'][cid]['type']
-    module.exit_json(changed=False, connections=results)
+    module.exit_json(changed=False, connections=results, monitor=registry.load_runtime())
 
 
 if __name__ == '__main__':
