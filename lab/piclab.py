@@ -996,8 +996,12 @@ def verify_lab(ncells=None, timeout=20):
 
 def fetch(peer, family=4, cell="cell1", timeout=3):
     """HTTP GET the echo server from PEER; the source address it saw, or None."""
+    return fetch_node(peer_node(peer, cell), family, timeout)
+
+
+def fetch_node(node, family=4, timeout=3):
+    """HTTP GET the echo server from any lab NODE; the source address it saw, or None."""
     fam = _family(family)
-    node = peer_node(peer, cell)
     url = "http://%s/" % SERVER_V4 if fam == 4 else "http://[%s]/" % SERVER_V6
     try:
         cp = run(node, "curl", "-s", "-g", "--noproxy", "*", "--max-time", str(timeout), url,

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import ipaddress
 import json
 import re
 
@@ -57,6 +58,10 @@ def resolve(doc, value, field):
     slug = slugify(value)
     if slug in doc['connections']:
         return slug
+    for cell, link in doc.get('links', {}).items():
+        if value in (cell, slugify(cell)) and not link.get('remote_offers'):
+            raise PicError("cell %s is linked but does not offer its internet exit to this cell, so there is no "
+                           "relay through it" % cell, field, value, details={'unknown_connection': value})
     known = sorted(c['name'] for c in doc['connections'].values())
     raise PicError("unknown connection; known connections: %s (or 'default')" % (', '.join(known) or 'none'),
                    field, value, details={'unknown_connection': value})
@@ -79,6 +84,37 @@ def _host(value, field):
     if not isinstance(value, str) or not _HOST_RE.match(value or ''):
         raise PicError("must be a host name or IP address", field, value)
     return value
+
+
+_SSHUTTLE_KEYS = {'host', 'user', 'port', 'ssh_key', 'known_hosts', 'subnets', 'dns', 'python'}
+_WORD_RE = re.compile(r'^[^\s"\'\\;#]+$')
+
+
+def _word(value, field):
+    """One token without blanks, quotes or comment characters (it lands on a command line or in a
+    configuration file)."""
+    if not isinstance(value, str) or not _WORD_RE.match(value):
+        raise PicError("must be one word without blanks, quotes, backslashes, ';' or '#'", field, value)
+    return value
+
+
+def _ipv4(value, field):
+    try:
+        return str(ipaddress.IPv4Address(str(value)))
+    except ValueError:
+        raise PicError("must be an IPv4 address (redsocks connects to the proxy by address)", field, value)
+
+
+def _dns_server(value, field):
+    """sshuttle forwards DNS to one server (--to-ns): an address, or a list holding one."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise PicError("must be one DNS server address (sshuttle forwards to one server)", field, value)
+        value = value[0]
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise PicError("must be the IP address of a DNS server", field, value)
 
 
 def validate_config(ctype, config, field='config'):
@@ -118,26 +154,44 @@ def validate_config(ctype, config, field='config'):
         # Everything goes into the tunnel; what it cannot carry is dropped there, never leaked.
         return public, config, secrets, {'4': ['0.0.0.0/0'], '6': ['::/0']}
     if ctype == 'sshuttle':
-        _check_keys(config, _COMMON_KEYS | {'host', 'user', 'port', 'ssh_key', 'subnets', 'dns'}, field)
+        _check_keys(config, _COMMON_KEYS | _SSHUTTLE_KEYS, field)
         if not config.get('host'):
             raise PicError("an sshuttle connection needs host (the SSH server)", field + '.host')
+        if config.get('subnets') is not None:
+            raise PicError("is not supported: an sshuttle exit carries every TCP connection of its peers "
+                           "(the cell redirects them to the instance)", field + '.subnets', config['subnets'])
         public['host'] = _host(config['host'], field + '.host')
         public['port'] = parse_int(config.get('port', 22), field + '.port', 1, 65535)
-        public['user'] = config.get('user', 'root')
+        public['user'] = _word(config.get('user', 'root'), field + '.user')
+        if config.get('dns') is not None:
+            public['dns'] = [_dns_server(config['dns'], field + '.dns')]
+        for key in ('ssh_key', 'known_hosts'):
+            if config.get(key) is not None and not isinstance(config[key], str):
+                raise PicError("must be a string (the text of the file)", '%s.%s' % (field, key))
+        if config.get('python') is not None:
+            public['python'] = _word(config['python'], field + '.python')
         secrets = [s for s in (config.get('ssh_key'),) if s]
         return public, config, secrets, {'4': [], '6': []}
     if ctype == 'proxy':
         _check_keys(config, _COMMON_KEYS | {'host', 'port', 'proxy_type', 'username', 'password'}, field)
         if not config.get('host'):
-            raise PicError("a proxy connection needs host", field + '.host')
+            raise PicError("a proxy connection needs host (the proxy server's IPv4 address)", field + '.host')
         if config.get('port') is None:
-            raise PicError("a proxy connection needs port", field + '.port')
-        public['host'] = _host(config['host'], field + '.host')
+            raise PicError("a proxy connection needs port (the proxy server's port)", field + '.port')
+        public['host'] = _ipv4(config['host'], field + '.host')
         public['port'] = parse_int(config['port'], field + '.port', 1, 65535)
         ptype = config.get('proxy_type', 'socks5')
         if ptype not in ('socks5', 'http-connect'):
             raise PicError("must be socks5 or http-connect", field + '.proxy_type', ptype)
         public['proxy_type'] = ptype
+        if config.get('password') and not config.get('username'):
+            raise PicError("a proxy password needs a username", field + '.username')
+        if config.get('username') is not None:
+            public['username'] = _word(config['username'], field + '.username')
+        password = config.get('password')
+        if password is not None and (not isinstance(password, str) or re.search(r'["\\\x00-\x1f]', password)):
+            raise PicError("must be a string without double quotes, backslashes or control characters "
+                           "(it goes into redsocks' configuration)", field + '.password')
         secrets = [s for s in (config.get('password'),) if s]
         return public, config, secrets, {'4': [], '6': []}
     if ctype == 'tor':

@@ -19,7 +19,7 @@ from . import model, wgconf
 from .errors import PicError
 from .nft import Nft, summary as nft_summary
 from .routing import Routing, diff, rule_key, route_key
-from .wgiface import WgInterface, config_matches, dump
+from .wgiface import WgInterface, config_matches, dump_all
 
 
 def _fmt_rule(rule):
@@ -74,8 +74,14 @@ class Cell(object):
         settings, _layout = model.normalize_settings(doc.get('settings'))
         self.routing.forget_links()
         links = self.routing.links()
+        local_ifaces = [settings['peer_interface']]
+        local_ifaces += [s['interface'] for s in doc.get('services', {}).values() if s.get('interface')]
+        local_ifaces += [link['interface'] for link in doc.get('links', {}).values()]
+        networks = []
+        for ifname in sorted(set(local_ifaces)):
+            networks.extend(n for n in self.routing.networks_of(ifname) if n not in networks)
         return {
-            'peer_networks': self.routing.networks_of(settings['peer_interface']),
+            'peer_networks': networks,
             'interfaces': sorted(c['interface'] for c in doc['connections'].values()
                                  if c.get('interface') in links),
             'down': self.registry.load_runtime().get('down', []),
@@ -90,18 +96,22 @@ class Cell(object):
         """
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
-        for conn in sorted(doc['connections'].values(), key=lambda c: c['index']):
-            if conn['type'] == 'wireguard_ext':
-                iface = WgInterface(self.routing, conn['interface'], self.run_dir)
-                if check_mode:
-                    wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
-                    if not iface.exists():
-                        changes.append('create %s' % conn['interface'])
-                    elif not config_matches(dump(conn['interface']), wg):
-                        changes.append('configure %s' % conn['interface'])
-                else:
-                    wg = self.load_wg(conn['id'])
-                    changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf'))
+        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
+                       key=lambda c: c['index'])
+        self.routing.forget_links()
+        running = dump_all() if exits else {}
+        for conn in exits:
+            iface = WgInterface(self.routing, conn['interface'], self.run_dir)
+            if check_mode:
+                wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
+                if not iface.exists(fresh=False):
+                    changes.append('create %s' % conn['interface'])
+                elif not config_matches(running.get(conn['interface']), wg):
+                    changes.append('configure %s' % conn['interface'])
+            else:
+                wg = self.load_wg(conn['id'])
+                changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf',
+                                            running=running.get(conn['interface'])))
         want = model.desired(doc, self.facts(doc))
         have_rules = self.routing.rules(model.owned_priorities(settings))
         have_routes = self.routing.routes(model.owned_table_range(settings, layout))

@@ -16,11 +16,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import ipaddress
 
 from .errors import PicError
-from .validation import parse_int, parse_network, check_ifname
+from .validation import parse_int, parse_network, check_ifname, network
 
 NFT_FAMILY = 'inet'
 NFT_TABLE = 'pic_connectivity'
@@ -184,9 +185,10 @@ class Desired(object):
         }
 
 
+@functools.lru_cache(maxsize=None)
 def _sort_key(value):
     try:
-        net = ipaddress.ip_network(value)
+        net = network(value)
         return (0, net.version, int(net.network_address), net.prefixlen, '')
     except ValueError:
         return (1, 0, 0, 0, str(value))
@@ -341,14 +343,19 @@ def desired(doc, facts):
 
     users = list(('peer', p) for p in doc['peers'].values()) + list(('service', s) for s in
                                                                     doc.get('services', {}).values())
+    orphans = False
     for _kind, user in users:
         cid = user.get('connection') or DEFAULT
-        if cid == DEFAULT or cid not in doc['connections']:
+        if cid == DEFAULT:
             continue
-        conn = doc['connections'][cid]
-        verdict = 'jump %s' % _chain(cid, not effective_fail_open(user, conn))
+        if cid not in doc['connections']:
+            # Its connection went away (a cell stopped offering its exit): blocked,
+            # never silently moved to the default gateway.
+            verdict, orphans = 'jump orphan', True
+        else:
+            verdict = 'jump %s' % _chain(cid, not effective_fail_open(user, doc['connections'][cid]))
         for addr in user.get('address', []):
-            net = ipaddress.ip_network(addr, strict=False)
+            net = network(addr)
             want.maps['peer%d' % net.version]['elements'][str(net)] = verdict
 
     for conn in conns:
@@ -370,7 +377,25 @@ def desired(doc, facts):
                 # peer of the connection rather than leak it to the WAN.
                 routes.append({'family': family, 'dst': '0.0.0.0/0' if family == 4 else '::/0',
                                'type': 'unreachable', 'oif': None})
-    if conns:
+    want.add_chain('orphan')
+    want.add_rule('orphan', 'meta mark set meta mark & 0x%08x | 0x%08x' % (0xffffffff & ~layout.mask, layout.kill))
+    want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, layout.kill))
+
+    # Cell links: relayed traffic from a linked cell goes out this cell's WAN only
+    # while this cell offers its exit to that cell; what it relays is masqueraded.
+    for remote in sorted(doc.get('links', {})):
+        link = doc['links'][remote]
+        ifname = link['interface']
+        if link.get('offer'):
+            want.add_rule('postrouting', 'iifname "%s" oifname != "%s" ip daddr != @local4 masquerade'
+                          % (ifname, ifname))
+            want.add_rule('postrouting', 'iifname "%s" oifname != "%s" ip6 daddr != @local6 masquerade'
+                          % (ifname, ifname))
+        else:
+            want.add_rule('forward', 'iifname "%s" ip daddr != @local4 counter drop' % ifname)
+            want.add_rule('forward', 'iifname "%s" ip6 daddr != @local6 counter drop' % ifname)
+
+    if conns or orphans:
         for family in (4, 6):
             want.rules.append({'family': family, 'priority': base + 1, 'fwmark': layout.kill,
                                'fwmask': layout.kill, 'action': 'unreachable', 'table': None})

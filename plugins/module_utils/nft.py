@@ -12,12 +12,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ipaddress
 import json
 import subprocess
 
 from .errors import PicError
 from .model import NFT_FAMILY, NFT_TABLE
+from .validation import network
 
 try:
     import nftables as _nftables
@@ -71,13 +71,13 @@ def _elem_key(elem):
     if isinstance(elem, dict) and 'elem' in elem:
         elem = elem['elem'].get('val')
     if isinstance(elem, dict) and 'prefix' in elem:
-        return str(ipaddress.ip_network('%s/%s' % (elem['prefix']['addr'], elem['prefix']['len'])))
+        return str(network('%s/%s' % (elem['prefix']['addr'], elem['prefix']['len'])))
     if isinstance(elem, dict) and 'range' in elem:
         return 'range:%s-%s' % tuple(elem['range'])
     if isinstance(elem, int):
         return elem
     try:
-        return str(ipaddress.ip_network(elem))
+        return str(network(elem))
     except ValueError:
         return elem
 

@@ -14,7 +14,7 @@ import os
 
 from . import model
 from .errors import PicError
-from .registry import Registry, DEFAULT_STATE_DIR, clone
+from .registry import Registry, DEFAULT_STATE_DIR
 
 SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
 LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
@@ -70,9 +70,10 @@ def transact(module, planner):
     else:
         registry_ctx = registry.lock()
     try:
-        doc = registry.load()
-        base = clone(doc)
-        doc = merge_settings(clone(doc), module.params)
+        # The planners never change the document they are given (they work on
+        # copies), so the loaded document is the "before" as it is.
+        base = registry.load()
+        doc = merge_settings(dict(base), module.params)
         plan = planner(doc)
         for secret in plan.secrets:
             module.no_log_values.add(secret)
@@ -109,4 +110,6 @@ def run(module, planner):
         result = transact(module, planner)
     except PicError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    for warning in result.pop('warnings', []):
+        module.warn(warning)
     module.exit_json(**result)

@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import ipaddress
 import re
 
@@ -56,6 +57,12 @@ def check_ifname(value, field):
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def network(value, strict=False):
+    """ipaddress.ip_network, cached: a run parses each peer address several times."""
+    return ipaddress.ip_network(value, strict=strict)
+
+
 def parse_network(value, field, host_only=False):
     """An address or network (``10.0.0.2``, ``10.0.0.2/32``, ``fd00::/64``) -> ip_network.
 
@@ -64,7 +71,7 @@ def parse_network(value, field, host_only=False):
     if not isinstance(value, str) or not value.strip():
         raise PicError("must be an IPv4 or IPv6 address or network", field, value)
     try:
-        net = ipaddress.ip_network(value.strip(), strict=True)
+        net = network(value.strip(), True)
     except ValueError as exc:
         raise PicError("is not a valid IPv4/IPv6 address or network (%s)" % exc, field, value)
     if host_only and net.num_addresses != 1:

@@ -32,6 +32,19 @@ def _wg(*args, **kwargs):
     return subprocess.run([wg] + list(args), capture_output=True, text=True, check=False, **kwargs)
 
 
+def _peer(row):
+    return {
+        'public_key': row[0],
+        'preshared_key': None if row[1] == '(none)' else row[1],
+        'endpoint': None if row[2] == '(none)' else row[2],
+        'allowed_ips': sorted(x for x in row[3].split(',') if x and x != '(none)'),
+        'latest_handshake': int(row[4]),
+        'rx': int(row[5]),
+        'tx': int(row[6]),
+        'persistent_keepalive': None if row[7] == 'off' else int(row[7]),
+    }
+
+
 def dump(ifname):
     """``wg show IF dump`` (wireguard-tools' tab-separated machine format) as a dict, or None."""
     proc = _wg('show', ifname, 'dump')
@@ -42,17 +55,22 @@ def dump(ifname):
         return None
     head = lines[0]
     out = {'private_key': head[0], 'public_key': head[1], 'listen_port': head[2], 'peers': []}
-    for row in lines[1:]:
-        out['peers'].append({
-            'public_key': row[0],
-            'preshared_key': None if row[1] == '(none)' else row[1],
-            'endpoint': None if row[2] == '(none)' else row[2],
-            'allowed_ips': sorted(x for x in row[3].split(',') if x and x != '(none)'),
-            'latest_handshake': int(row[4]),
-            'rx': int(row[5]),
-            'tx': int(row[6]),
-            'persistent_keepalive': None if row[7] == 'off' else int(row[7]),
-        })
+    out['peers'].extend(_peer(row) for row in lines[1:])
+    return out
+
+
+def dump_all():
+    """``wg show all dump``: every WireGuard interface at once, {ifname: dict as dump()}."""
+    proc = _wg('show', 'all', 'dump')
+    out = {}
+    if proc.returncode != 0:
+        return out
+    for line in proc.stdout.splitlines():
+        row = line.split('\t')
+        if len(row) == 5:
+            out[row[0]] = {'private_key': row[1], 'public_key': row[2], 'listen_port': row[3], 'peers': []}
+        elif len(row) == 9 and row[0] in out:
+            out[row[0]]['peers'].append(_peer(row[1:]))
     return out
 
 
@@ -88,8 +106,9 @@ class WgInterface(object):
     def pidfile(self):
         return os.path.join(self.run_dir, '%s.pid' % self.ifname)
 
-    def exists(self):
-        self.routing.forget_links()
+    def exists(self, fresh=True):
+        if fresh:
+            self.routing.forget_links()
         return self.ifname in self.routing.links()
 
     def create(self):
@@ -121,12 +140,16 @@ class WgInterface(object):
             time.sleep(0.05)
         raise PicError("wireguard-go did not bring up %s within 10s" % self.ifname)
 
-    def ensure(self, wg, setconf_path):
-        """Bring the interface to ``wg``; returns a list of what changed."""
+    def ensure(self, wg, setconf_path, running=None):
+        """Bring the interface to ``wg``; returns a list of what changed.
+
+        ``running``: the interface's ``dump()`` when the caller already read it
+        (with the links of ``routing`` fresh), to save a ``wg`` call per exit."""
         changes = []
-        if not self.exists():
+        if not self.exists(fresh=running is None):
             changes.append('created %s (%s)' % (self.ifname, self.create()))
-        if not config_matches(dump(self.ifname), wg):
+            running = None
+        if not config_matches(running if running is not None else dump(self.ifname), wg):
             proc = _wg('setconf', self.ifname, setconf_path)
             if proc.returncode != 0:
                 raise PicError("wg setconf %s failed: %s" % (self.ifname, proc.stderr.strip()))

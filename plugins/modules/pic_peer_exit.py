@@ -104,7 +104,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 peers:
-  description: The assignment of every peer named in the call, as the cell now runs it.
+  description:
+    - The assignment, as the cell now runs it, of the named peer (single form) or of every peer the call
+      changed (bulk form).
   returned: success
   type: list
   elements: dict
@@ -145,7 +147,11 @@ def planner(params):
     def _plan(doc):
         new_doc, names = peers.plan(doc, items, purge=params['purge'], bulk=bulk)
         changed = sorted(n for n in new_doc['peers'] if doc['peers'].get(n) != new_doc['peers'][n])
-        result = {'peers': [peers.public(new_doc, n) for n in names], 'changed_peers': changed}
+        # The bulk form returns the peers it changed (a no-op run over thousands of
+        # peers returns nothing to echo); the single form returns its peer.
+        changed_set = set(changed)
+        shown = names if not bulk else [n for n in names if n in changed_set]
+        result = {'peers': [peers.public(new_doc, n) for n in shown], 'changed_peers': changed}
         diff = {'before': dict((n, peers.public(doc, n)) for n in changed),
                 'after': dict((n, peers.public(new_doc, n)) for n in changed)}
         return Plan(new_doc, result, diff)

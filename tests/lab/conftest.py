@@ -106,7 +106,7 @@ def lab():
     if os.geteuid() != 0:
         pytest.fail('the lab tests need root (network namespaces)')
     piclab.down()    # start from a clean lab: no state from an earlier run
-    piclab.up(cells=1)
+    piclab.up(cells=3)   # cell1 linked to cell2 and cell3 (lab/servers/links.py)
     yield piclab
     piclab.down()
 

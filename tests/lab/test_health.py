@@ -70,7 +70,8 @@ def test_deep_probe_catches_a_tunnel_that_carries_nothing(cell):
     try:
         entry = health(cell, force=True)['exit-wg']
         assert entry['status'] == 'down', entry
-        assert 'deep probe' in entry['reason'] and 'last handshake' in entry['reason']
+        # the deep probe of this call, or the monitor's (when one runs on the cell) got there first
+        assert 'deep probe' in entry['reason'] or 'monitor: probe' in entry['reason'], entry
     finally:
         piclab.run('wgexit', 'nft', 'delete table inet blackhole')
     assert wait_for(lambda: health(cell, force=True)['exit-wg']['status'] == 'working', 10)

@@ -16,12 +16,14 @@ def playbook(*extra):
         from conftest import _BASE
         env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
     binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook', '-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml'),
+    if '-i' not in extra:
+        extra = ('-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml')) + extra
+    proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook',
                            os.path.join(ROOT, 'playbooks', 'site.yml')] + list(extra),
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    recap = re.search(r'cell1\s*:\s*ok=(\d+)\s+changed=(\d+)', proc.stdout)
-    return int(recap.group(2)), proc.stdout
+    changed = sum(int(n) for n in re.findall(r'cell\d+\s*:\s*ok=\d+\s+changed=(\d+)', proc.stdout))
+    return changed, proc.stdout
 
 
 def test_site_converges_the_lab_cell_idempotently(cell):

@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Cell links and the cell_relay connections derived from them. Pure.
+
+A link is a site-to-site WireGuard tunnel to another cell (managed by the
+cell software, not here). When the remote cell offers its internet exit over
+the link, a ``cell_relay`` connection named after it appears; when it stops
+offering, the connection goes away and the peers still assigned to it stay
+blocked (fail-closed) and are reported, never moved.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from . import model
+from .errors import PicError
+from .validation import check_ifname, check_peer_name, slugify
+
+RELAY_ROUTES = {'4': ['0.0.0.0/0'], '6': ['::/0']}
+
+
+def plan(doc, links, known_cells=None, purge=True):
+    """Apply the cell's link list to a copy of ``doc``.
+
+    ``links``: dicts with ``cell`` (the remote cell), ``interface`` (the link
+    interface on this cell), ``offer_exit`` (this cell offers its exit to the
+    remote cell) and ``remote_offers_exit`` (the remote cell offers its exit here).
+    Returns (doc, relays: list of connection ids, orphans: {conn id: [peers]}).
+    """
+    doc = json.loads(json.dumps(doc))
+    settings, layout = model.normalize_settings(doc.get('settings'))
+    wanted = {}
+    seen_if = {}
+    for i, link in enumerate(links):
+        field = 'links[%d]' % i
+        cell = check_peer_name(link.get('cell'), field + '.cell')
+        if known_cells is not None and cell not in known_cells:
+            raise PicError("is not a known cell (known: %s)" % ', '.join(sorted(known_cells)), field + '.cell', cell)
+        if cell in wanted:
+            raise PicError("is linked twice", field + '.cell', cell)
+        ifname = check_ifname(link.get('interface'), field + '.interface')
+        if ifname in seen_if:
+            raise PicError("is also the interface of the link to %s" % seen_if[ifname], field + '.interface', ifname)
+        seen_if[ifname] = cell
+        for key in ('offer_exit', 'remote_offers_exit'):
+            if not isinstance(link.get(key, False), bool):
+                raise PicError("must be true or false", '%s.%s' % (field, key), link.get(key))
+        wanted[cell] = {'cell': cell, 'interface': ifname, 'offer': bool(link.get('offer_exit', False)),
+                        'remote_offers': bool(link.get('remote_offers_exit', False))}
+    links_now = {} if purge else dict(doc.get('links', {}))
+    links_now.update(wanted)
+    doc['links'] = links_now
+
+    relays = []
+    for cell, link in sorted(links_now.items()):
+        if not link['remote_offers']:
+            continue
+        cid = slugify(cell)
+        current = doc['connections'].get(cid)
+        if current is not None and current['type'] != 'cell_relay':
+            raise PicError("the relay through cell %s would be connection %r, which already exists as a %s "
+                           "connection; rename that connection" % (cell, cid, current['type']), 'links', cell)
+        record = dict(current) if current else {'id': cid, 'name': cell, 'type': 'cell_relay', 'fail_open': False,
+                                                'config': {}, 'dns': []}
+        record['interface'] = link['interface']
+        record['routes'] = RELAY_ROUTES
+        record['cell'] = cell
+        index, table = model.allocate(doc, layout, settings, cid)
+        record.update(index=index, table=table, mark=layout.mark(index, False))
+        doc['connections'][cid] = record
+        relays.append(cid)
+    orphans = {}
+    for cid, conn in list(doc['connections'].items()):
+        if conn['type'] == 'cell_relay' and cid not in relays:
+            del doc['connections'][cid]
+    for name, peer in doc['peers'].items():
+        cid = peer.get('connection') or model.DEFAULT
+        if cid != model.DEFAULT and cid not in doc['connections']:
+            orphans.setdefault(cid, []).append(name)
+    for name, svc in doc.get('services', {}).items():
+        cid = svc.get('connection') or model.DEFAULT
+        if cid != model.DEFAULT and cid not in doc['connections']:
+            orphans.setdefault(cid, []).append('service %s' % name)
+    return doc, relays, orphans

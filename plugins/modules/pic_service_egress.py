@@ -1,0 +1,124 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pic_service_egress
+short_description: Route the outbound traffic of a PIC cell service through a connection
+version_added: 1.0.0
+description:
+  - Routes the outbound traffic of a cell service (a container on the cell's service network, typically the
+    email service) through a connection, with the same marks, tables and kill switch as peers.
+  - Only services whose manifest declares C(has_egress) as C(true) can be routed through a connection; any other is
+    refused with a clear message and nothing changes.
+  - A connection a service uses cannot be deleted; M(pic.connectivity.pic_connection) names the service.
+author:
+  - PIC connectivity developers (@pic-cells)
+extends_documentation_fragment:
+  - pic.connectivity.cell
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the service's assignment before and after.
+options:
+  service:
+    description: Name of the service (letters, digits, C(_), C(.), C(@), C(-)).
+    type: str
+    required: true
+  connection:
+    description: Name or id of the connection, or C(default) for the cell's default gateway.
+    type: str
+    default: default
+  address:
+    description: The service's source addresses (IPv4 and/or IPv6). Required the first time.
+    type: list
+    elements: str
+  manifest:
+    description:
+      - The service's manifest, as a dict or as the path of its YAML or JSON manifest file on the cell.
+      - Required to route the service through a connection; it must declare C(has_egress) as C(true).
+    type: raw
+  interface:
+    description: The interface the service's traffic arrives by (the cell's service network). Required the first time.
+    type: str
+  fail_open:
+    description: Per-service override of the connection's fail mode; C(null) inherits it.
+    type: bool
+  state:
+    description: C(present) assigns the service, C(absent) forgets it (its traffic takes the default gateway).
+    type: str
+    choices: [present, absent]
+    default: present
+seealso:
+  - module: pic.connectivity.pic_connection
+'''
+
+EXAMPLES = r'''
+- name: Send the email service's outbound mail through Home VPN
+  pic.connectivity.pic_service_egress:
+    service: email
+    address: [172.31.0.10/32, "fd00:31::10/128"]
+    interface: svc0
+    manifest: /opt/pic/services/email/manifest.yml
+    connection: Home VPN
+
+- name: Back to the default gateway
+  pic.connectivity.pic_service_egress:
+    service: email
+    connection: default
+'''
+
+RETURN = r'''
+service:
+  description: The service's assignment as the cell now runs it; null after C(state=absent).
+  returned: success
+  type: dict
+  sample: {service: email, address: [172.31.0.10/32], interface: svc0, connection: home-vpn, fail_open: null}
+changes:
+  description: What was (or in check mode would be) done on the cell's data plane.
+  returned: always
+  type: list
+  elements: str
+  sample: ["replace nftables table inet pic_connectivity"]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pic.connectivity.plugins.module_utils import services
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, cell_argument_spec, run
+
+
+def planner(params):
+    def _plan(doc):
+        new_doc, name = services.plan(doc, params)
+        result = {'service': services.public(new_doc, name)}
+        diff = {'before': services.public(doc, name) or {}, 'after': result['service'] or {}}
+        return Plan(new_doc, result, diff)
+    return _plan
+
+
+def main():
+    argument_spec = cell_argument_spec()
+    argument_spec.update(
+        service=dict(type='str', required=True),
+        connection=dict(type='str', default='default'),
+        address=dict(type='list', elements='str'),
+        manifest=dict(type='raw'),
+        interface=dict(type='str'),
+        fail_open=dict(type='bool'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    run(module, planner(module.params))
+
+
+if __name__ == '__main__':
+    main()
