@@ -31,7 +31,9 @@ LAB_INVENTORY := lab/inventory/hosts.yml
 # (the role's package task), which would otherwise try to install it itself.
 APT_PACKAGES := wireguard-tools wireguard-go nftables iproute2 python3-pyroute2 \
 	python3-netaddr python3-nftables curl iputils-ping socat supervisor procps \
-	python3-venv python3-apt
+	python3-venv python3-apt tor \
+	sshuttle openssh-client openssh-server redsocks microsocks tinyproxy \
+	openvpn openssl iptables
 
 # Every target uses the venv's tools and the collection installed from this tree.
 export PATH := $(VENV)/bin:$(PATH)

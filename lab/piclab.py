@@ -902,14 +902,24 @@ def down():
     """Remove everything the lab created (idempotent; works after a partial up)."""
     t0 = time.monotonic()
     names = _namespaces()
-    pids = set()
-    for n in names:
-        cp = _sh(["ip", "netns", "pids", n], check=False)
-        pids.update(int(x) for x in cp.stdout.split() if x.isdigit())
-    # daemons the lab started, wherever they are (covers a namespace deleted
-    # behind our back but kept alive by a TUN fd)
-    pids.update(_lab_daemons())
-    _kill_wait(pids)
+    killed = set()
+    # Several passes: a supervisor in a namespace (a cell's supervisord) may
+    # restart a child it saw die before it dies itself; that child must not
+    # outlive the lab (it would keep writing to the next lab's run dir).
+    for _pass in range(5):
+        pids = set()
+        for n in names:
+            cp = _sh(["ip", "netns", "pids", n], check=False)
+            pids.update(int(x) for x in cp.stdout.split() if x.isdigit())
+        # daemons the lab started, wherever they are (covers a namespace deleted
+        # behind our back but kept alive by a TUN fd)
+        pids.update(_lab_daemons())
+        pids.discard(os.getpid())
+        if not pids:
+            break
+        _kill_wait(pids)
+        killed |= pids
+    pids = killed
     for n in names:
         _sh(["ip", "netns", "del", n], check=False)
     left = _namespaces()

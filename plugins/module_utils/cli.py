@@ -25,6 +25,7 @@ import sys
 import time
 
 from . import model, openvpn
+from .commits import wait_and_revert
 from .dataplane import Cell
 from .errors import PicError
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check
@@ -171,12 +172,21 @@ def main(argv=None):
     cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
     cmd.add_argument('--connection', required=True)
     cmd.add_argument('openvpn_args', nargs='*')
+    # The timer of a confirmed commit (pic_commit): reverts unless confirmed in time.
+    cmd = sub.add_parser('revert')
+    cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
+    cmd.add_argument('--commit', required=True)
+    cmd.add_argument('--deadline', type=float, required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == 'restore':
             return restore(args.state_dir)
         if args.command == 'monitor':
             return Monitor(args.state_dir, args.interval, args.fail_after, args.recover_after).run()
+        if args.command == 'revert':
+            for line in wait_and_revert(Registry(args.state_dir), args.commit, args.deadline):
+                print('revert %s: %s' % (args.commit, line))  # pylint: disable=ansible-bad-function
+            return 0
         if args.command == 'status':
             print(json.dumps(Registry(args.state_dir).load_runtime(), indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function
             return 0

@@ -143,7 +143,14 @@ class Routing(object):
             if index is None:
                 return False
             kwargs['oif'] = index
-        self._nl(self.ipr.route, 'replace', **kwargs)
+        try:
+            self.ipr.route('replace', **kwargs)
+        except NetlinkError as exc:
+            if exc.code == 100 and route['type'] != 'unreachable':
+                # ENETDOWN: the interface exists but is not up yet (an OpenVPN
+                # device before its up hook, which adds the route itself)
+                return False
+            raise PicError("netlink refused replace %s: %s" % (kwargs, exc))
         return True
 
     def del_route(self, route):

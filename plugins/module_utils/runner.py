@@ -13,6 +13,7 @@ import json
 import os
 
 from . import model
+from .commits import Commits
 from .errors import PicError
 from .registry import Registry, DEFAULT_STATE_DIR
 
@@ -72,6 +73,7 @@ def transact(module, planner):
     try:
         # The planners never change the document they are given (they work on
         # copies), so the loaded document is the "before" as it is.
+        Commits(registry).check_not_expired()
         base = registry.load()
         doc = merge_settings(dict(base), module.params)
         plan = planner(doc)

@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+"""Helpers of the transparent-proxy exit lab tests (test_exit_sshuttle.py,
+test_exit_proxy.py): converging through playbooks/site.yml with a vars file,
+DNS queries from a peer, the internet's packet counters, the cell's supervisord."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from conftest import ROOT, piclab, wait_for
+
+
+def server_plugin(name):
+    """The lab server plugin lab/servers/NAME.py (loaded by piclab)."""
+    for plugin in piclab.server_plugins():
+        if plugin.__name__ == 'piclab_server_' + name:
+            return plugin
+    raise AssertionError('lab/servers/%s.py is missing' % name)
+
+
+def addresses(peer):
+    return [piclab.peer_address(peer, 4) + '/32', piclab.peer_address(peer, 6) + '/128']
+
+
+def peers_on(conn):
+    """p1 on CONN (its fail mode), p2 on CONN with fail_open: true, p3 on the default gateway."""
+    return [
+        {'name': 'p1', 'address': addresses('p1'), 'connection': conn},
+        {'name': 'p2', 'address': addresses('p2'), 'connection': conn, 'fail_open': True},
+        {'name': 'p3', 'address': addresses('p3'), 'connection': 'default'},
+    ]
+
+
+# -- playbook ------------------------------------------------------------------------
+def inventory_dir():
+    """A copy of lab/inventory for this lab's run dir (the committed one names /run/piclab)."""
+    out = tempfile.mkdtemp(prefix='pic-exit-inv-')
+    src = os.path.join(ROOT, 'lab', 'inventory')
+    for base, _dirs, files in os.walk(src):
+        for name in files:
+            rel = os.path.relpath(os.path.join(base, name), src)
+            os.makedirs(os.path.join(out, os.path.dirname(rel)), exist_ok=True)
+            with open(os.path.join(base, name)) as handle:
+                text = handle.read().replace('/run/piclab', piclab.run_dir())
+            with open(os.path.join(out, rel), 'w') as handle:
+                handle.write(text)
+    return out
+
+
+def _ansible_env():
+    env = dict(os.environ)
+    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
+        from conftest import _BASE
+        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
+    return env
+
+
+def playbook(inventory, variables, *extra):
+    """Run playbooks/site.yml with VARIABLES (-e @file); returns (changed, stdout)."""
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        yaml.safe_dump(variables, handle)
+    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    try:
+        started = time.time()
+        proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook',
+                               '-i', os.path.join(inventory, 'hosts.yml'),
+                               os.path.join(ROOT, 'playbooks', 'site.yml'), '-e', '@' + handle.name] + list(extra),
+                              capture_output=True, text=True, env=_ansible_env(), timeout=900)
+    finally:
+        os.unlink(handle.name)
+    print('playbook: %.1fs' % (time.time() - started))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    recap = re.search(r'cell1\s*:\s*ok=(\d+)\s+changed=(\d+)', proc.stdout)
+    return int(recap.group(2)), proc.stdout
+
+
+# -- where traffic leaves ---------------------------------------------------------------
+def sources(peer, timeout=3):
+    return piclab.fetch(peer, 4, timeout=timeout), piclab.fetch(peer, 6, timeout=timeout)
+
+
+def via_wan(peer):
+    return sources(peer) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
+
+
+_DNS_QUERY = r"""
+import random, socket, struct, sys
+server, qtype, tcp = sys.argv[1], int(sys.argv[2]), sys.argv[3] == 'tcp'
+q = struct.pack('!HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0)
+q += b'\x04echo\x06piclab\x04test\x00' + struct.pack('!HH', qtype, 1)
+af = socket.AF_INET6 if ':' in server else socket.AF_INET
+try:
+    if tcp:
+        s = socket.socket(af, socket.SOCK_STREAM); s.settimeout(4); s.connect((server, 53))
+        s.sendall(struct.pack('!H', len(q)) + q)
+        head = s.recv(2)
+        n = struct.unpack('!H', head)[0]; r = b''
+        while len(r) < n:
+            chunk = s.recv(n - len(r))
+            if not chunk:
+                break
+            r += chunk
+    else:
+        s = socket.socket(af, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, (server, 53)); r = s.recv(4096)
+except (OSError, struct.error) as exc:
+    print('error %s' % exc); sys.exit(0)
+if struct.unpack('!H', r[2:4])[0] & 0x0200:
+    print('truncated'); sys.exit(0)
+if struct.unpack('!H', r[6:8])[0] == 0:
+    print('empty'); sys.exit(0)
+size = 4 if qtype == 1 else 16
+print(socket.inet_ntop(socket.AF_INET if size == 4 else socket.AF_INET6, r[-size:]))
+"""
+
+
+def dns_query(peer, server=None, family=4, tcp=False):
+    """One DNS query (A for family 4, AAAA for 6) from PEER to SERVER:53 (default:
+    the lab's DNS echo, which answers with the source address it saw).  Returns
+    that address, 'truncated', 'empty' or 'error ...'."""
+    server = server or (piclab.SERVER_ROUTER4 if family == 4 else piclab.SERVER_ROUTER6)
+    cp = piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, '-c', _DNS_QUERY, server,
+                    '1' if family == 4 else '28', 'tcp' if tcp else 'udp', check=False, timeout=20)
+    return cp.stdout.strip() or ('error ' + cp.stderr.strip()[-200:])
+
+
+_UNCARRIED = r"""
+import socket, struct, sys, time
+fam, dst, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+af = socket.AF_INET if fam == 4 else socket.AF_INET6
+keep = []
+for i in range(n):
+    for port in (443, 4433, 123):        # QUIC, other UDP
+        u = socket.socket(af, socket.SOCK_DGRAM); keep.append(u)
+        u.setblocking(False)
+        try:
+            u.sendto(b'\xc0\x00\x00\x00\x01piclab-quic', (dst, port))
+        except OSError:
+            pass
+    try:
+        if fam == 4:
+            r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            h = struct.pack('!BBHHH', 8, 0, 0, 0x7070, i) + b'piclab'
+            s = sum(struct.unpack('!%dH' % (len(h) // 2), h)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+            h = h[:2] + struct.pack('!H', ~s & 0xffff) + h[4:]
+        else:
+            r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+            h = struct.pack('!BBHHH', 128, 0, 0, 0x7070, i) + b'piclab'
+        keep.append(r); r.setblocking(False); r.sendto(h, (dst, 0))
+    except OSError:
+        pass
+time.sleep(0.3)
+"""
+
+
+def quiet_counters():
+    """Reset the internet's counters once no other traffic (say the last FIN of an
+    earlier request) is still arriving, so that what is counted next is ours."""
+    for _attempt in range(20):
+        piclab.counters_reset()
+        time.sleep(0.3)
+        counts = piclab.counters()
+        if counts['v4'] + counts['v6'] == 0:
+            return
+    raise AssertionError('the internet namespace never went quiet: %r' % counts)
+
+
+def uncarried_count(peer):
+    """Packets that reach the internet namespace when PEER sends what a proxy exit
+    cannot carry: UDP (QUIC on 443, 4433, NTP) and ICMP echo, both families."""
+    quiet_counters()
+    for family in (4, 6):
+        piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, '-c', _UNCARRIED, str(family),
+                   piclab.server_address(family), '3', timeout=20)
+    time.sleep(0.5)
+    counts = piclab.counters()
+    return counts['v4'] + counts['v6']
+
+
+def leak_count(peer):
+    """Packets of every kind (TCP, UDP incl. DNS, ICMP) from PEER that reach the internet namespace."""
+    quiet_counters()
+    for family in (4, 6):
+        piclab.send_probe(peer, family, count=3)
+        piclab.fetch(peer, family, timeout=1)
+    time.sleep(0.5)
+    counts = piclab.counters()
+    return counts['v4'] + counts['v6']
+
+
+# -- the cell's supervisord -------------------------------------------------------------
+class Supervisor(object):
+    def __init__(self, cell):
+        self.cell = cell
+        self.conf = os.path.join(cell.state_dir, 'supervisor', 'supervisord.conf')
+
+    def ctl(self, *args):
+        return self.cell.sh('supervisorctl', '-c', self.conf, *args, check=False).stdout
+
+    def pid(self, program):
+        match = re.search(r'RUNNING\s+pid (\d+)', self.ctl('status', program))
+        return int(match.group(1)) if match else None
+
+    def programs(self):
+        return [line.split()[0] for line in self.ctl('status').splitlines() if line.strip()]
+
+    def program_file(self, program):
+        return os.path.join(self.cell.state_dir, 'supervisor', 'conf.d', program + '.conf')
+
+
+def wait_pid(supervisor, program, timeout=15):
+    return wait_for(lambda: supervisor.pid(program), timeout)
+
+
+def installed(package):
+    proc = subprocess.run(['dpkg-query', '-W', '-f=${Status}', package], capture_output=True, text=True)
+    return proc.stdout.strip() == 'install ok installed'

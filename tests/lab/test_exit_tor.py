@@ -1,0 +1,382 @@
+# -*- coding: utf-8 -*-
+"""The tor exit end to end: a private Tor network in the lab (lab/servers/tor.py:
+three directory authorities, two relays, one exit relay, TestingTorNetwork),
+the cell's Tor run by the tor role through playbooks/site.yml, real packets.
+
+Vars of every run: connection "Tor" (tor, fail-open by default); p1 on it
+(fail-open, the tor default), p2 on it with fail_open: false, p3 on the
+default gateway.  The file leaves the cell with no connection and every peer
+on the default gateway, and stops the Tor network.
+"""
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, piclab, wait_for
+
+CONN = 'Tor'
+INSTANCE = 'pic-tor'
+
+_DNS_QUERY = r"""
+import random, socket, struct, sys
+server, name, qtype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+q = struct.pack('!HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0)
+q += b''.join(bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\0' + struct.pack('!HH', qtype, 1)
+s = socket.socket(socket.AF_INET6 if ':' in server else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(4)
+try:
+    s.sendto(q, (server, 53)); r = s.recv(4096)
+except OSError as exc:
+    print('error %s' % exc); sys.exit(0)
+if struct.unpack('!H', r[6:8])[0] == 0:
+    print('rcode %d' % (r[3] & 15)); sys.exit(0)
+size = 4 if qtype == 1 else 16
+print(socket.inet_ntop(socket.AF_INET if size == 4 else socket.AF_INET6, r[-size:]))
+"""
+
+
+def _tor_network():
+    for plugin in piclab.server_plugins():
+        if plugin.__name__.endswith('_tor'):
+            return plugin
+    raise AssertionError('lab/servers/tor.py is missing')
+
+
+TORNET = _tor_network()
+
+
+# -- helpers ---------------------------------------------------------------------
+def addresses(peer):
+    return [piclab.peer_address(peer, 4) + '/32', piclab.peer_address(peer, 6) + '/128']
+
+
+def tor_vars(extra_settings=(), state='present'):
+    peers_conn = CONN if state == 'present' else 'default'
+    return {
+        'pic_connections': [dict({'name': CONN, 'type': 'tor', 'config': {'socks_port': 9050}},
+                                 **({'state': 'absent'} if state == 'absent' else {}))],
+        'pic_peers': [
+            {'name': 'p1', 'address': addresses('p1'), 'connection': peers_conn},
+            {'name': 'p2', 'address': addresses('p2'), 'connection': peers_conn,
+             'fail_open': False if state == 'present' else None},
+            {'name': 'p3', 'address': addresses('p3'), 'connection': 'default'},
+        ],
+        'pic_purge_peers': True,
+        'tor_dir_authorities': TORNET.authority_lines(),
+        'tor_extra_settings': ['TestingTorNetwork 1'] + list(extra_settings),
+    }
+
+
+def inventory_dir():
+    """A copy of lab/inventory for this lab's run dir (the committed one names /run/piclab)."""
+    out = tempfile.mkdtemp(prefix='pic-tor-inv-')
+    src = os.path.join(ROOT, 'lab', 'inventory')
+    for base, _dirs, files in os.walk(src):
+        for name in files:
+            rel = os.path.relpath(os.path.join(base, name), src)
+            os.makedirs(os.path.join(out, os.path.dirname(rel)), exist_ok=True)
+            with open(os.path.join(base, name)) as handle:
+                text = handle.read().replace('/run/piclab', piclab.run_dir())
+            with open(os.path.join(out, rel), 'w') as handle:
+                handle.write(text)
+    return out
+
+
+def ansible_env():
+    env = dict(os.environ)
+    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
+        from conftest import _BASE
+        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
+    return env
+
+
+def ansible_bin(name):
+    binary = os.path.join(os.path.dirname(sys.executable), name)
+    return binary if os.path.exists(binary) else name
+
+
+def playbook(inventory, variables, playbook_path=None, expect_fail=False):
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        yaml.safe_dump(variables, handle)
+    try:
+        started = time.time()
+        proc = subprocess.run([ansible_bin('ansible-playbook'), '-i', os.path.join(inventory, 'hosts.yml'),
+                               playbook_path or os.path.join(ROOT, 'playbooks', 'site.yml'),
+                               '-e', '@' + handle.name], capture_output=True, text=True,
+                              env=ansible_env(), timeout=600)
+    finally:
+        os.unlink(handle.name)
+    print('playbook: %.1fs' % (time.time() - started))
+    if expect_fail:
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        return None, proc.stdout
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    recap = re.search(r'cell1\s*:\s*ok=(\d+)\s+changed=(\d+)', proc.stdout)
+    return int(recap.group(2)), proc.stdout
+
+
+def sources(peer, timeout=5):
+    return piclab.fetch(peer, 4, timeout=timeout), piclab.fetch(peer, 6, timeout=timeout)
+
+
+def via_tor(peer):
+    return sources(peer) == (TORNET.exit_address(4), TORNET.exit_address(6))
+
+
+def via_wan(peer):
+    return sources(peer, timeout=3) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
+
+
+def dns(peer, server, name='echo.piclab.test', qtype=1):
+    cp = piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, '-c', _DNS_QUERY, server, name, str(qtype),
+                    check=False, timeout=20)
+    return cp.stdout.strip() or ('error ' + cp.stderr.strip()[-200:])
+
+
+def quiet_counters():
+    """Reset the internet's counters once no other traffic (say the last FIN of an
+    earlier request) is still arriving, so that what is counted next is ours."""
+    for _attempt in range(20):
+        piclab.counters_reset()
+        time.sleep(0.3)
+        counts = piclab.counters()
+        if counts['v4'] + counts['v6'] == 0:
+            return
+    raise AssertionError('the internet namespace never went quiet: %r' % counts)
+
+
+def leak_count(peer):
+    """Packets of every kind from ``peer`` that reach the internet namespace."""
+    quiet_counters()
+    for family in (4, 6):
+        piclab.send_probe(peer, family, count=3)
+        piclab.fetch(peer, family, timeout=1)
+    time.sleep(0.5)
+    counts = piclab.counters()
+    return counts['v4'] + counts['v6']
+
+
+def tor_in_cell():
+    """Pids of tor processes in the cell's namespace (the lab's Tor network runs tor too)."""
+    out = subprocess.run(['ip', 'netns', 'pids', piclab.ns('cell1')], capture_output=True, text=True,
+                         check=False).stdout
+    pids = []
+    for pid in out.split():
+        try:
+            with open('/proc/%s/comm' % pid) as handle:
+                if handle.read().strip() == 'tor':
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+class Supervisor(object):
+    def __init__(self, cell):
+        self.cell = cell
+        self.conf = os.path.join(cell.state_dir, 'supervisor', 'supervisord.conf')
+
+    def ctl(self, *args):
+        return self.cell.sh('supervisorctl', '-c', self.conf, *args, check=False).stdout
+
+    def pid(self, program):
+        match = re.search(r'RUNNING\s+pid (\d+)', self.ctl('status', program))
+        return int(match.group(1)) if match else None
+
+
+# -- fixtures ----------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def tor_network(lab):
+    started = time.monotonic()
+    TORNET.start()
+    ready = TORNET.wait_ready(60)
+    print('private Tor network: consensus with the exit after %.1fs' % (time.monotonic() - started))
+    yield {'ready_after': ready, 'total': time.monotonic() - started}
+    TORNET.stop()
+
+
+@pytest.fixture(scope='module')
+def inventory(tor_network):
+    path = inventory_dir()
+    yield path
+    subprocess.run(['rm', '-rf', path], check=False)
+
+
+@pytest.fixture(scope='module')
+def sup(cell):
+    return Supervisor(cell)
+
+
+# -- tests -------------------------------------------------------------------------
+def test_private_tor_network_is_up(tor_network):
+    assert tor_network['total'] < 60, tor_network
+    assert sorted(TORNET.running()) == sorted(n for n, _h in TORNET.NODES)
+    with open(TORNET.authorities_path()) as handle:
+        assert len([line for line in handle if line.startswith('DirAuthority ')]) == 3
+    assert stat.S_IMODE(os.stat(TORNET.authorities_path()).st_mode) == 0o600
+    with open(TORNET.exit_info_path()) as handle:
+        assert json.load(handle)['v4'] == TORNET.exit_address(4)
+
+
+def test_site_converges_the_tor_exit(cell, inventory, sup):
+    changed, _out = playbook(inventory, tor_vars())
+    assert changed > 0
+    assert sup.pid(INSTANCE), sup.ctl('status')
+    assert wait_for(lambda: via_tor('p1'), 40, 1), sources('p1')
+    assert via_tor('p2'), sources('p2')
+    assert via_wan('p3'), sources('p3')
+    torrc = os.path.join(cell.state_dir, 'tor', 'torrc')
+    assert stat.S_IMODE(os.stat(torrc).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.join(cell.state_dir, 'tor', 'data')).st_mode) == 0o700
+    with open(torrc) as handle:
+        text = handle.read()
+    conn = json.loads(cell.registry_bytes())['connections']['tor']
+    assert 'TransPort 0.0.0.0:%d' % conn['local_port'] in text
+    assert 'DNSPort 0.0.0.0:%d' % conn['dns_port'] in text
+    assert 'SocksPort 127.0.0.1:9050' in text
+    listening = cell.sh('ss', '-Hlntup').stdout
+    for port in ('0.0.0.0:%d' % conn['local_port'], '0.0.0.0:%d' % conn['dns_port'], '127.0.0.1:9050'):
+        assert re.search(re.escape(port) + r'\s.*"tor"', listening), listening
+
+
+def test_dns_is_answered_by_tor_through_the_exit(lab):
+    """Only the exit relay's resolver knows echo.piclab.test: a Tor peer's query to
+    any resolver gets its answer; the same query from p3 goes to the WAN."""
+    quiet_counters()
+    for peer in ('p1', 'p2'):
+        for server in (piclab.SERVER_ROUTER4, piclab.CELL_TUN_V4, piclab.SERVER_ROUTER6):
+            assert dns(peer, server) == piclab.SERVER_V4, (peer, server)
+        assert dns(peer, piclab.SERVER_ROUTER4, qtype=28) == piclab.SERVER_V6
+    # .onion names are mapped by the cell's Tor itself (AutomapHostsOnResolve)
+    assert dns('p1', piclab.SERVER_ROUTER4, 'lab.onion').startswith('10.')
+    counts = piclab.counters()
+    assert counts['v4'] + counts['v6'] == 0, counts
+    # p3 (default gateway): the query leaves by the WAN (no answer, or the lab's DNS echo
+    # answering with the cell's WAN address), never Tor's answer
+    answer = dns('p3', piclab.SERVER_ROUTER4)
+    assert answer == piclab.wan_address('cell1', 4) or answer.startswith('error'), answer
+    assert piclab.counters()['by_source'].get(piclab.wan_address('cell1', 4), 0) > 0
+
+
+def test_tor_peers_reach_the_internet_only_as_the_exit_relay(lab):
+    exit_relay = set([TORNET.exit_address(4), TORNET.exit_address(6)])
+    for peer in ('p1', 'p2'):
+        quiet_counters()
+        for family in (4, 6):
+            piclab.send_probe(peer, family, count=3)   # TCP :80, UDP :53/:443, ICMP
+            assert piclab.fetch(peer, family, timeout=10) == TORNET.exit_address(family)
+        time.sleep(0.5)
+        seen = piclab.counters()['by_source']
+        assert seen and set(seen) <= exit_relay, (peer, seen)
+
+
+def test_unchanged_run_restarts_nothing(inventory, sup):
+    before = sup.pid(INSTANCE), sup.pid('pic-monitor')
+    changed, out = playbook(inventory, tor_vars())
+    assert changed == 0, out[-3000:]
+    assert (sup.pid(INSTANCE), sup.pid('pic-monitor')) == before
+
+
+def changed_tasks(out):
+    """Names of the tasks and handlers of a playbook run that reported a change."""
+    names, current = set(), None
+    for line in out.splitlines():
+        match = re.match(r'(?:TASK|RUNNING HANDLER) \[(.*?)\]', line)
+        if match:
+            current = match.group(1)
+        elif line.startswith('changed:') and current:
+            names.add(current)
+    return names
+
+
+_LIBRARY = ('module_utils', 'pic_connectivity_lib', 'modules the collection', 'monitor')
+
+
+def test_changed_settings_restart_only_tor(cell, inventory, sup):
+    tor_pid, monitor_pid = sup.pid(INSTANCE), sup.pid('pic-monitor')
+    changed, out = playbook(inventory, tor_vars(['MaxCircuitDirtiness 300']))
+    assert changed > 0
+    tasks = changed_tasks(out)
+    assert 'pic.connectivity.tor : Install the torrc' in tasks, tasks
+    # only Tor's own tasks change, and the cell's library and monitor when the
+    # collection's module_utils changed since the last run (a tree being edited)
+    others = [t for t in tasks if not t.startswith(('pic.connectivity.tor ', 'pic.connectivity.exit_instance '))]
+    assert all(any(word in t for word in _LIBRARY) for t in others), others
+    if not others:
+        assert sup.pid('pic-monitor') == monitor_pid
+    assert wait_for(lambda: sup.pid(INSTANCE), 10) not in (None, tor_pid)
+    with open(os.path.join(cell.state_dir, 'tor', 'torrc')) as handle:
+        assert 'MaxCircuitDirtiness 300' in handle.read()
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+
+
+@pytest.mark.parametrize('variables,message', [
+    ({'tor_extra_settings': ['TransPort 9999']}, 'the role manages transport'),
+    ({'tor_extra_settings': ['Nickname x\nTransPort 9999']}, 'not torrc lines of the form Keyword value'),
+    ({'tor_dir_authorities': ['auth 203.0.113.70:7000 nonsense']}, 'not DirAuthority values'),
+])
+def test_bad_tor_settings_are_refused_and_change_nothing(cell, inventory, variables, message):
+    torrc = os.path.join(cell.state_dir, 'tor', 'torrc')
+    with open(torrc) as handle:
+        before = handle.read()
+    conn = json.loads(cell.registry_bytes())['connections']['tor']
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        handle.write('- hosts: pic_cells\n  gather_facts: false\n  tasks:\n'
+                     '    - ansible.builtin.include_role:\n        name: pic.connectivity.tor\n'
+                     '        tasks_from: instances\n')
+    try:
+        _changed, out = playbook(inventory, dict(variables, pic_exit_connections=[conn]), handle.name,
+                                 expect_fail=True)
+    finally:
+        os.unlink(handle.name)
+    assert message in out, out[-2000:]
+    with open(torrc) as handle:
+        assert handle.read() == before
+
+
+def test_tor_down_fail_open_falls_back_fail_closed_blocks(sup):
+    assert via_tor('p1') and via_tor('p2')
+    sup.ctl('stop', INSTANCE)
+    started = time.time()
+    assert wait_for(lambda: piclab.fetch('p1', 4, timeout=1) == piclab.wan_address('cell1', 4), 15)
+    fallback = time.time() - started
+    assert via_wan('p1'), sources('p1')
+    assert sources('p2', timeout=2) == (None, None)
+    assert dns('p2', piclab.SERVER_ROUTER4).startswith('error')
+    assert leak_count('p2') == 0
+    assert leak_count('p1') > 0     # positive control: the fail-open peer does reach the internet
+    sup.ctl('start', INSTANCE)
+    started = time.time()
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+    assert wait_for(lambda: via_tor('p1'), 15, 1), sources('p1')
+    print('tor stopped: fail-open fallback after %.1fs; back through Tor %.1fs after start'
+          % (fallback, time.time() - started))
+
+
+def test_killed_tor_is_restarted_by_its_supervisor(cell, sup):
+    pid = sup.pid(INSTANCE)
+    assert tor_in_cell() == [pid]
+    cell.sh('kill', '-9', str(pid))
+    assert wait_for(lambda: sup.pid(INSTANCE) not in (None, pid), 15), sup.ctl('status')
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+
+
+def test_removing_the_connection_stops_tor_and_keeps_it_installed(cell, inventory, sup):
+    changed, _out = playbook(inventory, tor_vars(state='absent'))
+    assert changed > 0
+    assert 'tor' not in json.loads(cell.registry_bytes())['connections']
+    assert INSTANCE not in sup.ctl('status')
+    assert sup.pid('pic-monitor')
+    assert wait_for(lambda: not tor_in_cell(), 10), tor_in_cell()
+    assert not os.path.exists(os.path.join(cell.state_dir, 'tor', 'torrc'))
+    assert os.path.exists('/usr/bin/tor')
+    for peer in ('p1', 'p2', 'p3'):
+        assert via_wan(peer), sources(peer)
