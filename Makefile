@@ -171,8 +171,8 @@ lab-down:
 # longer does by design.
 demo: deps
 	python3 lab/piclab.py down
-	python3 lab/piclab.py up
-	ansible-playbook -i $(LAB_INVENTORY) playbooks/site.yml
+	python3 lab/piclab.py up --cells 2
+	ansible-playbook -i lab/demo/hosts.yml playbooks/site.yml
 	python3 lab/demo_report.py
 
 bench: deps

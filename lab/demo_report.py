@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def cell_info():
     tree = tempfile.mkdtemp(prefix='pic-demo-')
-    cmd = [os.environ.get('ANSIBLE', 'ansible'), 'pic_cells', '-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml'),
+    inventory = os.environ.get('PIC_DEMO_INVENTORY', os.path.join(ROOT, 'lab', 'demo', 'hosts.yml'))
+    cmd = [os.environ.get('ANSIBLE', 'ansible'), 'pic_cells', '-i', inventory,
            '-m', 'pic.connectivity.pic_connectivity_info', '-a', 'state_dir={{ pic_state_dir }} force=true',
            '-t', tree]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -34,6 +35,10 @@ def cell_info():
 
 def label(addr, cell):
     names = {piclab.exit_address(4): 'WireGuard exit', piclab.exit_address(6): 'WireGuard exit',
+             '203.0.113.30': 'OpenVPN server', '2001:db8:1::30': 'OpenVPN server',
+             '203.0.113.40': 'SSH server', '2001:db8:1::40': 'SSH server',
+             '203.0.113.50': 'SOCKS5 proxy', '203.0.113.60': 'HTTP proxy',
+             '203.0.113.80': 'Tor exit relay', '2001:db8:1::80': 'Tor exit relay',
              piclab.wan_address(cell, 4): '%s WAN' % cell, piclab.wan_address(cell, 6): '%s WAN' % cell}
     if addr is None:
         return 'blocked'
