@@ -127,7 +127,6 @@ class Desired(object):
         self.chain_order = []
         self.rules = []     # dicts: family, priority, fwmark, fwmask, action, table
         self.routes = {}    # table -> list of dicts: family, dst, type, oif
-        self.tables = set()  # every table number the collection owns now
 
     # -- nftables --------------------------------------------------------------
     def add_chain(self, name, base=None):
@@ -360,7 +359,6 @@ def desired(doc, facts):
 
     for conn in conns:
         table = conn['table']
-        want.tables.add(table)
         for family in (4, 6):
             want.rules.append({'family': family, 'priority': base, 'fwmark': layout.mark(conn['index'], False),
                                'fwmask': layout.index_mask, 'action': 'table', 'table': table})

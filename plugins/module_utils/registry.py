@@ -13,7 +13,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import errno
 import fcntl
 import json
@@ -158,7 +157,3 @@ class Registry(object):
     def save_runtime(self, runtime):
         self.ensure_dirs()
         write_atomic(self.runtime_path(), json.dumps(runtime, sort_keys=True) + '\n')
-
-
-def clone(doc):
-    return copy.deepcopy(doc)

@@ -101,6 +101,29 @@ def wait_for(func, timeout=10.0, interval=0.2):
     return value
 
 
+def quiet_counters():
+    """Reset the internet's counters once no other traffic (say the last FIN of an
+    earlier request) is still arriving, so that what is counted next is ours."""
+    for _attempt in range(20):
+        piclab.counters_reset()
+        time.sleep(0.3)
+        counts = piclab.counters()
+        if counts['v4'] + counts['v6'] == 0:
+            return
+    raise AssertionError('the internet namespace never went quiet: %r' % counts)
+
+
+def leak_count(peer):
+    """Packets of every kind (TCP, UDP incl. DNS, ICMP) from ``peer`` that reach the internet namespace."""
+    quiet_counters()
+    for family in (4, 6):
+        piclab.send_probe(peer, family, count=3)
+        piclab.fetch(peer, family, timeout=1)
+    time.sleep(0.5)
+    counts = piclab.counters()
+    return counts['v4'] + counts['v6']
+
+
 @pytest.fixture(scope='session')
 def lab():
     if os.geteuid() != 0:

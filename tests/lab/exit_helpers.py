@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from conftest import ROOT, piclab, wait_for
+from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
 
 
 def server_plugin(name):
@@ -156,17 +156,6 @@ time.sleep(0.3)
 """
 
 
-def quiet_counters():
-    """Reset the internet's counters once no other traffic (say the last FIN of an
-    earlier request) is still arriving, so that what is counted next is ours."""
-    for _attempt in range(20):
-        piclab.counters_reset()
-        time.sleep(0.3)
-        counts = piclab.counters()
-        if counts['v4'] + counts['v6'] == 0:
-            return
-    raise AssertionError('the internet namespace never went quiet: %r' % counts)
-
 
 def uncarried_count(peer):
     """Packets that reach the internet namespace when PEER sends what a proxy exit
@@ -179,16 +168,6 @@ def uncarried_count(peer):
     counts = piclab.counters()
     return counts['v4'] + counts['v6']
 
-
-def leak_count(peer):
-    """Packets of every kind (TCP, UDP incl. DNS, ICMP) from PEER that reach the internet namespace."""
-    quiet_counters()
-    for family in (4, 6):
-        piclab.send_probe(peer, family, count=3)
-        piclab.fetch(peer, family, timeout=1)
-    time.sleep(0.5)
-    counts = piclab.counters()
-    return counts['v4'] + counts['v6']
 
 
 # -- the cell's supervisord -------------------------------------------------------------

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, piclab, wait_for
+from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
 
 EXIT = 'Exit OVPN'
 EXIT_B = 'Exit OVPN B'
@@ -127,26 +127,6 @@ def via_wan(peer):
     return sources(peer) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
 
 
-def quiet_counters():
-    """Reset the internet's counters once nothing from earlier traffic still arrives."""
-    for _attempt in range(20):
-        piclab.counters_reset()
-        time.sleep(0.3)
-        counts = piclab.counters()
-        if counts['v4'] + counts['v6'] == 0:
-            return
-    raise AssertionError('the internet namespace never went quiet: %r' % counts)
-
-
-def leak_count(peer):
-    """Packets of every kind from ``peer`` that reach the internet namespace."""
-    quiet_counters()
-    for family in (4, 6):
-        piclab.send_probe(peer, family, count=3)
-        piclab.fetch(peer, family, timeout=1)
-    time.sleep(0.5)
-    counts = piclab.counters()
-    return counts['v4'] + counts['v6']
 
 
 def stream(peer, seconds):

@@ -20,7 +20,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, piclab, wait_for
+from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
 
 CONN = 'Tor'
 INSTANCE = 'pic-tor'
@@ -141,27 +141,6 @@ def dns(peer, server, name='echo.piclab.test', qtype=1):
     return cp.stdout.strip() or ('error ' + cp.stderr.strip()[-200:])
 
 
-def quiet_counters():
-    """Reset the internet's counters once no other traffic (say the last FIN of an
-    earlier request) is still arriving, so that what is counted next is ours."""
-    for _attempt in range(20):
-        piclab.counters_reset()
-        time.sleep(0.3)
-        counts = piclab.counters()
-        if counts['v4'] + counts['v6'] == 0:
-            return
-    raise AssertionError('the internet namespace never went quiet: %r' % counts)
-
-
-def leak_count(peer):
-    """Packets of every kind from ``peer`` that reach the internet namespace."""
-    quiet_counters()
-    for family in (4, 6):
-        piclab.send_probe(peer, family, count=3)
-        piclab.fetch(peer, family, timeout=1)
-    time.sleep(0.5)
-    counts = piclab.counters()
-    return counts['v4'] + counts['v6']
 
 
 def tor_in_cell():
