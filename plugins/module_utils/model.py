@@ -177,9 +177,8 @@ class Desired(object):
     def nft_summary(self):
         """The comparable shape of the table (what facts.nft_summary() reads back)."""
         return {
-            'sets': dict((n, sorted(s['elements'], key=_sort_key)) for n, s in self.sets.items()),
-            'maps': dict((n, sorted(m['elements'].items(), key=lambda kv: _sort_key(kv[0])))
-                         for n, m in self.maps.items()),
+            'sets': dict((n, set(s['elements'])) for n, s in self.sets.items()),
+            'maps': dict((n, dict(m['elements'])) for n, m in self.maps.items()),
             'chains': dict((n, [c for _t, c in ch['rules']]) for n, ch in self.chains.items()),
         }
 
@@ -353,9 +352,10 @@ def desired(doc, facts):
             verdict, orphans = 'jump orphan', True
         else:
             verdict = 'jump %s' % _chain(cid, not effective_fail_open(user, doc['connections'][cid]))
+        # The registry holds addresses in canonical form (str(ip_network)),
+        # validated when they were stored: no need to parse them again.
         for addr in user.get('address', []):
-            net = network(addr)
-            want.maps['peer%d' % net.version]['elements'][str(net)] = verdict
+            want.maps['peer6' if ':' in addr else 'peer4']['elements'][addr] = verdict
 
     for conn in conns:
         table = conn['table']

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 import subprocess
 
 from .errors import PicError
@@ -66,18 +67,33 @@ class Nft(object):
             self.cmd('delete table %s %s' % (NFT_FAMILY, NFT_TABLE))
 
 
+# Addresses as nft prints them (inet_ntop: RFC 5952 for IPv6, the form Python's
+# ipaddress prints too), without an embedded IPv4 part, whose forms differ.
+_PLAIN_ADDRESS = re.compile(r'^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-f]*:[0-9a-f:]*)$')
+
+
+def _net_key(addr, length=None):
+    """An address (and prefix length) from nft -> the model's canonical string
+    (``str(ip_network)``), without parsing it when nft printed it canonically."""
+    if _PLAIN_ADDRESS.match(addr):
+        if length is None:
+            length = 128 if ':' in addr else 32
+        return '%s/%s' % (addr, length)
+    return str(network(addr if length is None else '%s/%s' % (addr, length)))
+
+
 def _elem_key(elem):
     """nft JSON element -> the model's canonical string."""
     if isinstance(elem, dict) and 'elem' in elem:
         elem = elem['elem'].get('val')
     if isinstance(elem, dict) and 'prefix' in elem:
-        return str(network('%s/%s' % (elem['prefix']['addr'], elem['prefix']['len'])))
+        return _net_key(elem['prefix']['addr'], elem['prefix']['len'])
     if isinstance(elem, dict) and 'range' in elem:
         return 'range:%s-%s' % tuple(elem['range'])
     if isinstance(elem, int):
         return elem
     try:
-        return str(network(elem))
+        return _net_key(elem)
     except ValueError:
         return elem
 
@@ -90,18 +106,18 @@ def _verdict(data):
 
 
 def summary(objects):
-    """The comparable shape of a listed table (see model.Desired.nft_summary)."""
+    """The comparable shape of a listed table (see model.Desired.nft_summary):
+    sets as Python sets, maps as dicts (no sorting: order means nothing there)."""
     if objects is None:
         return None
     out = {'sets': {}, 'maps': {}, 'chains': {}}
     for obj in objects:
         if 'set' in obj:
             spec = obj['set']
-            out['sets'][spec['name']] = sorted((_elem_key(e) for e in spec.get('elem', [])), key=_key)
+            out['sets'][spec['name']] = set(_elem_key(e) for e in spec.get('elem', []))
         elif 'map' in obj:
             spec = obj['map']
-            out['maps'][spec['name']] = sorted(((_elem_key(k), _verdict(v)) for k, v in spec.get('elem', [])),
-                                               key=lambda kv: _key(kv[0]))
+            out['maps'][spec['name']] = dict((_elem_key(k), _verdict(v)) for k, v in spec.get('elem', []))
         elif 'chain' in obj:
             out['chains'].setdefault(obj['chain']['name'], [])
         elif 'rule' in obj:
@@ -109,7 +125,3 @@ def summary(objects):
             out['chains'].setdefault(rule['chain'], []).append(rule.get('comment'))
     return out
 
-
-def _key(value):
-    from .model import _sort_key
-    return _sort_key(value)

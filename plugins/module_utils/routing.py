@@ -50,7 +50,9 @@ class Routing(object):
         if not HAS_PYROUTE2:
             raise PicError("the Python library pyroute2 is required on the cell (Debian: python3-pyroute2)")
         self.ipr = IPRoute()
-        self._names = None
+        self._names = None      # ifname -> index
+        self._links = None      # ifname -> link message (the same dump)
+        self._addrs = None      # index -> address messages (one dump, see addresses())
 
     def close(self):
         self.ipr.close()
@@ -59,11 +61,33 @@ class Routing(object):
     def links(self):
         """{ifname: index} of every interface in the namespace."""
         if self._names is None:
-            self._names = dict((_attr(link, 'IFLA_IFNAME'), link['index']) for link in self.ipr.get_links())
+            self._links = dict((_attr(link, 'IFLA_IFNAME'), link) for link in self.ipr.get_links())
+            self._names = dict((name, link['index']) for name, link in self._links.items())
         return self._names
 
+    def link(self, ifname):
+        """The link message of ``ifname`` from the same dump as links() (None if absent)."""
+        self.links()
+        return self._links.get(ifname)
+
+    def addresses(self, index):
+        """Address messages of interface ``index``. One dump of every address in
+        the namespace serves all interfaces (pyroute2 filters a per-interface
+        request in userspace after a full dump anyway)."""
+        if self._addrs is None:
+            self._addrs = {}
+            for msg in self.ipr.get_addr():
+                self._addrs.setdefault(msg['index'], []).append(msg)
+        return self._addrs.get(index, [])
+
+    def forget_addresses(self):
+        self._addrs = None
+
     def forget_links(self):
+        """Read links and addresses again at the next question."""
         self._names = None
+        self._links = None
+        self._addrs = None
 
     def networks_of(self, ifname):
         """The connected networks of an interface (its addresses with their prefixes)."""
@@ -72,7 +96,7 @@ class Routing(object):
             return []
         import ipaddress
         nets = []
-        for addr in self.ipr.get_addr(index=index):
+        for addr in self.addresses(index):
             local = _attr(addr, 'IFA_ADDRESS')
             if local is None:
                 continue

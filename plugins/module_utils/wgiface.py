@@ -160,7 +160,7 @@ class WgInterface(object):
             ip = ipaddress.ip_address(addr)
             want.add((ip.version, str(ip)))
         have = set()
-        for msg in self.ipr.get_addr(index=index):
+        for msg in list(self.routing.addresses(index)):
             local = msg.get_attr('IFA_ADDRESS')
             ip = ipaddress.ip_address(local)
             if ip.is_link_local:
@@ -175,7 +175,9 @@ class WgInterface(object):
             self.ipr.addr('add', index=index, address=addr, prefixlen=32 if version == 4 else 128,
                           family=FAMILIES[version])
             changes.append('added address %s to %s' % (addr, self.ifname))
-        link = self.ipr.get_links(index)[0]
+        if changes:
+            self.routing.forget_addresses()
+        link = self.routing.link(self.ifname)
         mtu = wg['mtu'] or DEFAULT_MTU
         if link.get_attr('IFLA_MTU') != mtu:
             self.ipr.link('set', index=index, mtu=mtu)

@@ -54,6 +54,8 @@ options:
   peers:
     description:
       - Bulk form, one item per peer, applied in one transaction. Mutually exclusive with I(peer).
+      - Every item is checked before anything changes; an error names the item and field, for example
+        C(peers[3].address[0]). Keys other than the suboptions below are refused.
     type: list
     elements: dict
     suboptions:
@@ -138,13 +140,13 @@ from ansible_collections.pic.connectivity.plugins.module_utils.runner import Pla
 
 def planner(params):
     bulk = params.get('peers') is not None
-    if bulk:
-        items = params['peers']
-    else:
-        items = [{'peer': params['peer'], 'address': params['address'], 'connection': params['connection'],
-                  'fail_open': params['fail_open']}]
 
     def _plan(doc):
+        if bulk:
+            items = peers.normalize_items(params['peers'])
+        else:
+            items = [{'peer': params['peer'], 'address': params['address'], 'connection': params['connection'],
+                      'fail_open': params['fail_open']}]
         new_doc, names = peers.plan(doc, items, purge=params['purge'], bulk=bulk)
         changed = sorted(n for n in new_doc['peers'] if doc['peers'].get(n) != new_doc['peers'][n])
         # The bulk form returns the peers it changed (a no-op run over thousands of
@@ -165,12 +167,9 @@ def main():
         address=dict(type='list', elements='str'),
         connection=dict(type='str', default='default'),
         fail_open=dict(type='bool'),
-        peers=dict(type='list', elements='dict', options=dict(
-            peer=dict(type='str', required=True, aliases=['name']),
-            address=dict(type='list', elements='str'),
-            connection=dict(type='str', default='default'),
-            fail_open=dict(type='bool'),
-        )),
+        # The items are checked by peers.normalize_items(), in one pass, with the
+        # dotted path of a bad field (see the documented suboptions).
+        peers=dict(type='list', elements='dict'),
         purge=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

@@ -88,6 +88,18 @@ def test_unconfirmed_commit_reverts_by_itself():
     assert wait_for(lambda: piclab.fetch('p2', 4) == piclab.wan_address('cell1', 4), 5)
     print('unconfirmed commit reverted after %.1fs (timeout 5s)' % took)
 
+    # The rest of that change (a controller that comes back late) is refused, and
+    # changes nothing, until the operator acknowledges the revert.
+    refused = cell.module('pic_peer_exit', {'peer': 'p2', 'connection': 'Exit WG'}, expect_fail=True)
+    assert "'trial' was not confirmed in time" in refused['msg'], refused['msg']
+    assert refused['expired_commit']['id'] == 'trial'
+    assert cell.registry_bytes() == before
+    assert piclab.fetch('p2', 4) == piclab.wan_address('cell1', 4)
+    late = cell.module('pic_commit', {'action': 'confirm', 'id': 'trial'}, expect_fail=True)
+    assert 'not confirmed in time' in late['msg']
+    assert cell.module('pic_commit', {'action': 'rollback', 'id': 'trial'})['changed']   # acknowledged
+    assert not cell.module('pic_peer_exit', {'peer': 'p2', 'connection': 'default'})['changed']
+
 
 def test_confirmed_commit_stays():
     cell = Cell('cell1')
