@@ -1,7 +1,7 @@
 # pic.connectivity developer entry points.
 #
 #   make demo   set up everything, start the lab, converge it with playbooks/site.yml, report
-#   make test   deps, units, sanity, lint, labtests (stops at the first failure)
+#   make test   deps, units, sanity, lint, labtests, molecule (stops at the first failure)
 #
 # Every target works on a fresh clone on Debian 12 as root: `deps` installs the
 # Debian packages that are missing (one apt-get update), creates .venv from
@@ -40,17 +40,18 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS_DIR)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help deps apt venv collection units sanity lint labtests test demo \
+.PHONY: help deps apt venv collection units sanity lint labtests molecule test demo \
 	lab-up lab-down bench clean distclean
 
 help:
 	@echo "make demo       set up, start the lab, run playbooks/site.yml on it, print the report"
-	@echo "make test       deps + units + sanity + lint + labtests (first failure stops)"
+	@echo "make test       deps + units + sanity + lint + labtests + molecule (first failure stops)"
 	@echo "make deps       Debian packages, .venv (requirements-dev.txt), build + install the collection"
 	@echo "make units      pytest tests/unit"
 	@echo "make sanity     ansible-test sanity (python $(SANITY_PYTHON)) on a copy in build/ansible_collections/"
 	@echo "make lint       ansible-lint (production profile) + antsibull-changelog lint"
 	@echo "make labtests   pytest tests/lab (root: network namespaces)"
+	@echo "make molecule   molecule test --all: the scenarios of extensions/molecule on their own lab"
 	@echo "make lab-up / lab-down / bench / clean / distclean"
 
 # ---------------------------------------------------------------- set-up
@@ -155,7 +156,18 @@ labtests: deps
 	@if [ "$$(id -u)" != 0 ]; then echo "labtests need root (network namespaces)" >&2; exit 1; fi
 	pytest tests/lab
 
-test: deps units sanity lint labtests
+# The scenarios in extensions/molecule (molecule finds them from the collection
+# root, where galaxy.yml is): each one starts its own lab (create: `piclab.py
+# down`, `up --cells N`) and removes it (destroy), so it runs after labtests,
+# whose lab is gone by then.  They test the collection installed in .collections/.
+molecule: deps
+	@if [ "$$(id -u)" != 0 ]; then echo "molecule needs root (network namespaces)" >&2; exit 1; fi
+	@start=$$(date +%s); \
+	rc=0; molecule test --all || rc=$$?; \
+	echo "==> molecule took $$(( $$(date +%s) - start ))s (rc=$$rc)"; \
+	exit $$rc
+
+test: deps units sanity lint labtests molecule
 
 # ---------------------------------------------------------------- lab
 

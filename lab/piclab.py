@@ -739,6 +739,27 @@ def _remove_nodes(names):
 # --------------------------------------------------------------------------
 # up / down
 # --------------------------------------------------------------------------
+INOTIFY_LIMIT = "/proc/sys/fs/inotify/max_user_instances"
+
+
+def _raise_inotify_limit(ncells):
+    """Every wireguard-go process holds one inotify instance (it watches its UAPI
+    socket) and fails with "too many open files" past the per-user limit, 128 by
+    default: a 20-cell lab runs about 110 of them (a peer interface and three
+    peers per cell, their exits), and other labs on the machine count too.
+    Raise the host's limit when it is lower than what the lab needs with room
+    to spare; never lower it."""
+    want = max(1024, 8 * (5 * ncells + 20))
+    try:
+        with open(INOTIFY_LIMIT) as f:
+            have = int(f.read().strip())
+        if have < want:
+            with open(INOTIFY_LIMIT, "w") as f:
+                f.write("%d\n" % want)
+    except (OSError, ValueError):
+        pass    # not fatal: a small lab fits in the default limit
+
+
 def up(cells=1, verify=True):
     """Bring the lab up (idempotent).  Returns {"cells": N, "seconds": t}."""
     t0 = time.monotonic()
@@ -768,6 +789,7 @@ def up(cells=1, verify=True):
     _write(_p("lab.json"), json.dumps({"cells": ncells, "prefix": prefix()}) + "\n")
 
     _kill_strays()
+    _raise_inotify_limit(ncells)
 
     # 1. namespaces + sysctls
     for n in nodes(ncells):

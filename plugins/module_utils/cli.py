@@ -28,7 +28,7 @@ from . import model, openvpn
 from .commits import wait_and_revert
 from .dataplane import Cell
 from .errors import PicError
-from .health import ping_through, link_exists, tcp_connect, HealthCache, check
+from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .wgiface import handshake_age
 
@@ -137,8 +137,9 @@ class Monitor(object):
                     # Refresh the shared health cache right away.
                     cache = HealthCache(self.registry.state_dir)
                     stored = cache.load()
-                    for conn in doc['connections'].values():
-                        status, why = check(conn, new_runtime, layout=layout)
+                    conns = list(doc['connections'].values())
+                    results = check_all(conns, new_runtime, layout=layout, state_dir=self.registry.state_dir)
+                    for conn, (status, why) in zip(conns, results):
                         stored[conn['id']] = {'status': status, 'reason': why, 'checked_at': time.time()}
                     cache.save(stored)
             finally:

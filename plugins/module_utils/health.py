@@ -8,8 +8,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import os
+import selectors
 import shutil
 import socket
 import subprocess
@@ -46,11 +48,170 @@ def tcp_connect(host, port, timeout=1.0):
     return True, 'connected to %s:%d' % (host, port)
 
 
-def guide_check(conn, now=None):
-    """The admin guide's check for one connection type: (status, reason)."""
-    from .wgiface import handshake_age
+def tcp_connect_many(targets, timeout=1.0):
+    """A TCP connect to every (host, port) of ``targets`` at once, in this thread
+    (non-blocking sockets and one selector: no thread per probe, so probing many
+    stays cheap on a busy cell). Returns {(host, port): (ok, reason)}."""
+    out, waiting = {}, {}
+    selector = selectors.DefaultSelector()
+    try:
+        for target in set(targets):
+            host, port = target
+            if not _is_address(host):      # a name: try each of its addresses, as create_connection does
+                out[target] = tcp_connect(host, port, timeout)
+                continue
+            try:
+                family, stype, proto, _name, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+                sock = socket.socket(family, stype, proto)
+            except (OSError, socket.gaierror) as exc:
+                out[target] = (False, str(exc))
+                continue
+            sock.setblocking(False)
+            err = sock.connect_ex(addr)
+            if err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+                selector.register(sock, selectors.EVENT_WRITE, target)
+                waiting[target] = sock
+                continue
+            out[target] = _connected(target, err)
+            sock.close()
+        deadline = time.time() + timeout
+        while waiting:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            for key, _events in selector.select(left):
+                target = key.data
+                out[target] = _connected(target, key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+                selector.unregister(key.fileobj)
+                waiting.pop(target).close()
+        for target, sock in waiting.items():
+            out[target] = (False, 'timed out')
+            sock.close()
+    finally:
+        selector.close()
+    return out
+
+
+def _is_address(host):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _connected(target, err):
+    if err == 0:
+        return True, 'connected to %s:%d' % target
+    return False, '[Errno %d] %s' % (err, os.strerror(err))
+
+
+class Probes(object):
+    """TCP connect results of one health pass: ``prefetch`` many targets at once,
+    then ``connect(host, port, timeout)`` answers from them (probing what is missing)."""
+
+    def __init__(self):
+        self.results = {}
+
+    def prefetch(self, targets, timeout=1.0):
+        todo = [t for t in targets if t not in self.results]
+        if todo:
+            self.results.update(tcp_connect_many(todo, timeout))
+
+    def connect(self, host, port, timeout=1.0):
+        self.prefetch([(host, port)], timeout)
+        return self.results[(host, port)]
+
+
+# The file each service role writes for a proxy-type connection's instance
+# (docs/exit-services.md): present = the roles installed the instance.
+INSTANCE_FILES = {
+    'tor': ('tor', 'torrc'),
+    'sshuttle': ('sshuttle', '%s.conf'),
+    'proxy': ('proxy', '%s.conf'),
+}
+# A TCP connect from the cell to a proxy-type exit's upstream server (the SSH
+# server, the proxy): short, so that probing many connections stays quick.
+UPSTREAM_TIMEOUT = 0.8
+
+
+def instance_file(state_dir, conn):
+    """Path of the file the service role writes for ``conn``'s instance, or None."""
+    spec = INSTANCE_FILES.get(conn['type'])
+    if not spec or not state_dir:
+        return None
+    name = spec[1] % conn['id'] if '%s' in spec[1] else spec[1]
+    return os.path.join(state_dir, spec[0], name)
+
+
+def upstream(conn):
+    """(host, port) a proxy-type exit's instance depends on, or None (Tor: its network)."""
+    config = conn.get('config') or {}
+    if conn['type'] in ('sshuttle', 'proxy') and config.get('host'):
+        return config['host'], int(config.get('port') or 22)
+    return None
+
+
+def _instance_port(conn):
+    """The port of the guide's check: Tor's SOCKS port, the instance's ``local_port`` otherwise."""
+    if conn['type'] == 'tor':
+        return (conn.get('config') or {}).get('socks_port')
+    return conn.get('local_port')
+
+
+def _second_target(conn):
+    """((host, port), timeout) a proxy-type exit needs besides its instance port, or None."""
+    port = _instance_port(conn)
+    if conn['type'] == 'tor' and conn.get('local_port') and conn['local_port'] != port:
+        return ('127.0.0.1', conn['local_port']), 1.0
+    server = upstream(conn)
+    return (server, UPSTREAM_TIMEOUT) if server else None
+
+
+def _proxy_check(conn, state_dir, connect=tcp_connect):
+    """tor, sshuttle, proxy: the guide's TCP connect to the instance's port, then
+    what the port alone cannot tell.
+
+    * not listening: ``unknown`` when the roles never installed the instance (no
+      configuration file), ``down`` when installed but not answering;
+    * tor: the TransPort (``local_port``, where peers are redirected) must answer too;
+    * sshuttle and proxy: the upstream (SSH server, proxy) must accept a TCP
+      connection from the cell, as the exit guard checks: redsocks keeps listening
+      when its proxy is gone, and sshuttle listens before its SSH session exists.
+    """
+    ctype = conn['type']
+    port = _instance_port(conn)
+    if not port:
+        return UNKNOWN, 'no local port known for this %s connection' % ctype
+    ok, why = connect('127.0.0.1', port, 1.0)
+    if not ok:
+        path = instance_file(state_dir, conn)
+        if path and not os.path.exists(path):
+            return UNKNOWN, 'instance of %s not installed (no %s); port %d: %s' % (conn['id'], path, port, why)
+        return DOWN, 'instance port %d does not answer: %s' % (port, why)
+    second = _second_target(conn)
+    if not second:
+        return WORKING, 'instance port %d answers' % port
+    (host, sport), timeout = second
+    ok, why = connect(host, sport, timeout)
+    if ctype == 'tor':
+        if not ok:
+            return DOWN, 'SOCKS port %d answers, but the TransPort %d does not: %s' % (port, sport, why)
+        return WORKING, 'SOCKS port %d and TransPort %d answer' % (port, sport)
+    if not ok:
+        return DOWN, 'instance port %d answers, but its upstream %s:%d does not: %s' % (port, host, sport, why)
+    return WORKING, 'instance port %d answers and so does its upstream %s:%d' % (port, host, sport)
+
+
+def guide_check(conn, now=None, state_dir=None, connect=tcp_connect):
+    """The admin guide's check for one connection type: (status, reason).
+    ``state_dir`` (the cell's) lets proxy types tell a missing instance (unknown)
+    from a dead one (down); ``connect(host, port, timeout)`` makes their TCP probes."""
     ctype = conn['type']
     if ctype in ('wireguard_ext', 'cell_relay'):
+        from .wgiface import handshake_age
         if not link_exists(conn.get('interface')):
             return DOWN, 'interface %s is missing' % conn.get('interface')
         age = handshake_age(conn['interface'], now or time.time())
@@ -63,21 +224,16 @@ def guide_check(conn, now=None):
         if link_exists(conn.get('interface')):
             return WORKING, 'interface %s present' % conn['interface']
         return DOWN, 'interface %s is missing' % conn.get('interface')
-    config = conn.get('config') or {}
-    port = config.get('socks_port') if ctype == 'tor' else conn.get('local_port')
-    if not port:
-        return UNKNOWN, 'no local port known for this %s connection' % ctype
-    ok, reason = tcp_connect('127.0.0.1', port)
-    return (WORKING if ok else DOWN), reason
+    return _proxy_check(conn, state_dir, connect)
 
 
-def check(conn, runtime=None, now=None, layout=None):
+def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp_connect):
     """Health of one connection: the guide's check, the monitor's verdict, and
     the deep probe (a ping to ``health_target`` through the exit, with the
     connection's kill mark so it can never leave by the WAN) when configured."""
     runtime = runtime or {}
-    status, reason = guide_check(conn, now)
-    if status == DOWN:
+    status, reason = guide_check(conn, now, state_dir, connect)
+    if status == DOWN or (status == UNKNOWN and conn['type'] in model.PROXY_TYPES):
         return status, reason
     if conn['id'] in (runtime.get('down') or []):
         return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
@@ -89,10 +245,47 @@ def check(conn, runtime=None, now=None, layout=None):
     return status, reason
 
 
+def check_all(conns, runtime=None, now=None, layout=None, state_dir=None):
+    """``check`` of every connection in ``conns`` at once. Returns [(status, reason)].
+
+    The TCP probes of the proxy types run together in this thread (every instance
+    port at once, then every TransPort and upstream at once, each distinct target
+    once); the other types, which read WireGuard state or ping through the exit,
+    run in a thread each. Probing many takes about as long as the slowest probe."""
+    from concurrent.futures import ThreadPoolExecutor
+    conns = list(conns)
+    proxies = [c for c in conns if c['type'] in model.PROXY_TYPES and _instance_port(c)]
+    probes = Probes()
+    probes.prefetch([('127.0.0.1', _instance_port(c)) for c in proxies])
+    seconds = {}
+    for conn in proxies:
+        second = _second_target(conn)
+        if second and probes.results[('127.0.0.1', _instance_port(conn))][0]:
+            seconds.setdefault(second[1], []).append(second[0])
+    for timeout, targets in seconds.items():
+        probes.prefetch(targets, timeout)
+    results = {}
+    others = []
+    for index, conn in enumerate(conns):
+        if conn['type'] in model.PROXY_TYPES:
+            results[index] = check(conn, runtime, now, layout, state_dir, probes.connect)
+        else:
+            others.append(index)
+    if len(others) == 1:
+        results[others[0]] = check(conns[others[0]], runtime, now, layout, state_dir)
+    elif others:
+        with ThreadPoolExecutor(max_workers=min(64, len(others))) as pool:
+            for index, result in zip(others, pool.map(
+                    lambda i: check(conns[i], runtime, now, layout, state_dir), others)):
+                results[index] = result
+    return [results[index] for index in range(len(conns))]
+
+
 class HealthCache(object):
     """``health.json`` under the state dir: {conn_id: {status, reason, checked_at}}."""
 
     def __init__(self, state_dir):
+        self.state_dir = state_dir
         self.path = os.path.join(state_dir, 'health.json')
 
     def load(self):
@@ -107,9 +300,12 @@ class HealthCache(object):
             write_atomic(self.path, json.dumps(data, sort_keys=True) + '\n')
 
 
-def report(doc, runtime, cache, conn_ids, max_age=30, force=False, now=None, write=True):
-    """Health of ``conn_ids``, from the cache when fresh enough. Returns {id: result}."""
-    from concurrent.futures import ThreadPoolExecutor
+def report(doc, runtime, cache, conn_ids, max_age=30, force=False, now=None, write=True, timing=None):
+    """Health of ``conn_ids``, from the cache when fresh enough. Returns {id: result}.
+    ``timing`` (a dict) receives ``probe_seconds``: how long probing took (0 when
+    every result came from the cache)."""
+    timing = {} if timing is None else timing
+    timing['probe_seconds'] = 0.0
     now = now or time.time()
     stored = cache.load()
     out, todo = {}, []
@@ -121,8 +317,10 @@ def report(doc, runtime, cache, conn_ids, max_age=30, force=False, now=None, wri
             todo.append(cid)
     if todo:
         _settings, layout = model.normalize_settings(doc.get('settings'))
-        with ThreadPoolExecutor(max_workers=min(64, len(todo))) as pool:
-            results = list(pool.map(lambda cid: check(doc['connections'][cid], runtime, now, layout), todo))
+        started = time.time()
+        results = check_all([doc['connections'][cid] for cid in todo], runtime, now, layout,
+                            cache.state_dir)
+        timing['probe_seconds'] = round(time.time() - started, 3)
         for cid, (status, reason) in zip(todo, results):
             entry = {'status': status, 'reason': reason, 'checked_at': now}
             stored[cid] = entry

@@ -124,4 +124,3 @@ def summary(objects):
             rule = obj['rule']
             out['chains'].setdefault(rule['chain'], []).append(rule.get('comment'))
     return out
-

@@ -15,10 +15,19 @@ description:
   - Probes the connections of a cell with the admin guide's check for each type (WireGuard handshake age,
     down if older than 3 minutes; OpenVPN interface present; TCP connect to the local port of proxy exits)
     and the verdict of the cell's monitor (a probe through the exit when C(health_target) is configured).
+  - A proxy-type exit is C(working) only when what its port cannot tell answers too. C(tor) also needs its
+    TransPort (where peers are redirected); C(sshuttle) and C(proxy) need their upstream, the SSH server or the
+    proxy, to accept a TCP connection from the cell (redsocks keeps listening when its proxy is gone, and
+    sshuttle listens before its SSH session exists). So a stopped server is C(down) at the next probe.
+  - A proxy-type exit whose instance port does not answer is C(down) when the service role installed its
+    instance (its configuration file exists under I(state_dir)), and C(unknown) with the reason
+    C(instance ... not installed) when it did not (the connection was created without its role).
   - With C(health_target) in a connection's config, a deep probe (an ICMP echo through the exit itself, sent
     with the connection's kill mark so it can never leave by the WAN) catches an exit whose tunnel is up but
     carries nothing.
-  - C(unknown) when it cannot tell (a tunnel that never completed a handshake), with the reason.
+  - C(unknown) when it cannot tell (a tunnel that never completed a handshake, a missing instance), with the
+    reason.
+  - All the connections probed are probed at once, so probing many takes about as long as the slowest probe.
   - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
   - Never changes routing; always reports C(changed=false).
 author:
@@ -72,6 +81,11 @@ connections:
       reason: last handshake 12s ago
       checked_at: 1764003071.2
       cached: false
+probe_seconds:
+  description: How long probing took in this call (0 when every result came from the cache).
+  returned: success
+  type: float
+  sample: 0.012
 monitor:
   description:
     - The cell monitor's state, the same as in M(pic.connectivity.pic_connectivity_info). C(down) lists the
@@ -107,15 +121,17 @@ def main():
                 raise PicError("'default' is the cell's gateway, not a connection", 'connection', 'default')
         else:
             ids = sorted(doc['connections'])
+        timing = {}
         results = report(doc, registry.load_runtime(), HealthCache(registry.state_dir), ids,
                          max_age=module.params['max_age'], force=module.params['force'],
-                         write=not module.check_mode)
+                         write=not module.check_mode, timing=timing)
     except PicError as exc:
         module.fail_json(msg=exc.msg)
     for cid, entry in results.items():
         entry['name'] = doc['connections'][cid]['name']
         entry['type'] = doc['connections'][cid]['type']
-    module.exit_json(changed=False, connections=results, monitor=registry.load_runtime())
+    module.exit_json(changed=False, connections=results, probe_seconds=timing['probe_seconds'],
+                     monitor=registry.load_runtime())
 
 
 if __name__ == '__main__':

@@ -207,6 +207,38 @@ def test_ssh_server_stopped_fail_closed_blocks_fail_open_falls_back(site, cell):
     print('back through the exit after %.1fs' % (time.time() - started))
 
 
+def health(cell, conn=CONN):
+    entries = cell.module('pic_health', {'connection': conn, 'force': True})['connections']
+    assert len(entries) == 1, entries
+    return list(entries.values())[0]
+
+
+def test_health_working_then_down_within_one_probe_when_the_ssh_server_stops(site, cell):
+    """sshuttle's port alone says nothing about its SSH session: pic_health also asks the SSH server."""
+    assert wait_for(lambda: health(cell)['status'] == 'working', 20), health(cell)
+    SSHD.stop()
+    try:
+        entry = health(cell)
+        assert entry['status'] == 'down', entry
+        assert 'upstream %s:22' % SSHD.info()['host'] in entry['reason'] or 'does not answer' in entry['reason'], \
+            entry
+        # the instance killed (stopped by its guard, or dead): still down, not unknown
+        assert health(cell, CONN2)['status'] == 'down'
+    finally:
+        SSHD.start()
+    assert wait_for(lambda: health(cell)['status'] == 'working', 30), health(cell)
+
+
+def test_health_unknown_for_an_instance_never_installed(site, cell):
+    cell.module('pic_connection', {'name': 'No instance', 'type': 'sshuttle', 'config': {'host': SSHD.info()['host']}})
+    try:
+        entry = health(cell, 'No instance')
+        assert entry['status'] == 'unknown', entry
+        assert 'not installed' in entry['reason'], entry
+    finally:
+        cell.module('pic_connection', {'name': 'No instance', 'state': 'absent'})
+
+
 def test_removing_the_connections_stops_and_removes_their_instances(site, cell):
     supervisor = Supervisor(cell)
     changed, _out = playbook(site, run_vars(state='absent'))

@@ -340,12 +340,45 @@ def test_tor_down_fail_open_falls_back_fail_closed_blocks(sup):
           % (fallback, time.time() - started))
 
 
+def health(cell):
+    return cell.module('pic_health', {'connection': CONN, 'force': True})['connections']['tor']
+
+
+def test_health_working_then_down_within_one_probe_when_tor_stops(cell, sup):
+    assert wait_for(lambda: health(cell)['status'] == 'working', 20), health(cell)
+    sup.ctl('stop', INSTANCE)
+    try:
+        entry = health(cell)
+        assert entry['status'] == 'down', entry
+        assert 'does not answer' in entry['reason'], entry
+    finally:
+        sup.ctl('start', INSTANCE)
+    assert wait_for(lambda: health(cell)['status'] == 'working', 30), health(cell)
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+
+
 def test_killed_tor_is_restarted_by_its_supervisor(cell, sup):
     pid = sup.pid(INSTANCE)
     assert tor_in_cell() == [pid]
     cell.sh('kill', '-9', str(pid))
     assert wait_for(lambda: sup.pid(INSTANCE) not in (None, pid), 15), sup.ctl('status')
     assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+
+
+def test_health_unknown_without_the_instance(cell, inventory, sup):
+    """The torrc is what the role installs: without it (the connection made without
+    the role) a silent SOCKS port means unknown, with it down."""
+    torrc = os.path.join(cell.state_dir, 'tor', 'torrc')
+    sup.ctl('stop', INSTANCE)
+    os.rename(torrc, torrc + '.away')
+    try:
+        entry = health(cell)
+        assert entry['status'] == 'unknown', entry
+        assert 'not installed' in entry['reason'], entry
+    finally:
+        os.rename(torrc + '.away', torrc)
+        sup.ctl('start', INSTANCE)
+    assert wait_for(lambda: health(cell)['status'] == 'working', 30), health(cell)
 
 
 def test_removing_the_connection_stops_tor_and_keeps_it_installed(cell, inventory, sup):

@@ -13,14 +13,14 @@ from ansible_collections.pic.connectivity.plugins.module_utils.registry import e
 
 def _random_v6(rng):
     # runs of zero groups of every length, where RFC 5952 compression matters
-    groups = [rng.choice([0, 0, 0, 1, 0xabc, 0xffff, rng.randrange(0x10000)]) for _ in range(8)]
+    groups = [rng.choice([0, 0, 0, 1, 0xabc, 0xffff, rng.randrange(0x10000)]) for _group in range(8)]
     return ipaddress.IPv6Address(b''.join(g.to_bytes(2, 'big') for g in groups))
 
 
 def test_nft_addresses_map_to_the_canonical_network_string():
     """nft prints addresses with inet_ntop; the fast key must equal str(ip_network) for each."""
     rng = random.Random(5952)
-    for _ in range(3000):
+    for _round in range(3000):
         v4 = ipaddress.IPv4Address(rng.randrange(1 << 32))
         v6 = _random_v6(rng)
         for addr, packed, family in ((v4, v4.packed, socket.AF_INET), (v6, v6.packed, socket.AF_INET6)):

@@ -1,0 +1,742 @@
+"""Fleet benchmark: playbooks/site.yml (and playbooks/rollout.yml) across 20 lab cells.
+
+    python3 bench/fleet.py [--cells 20] [--forks 10] [--cell-counts 1,5,10,20] [--fork-counts 1,5,10,20]
+                           [--repeat 1] [--out bench/fleet-results.json] [--keep-lab] [--no-rollout]
+
+What it does (root, Linux, stdlib only; see "Fleet runs: 20 lab cells" in docs/benchmarks.md):
+
+* brings up its own lab (lab/piclab.py) of --cells cells, isolated from any other lab on the
+  machine: namespaces ``$PICLAB_PREFIX-*`` (default ``picf``), run directory ``$PICLAB_RUN``
+  (default ``/run/piclab-fleetbench``); it refuses to start when a lab with that prefix exists;
+* writes an inventory of the cells in a temporary directory: every cell has the WireGuard exit
+  ``Exit WG`` (a ``wireguard_ext`` connection to the lab's ``wgexit``, from
+  ``$PICLAB_RUN/exits/cellK-wgexit.conf``) and its three peers: p1 on the exit (fail-closed),
+  p2 on the exit with ``fail_open: true``, p3 on the default gateway;
+* times ``ansible-playbook playbooks/site.yml`` (wall time of the whole command, and the CPU time
+  of it and everything it waited for): the first converge of the fleet (checked with real
+  packets), the no-op fleet run (every cell must report changed=0 in the recap), and a
+  one-connection change across the fleet: the exit's tunnel MTU (``MTU =`` in its wg-quick
+  config, one inventory variable), which every cell must report as changed and which is then
+  checked on every cell's exit interface; the same kind of change rolled out in batches with
+  ``playbooks/rollout.yml`` (canary first, health gate, confirmed commit);
+* scaling: the no-op run against the number of cells (``--limit``, at --forks) and against the
+  number of forks (at --cells cells);
+* records the load average before and after every run, the lab's processes and memory;
+* prints Markdown tables and writes everything to --out (JSON).
+
+The lab and the temporary directory are removed at the end, on failure and on SIGINT/SIGTERM too
+(--keep-lab keeps the lab, to look at it; remove it with
+``PICLAB_PREFIX=picf PICLAB_RUN=/run/piclab-fleetbench python3 lab/piclab.py down``).
+
+Environment (defaults in brackets):
+  PICLAB_PREFIX               namespace prefix of the benchmark's lab [picf]
+  PICLAB_RUN                  run directory of the benchmark's lab [/run/piclab-fleetbench]
+  PIC_BENCH_PYTHON            controller python with ansible-core [the python running this script
+                              if it has ansible-core, else the interpreter of the ansible-playbook on
+                              PATH, else .venv/bin/python]
+  PIC_BENCH_ANSIBLE_PLAYBOOK  ansible-playbook [next to PIC_BENCH_PYTHON, else on PATH]
+The collection measured is a copy of the working tree taken at the start (galaxy.yml, meta, plugins,
+roles, playbooks), in a temporary collections path.
+"""
+
+import argparse
+import atexit
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_PREFIX = 'picf'
+DEFAULT_RUN = '/run/piclab-fleetbench'
+PLAYBOOK_TIMEOUT = 3600
+EXIT_NAME = 'Exit WG'
+# The one-connection change: the exit tunnel's MTU, alternating between these values
+# (the lab's config has no MTU line: the collection's default is 1420).
+CHANGE_MTUS = (1380, 1400)
+ROLLOUT_MTUS = (1360, 1340)
+# what the snapshot of the collection holds
+SNAPSHOT = ('galaxy.yml', 'meta', 'plugins', 'roles', 'playbooks')
+
+
+def log(msg):
+    sys.stderr.write('[fleet %s] %s\n' % (time.strftime('%H:%M:%S'), msg))
+    sys.stderr.flush()
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- clean-up
+
+_CLEANUPS = []
+_CURRENT = {'proc': None, 'cpu': 0.0}
+_CLEANED = {'done': False}
+
+
+def add_cleanup(func, *args):
+    _CLEANUPS.append((func, args))
+
+
+def cleanup():
+    if _CLEANED['done']:
+        return
+    _CLEANED['done'] = True
+    proc = _CURRENT['proc']
+    if proc is not None and proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # ansible-playbook and its workers
+        except OSError:
+            pass
+        try:
+            os.waitpid(proc.pid, 0)
+        except OSError:
+            pass
+    while _CLEANUPS:
+        func, args = _CLEANUPS.pop()
+        try:
+            func(*args)
+        except Exception as exc:  # keep cleaning
+            log('clean-up step %s failed: %s' % (getattr(func, '__name__', func), exc))
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------- processes
+
+def sh(args, check=True, **kwargs):
+    kwargs.setdefault('capture_output', True)
+    kwargs.setdefault('text', True)
+    proc = subprocess.run(args, check=False, **kwargs)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or '').strip()[-2000:]
+        raise BenchError('%s failed (rc=%d): %s' % (' '.join(args), proc.returncode, detail))
+    return proc
+
+
+def loadavg():
+    with open('/proc/loadavg') as handle:
+        return [float(x) for x in handle.read().split()[:3]]
+
+
+def timed_run(args, stdout, stderr, env=None, cwd=None, timeout=PLAYBOOK_TIMEOUT):
+    """Run ``args`` in a process group of its own; returns (wall seconds, exit code).
+    The CPU time (user + system) of it and the descendants it waited for is kept in ``_CURRENT['cpu']``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                            start_new_session=True)
+    _CURRENT['proc'] = proc
+
+    def kill():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    _CURRENT['proc'] = None
+    _CURRENT['cpu'] = usage.ru_utime + usage.ru_stime
+    return wall, proc.returncode
+
+
+def find_tools():
+    """The controller python (with ansible-core) and ansible-playbook (as bench/run.py finds them)."""
+    py = os.environ.get('PIC_BENCH_PYTHON')
+    if not py:
+        probe = subprocess.run([sys.executable, '-c', 'import ansible'], capture_output=True, check=False)
+        if probe.returncode == 0:
+            py = sys.executable
+        else:
+            found = shutil.which('ansible-playbook')
+            if found:
+                with open(found) as handle:
+                    first = handle.readline()
+                if first.startswith('#!'):
+                    py = first[2:].strip().split()[0]
+            elif os.access(os.path.join(REPO, '.venv', 'bin', 'python'), os.X_OK):
+                py = os.path.join(REPO, '.venv', 'bin', 'python')    # the venv of `make deps`
+    if not py:
+        raise BenchError('no python with ansible-core: run this script with the venv python '
+                         'or set PIC_BENCH_PYTHON')
+    playbook = os.environ.get('PIC_BENCH_ANSIBLE_PLAYBOOK')
+    if not playbook:
+        near = os.path.join(os.path.dirname(py), 'ansible-playbook')
+        playbook = near if os.path.exists(near) else shutil.which('ansible-playbook')
+    if not playbook:
+        raise BenchError('ansible-playbook not found; set PIC_BENCH_ANSIBLE_PLAYBOOK')
+    info = json.loads(sh([py, '-c', 'import sys, json; from ansible.release import __version__ as v; '
+                              'print(json.dumps({"version": v, "python": sys.version.split()[0]}))']).stdout)
+    return {'controller_python': py, 'ansible_playbook': playbook, 'ansible_core': info['version'],
+            'controller_python_version': info['python']}
+
+
+# ---------------------------------------------------------------- the lab
+
+def import_piclab():
+    sys.path.insert(0, os.path.join(REPO, 'lab'))
+    import piclab   # noqa: E402 (the lab's own module, stdlib only)
+    return piclab
+
+
+def lab_namespaces(prefix):
+    out = sh(['ip', 'netns', 'list'], check=False).stdout
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    return [n for n in names if n.startswith(prefix + '-')]
+
+
+def lab_memory(prefix):
+    """Processes in the lab's namespaces and the sum of their resident memory (MiB)."""
+    pids = set()
+    for name in lab_namespaces(prefix):
+        pids.update(int(p) for p in sh(['ip', 'netns', 'pids', name], check=False).stdout.split() if p.isdigit())
+    rss_kib = 0
+    by_name = {}
+    for pid in pids:
+        try:
+            with open('/proc/%d/status' % pid) as handle:
+                fields = dict(line.split(':', 1) for line in handle if ':' in line)
+        except (IOError, OSError):
+            continue
+        kib = int(fields.get('VmRSS', '0 kB').split()[0] or 0)
+        rss_kib += kib
+        comm = fields.get('Name', '?').strip()
+        by_name[comm] = by_name.get(comm, 0) + 1
+    return {'processes': len(pids), 'rss_mib': round(rss_kib / 1024.0, 1), 'by_name': by_name,
+            'namespaces': len(lab_namespaces(prefix))}
+
+
+def mem_available_mib():
+    with open('/proc/meminfo') as handle:
+        for line in handle:
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def wait_for(func, timeout, step=0.3):
+    end = time.monotonic() + timeout
+    while True:
+        value = func()
+        if value or time.monotonic() > end:
+            return value
+        time.sleep(step)
+
+
+def exit_interface(piclab, cell):
+    """The exit's interface name in CELL, from the cell's registry."""
+    path = os.path.join(piclab.state_dir(cell), 'registry.json')
+    with open(path) as handle:
+        doc = json.load(handle)
+    conns = doc.get('connections', {})
+    items = conns.values() if isinstance(conns, dict) else conns
+    for conn in items:
+        if conn.get('name') == EXIT_NAME:
+            return conn.get('interface')
+    raise BenchError('%s: no connection %r in %s' % (cell, EXIT_NAME, path))
+
+
+def link_mtu(piclab, cell, ifname):
+    out = sh(['ip', '-n', piclab.ns(cell), '-j', 'link', 'show', 'dev', ifname]).stdout
+    return json.loads(out)[0]['mtu']
+
+
+def check_mtu(piclab, cells, mtu):
+    bad = {}
+    for cell in cells:
+        got = link_mtu(piclab, cell, exit_interface(piclab, cell))
+        if got != mtu:
+            bad[cell] = got
+    if bad:
+        raise BenchError('exit MTU should be %d on every cell; differs on %s' % (mtu, bad))
+
+
+def check_paths(piclab, cells, timeout=20):
+    """Real packets: p1 and p2 leave through the exit, p3 through the cell's own WAN."""
+    exit4 = piclab.exit_address(4)
+    bad = []
+    for cell in cells:
+        for peer, want in (('p1', exit4), ('p2', exit4), ('p3', piclab.wan_address(cell, 4))):
+            got = wait_for(lambda: piclab.fetch(peer, 4, cell) == want and want, timeout)
+            if not got:
+                bad.append('%s-%s: seen as %r, expected %s' % (cell, peer, piclab.fetch(peer, 4, cell), want))
+    if bad:
+        raise BenchError('traffic check failed: ' + '; '.join(bad))
+
+
+# ---------------------------------------------------------------- inventory
+
+GROUP_VARS = """---
+# Generated by bench/fleet.py: the lab cells of PICLAB_RUN, reached as in lab/fleet.
+piclab_run: "{{ lookup('ansible.builtin.env', 'PICLAB_RUN', default='/run/piclab') }}"
+ansible_connection: local
+ansible_python_interpreter: "{{ piclab_run }}/bin/python-{{ inventory_hostname }}"
+pic_state_dir: "{{ piclab_run }}/nodes/{{ inventory_hostname }}/state"
+pic_peer_interface: wg0
+pic_lib_dir: "{{ piclab_run }}/nodes/{{ inventory_hostname }}/lib"
+pic_entry_point: "{{ piclab_run }}/nodes/{{ inventory_hostname }}/bin/pic-connectivity"
+pic_purge_peers: true
+
+# The fleet-wide setting the one-connection change edits: the exit tunnel's MTU
+# (null: the config as the provider hands it out, no MTU line, 1420).
+fleetbench_exit_mtu: %(mtu)s
+fleetbench_newline: "\\n"
+"""
+
+HOST_VARS = """---
+pic_connections:
+  - name: %(exit)s
+    type: wireguard_ext
+    config:
+      wg_config: >-
+        {{ lookup('ansible.builtin.file', piclab_run ~ '/exits/' ~ inventory_hostname ~ '-wgexit.conf')
+           | replace('[Interface]', '[Interface]' ~ fleetbench_newline ~ 'MTU = ' ~ fleetbench_exit_mtu)
+           if fleetbench_exit_mtu else
+           lookup('ansible.builtin.file', piclab_run ~ '/exits/' ~ inventory_hostname ~ '-wgexit.conf') }}
+      health_target: 10.200.0.1
+
+pic_peers:
+  - name: p1
+    address: [10.0.0.11/32, fd00:10::11/128]
+    connection: %(exit)s
+  - name: p2
+    address: [10.0.0.12/32, fd00:10::12/128]
+    connection: %(exit)s
+    fail_open: true
+  - name: p3
+    address: [10.0.0.13/32, fd00:10::13/128]
+    connection: default
+"""
+
+
+def write_inventory(invdir, ncells, mtu=None):
+    os.makedirs(os.path.join(invdir, 'group_vars'), exist_ok=True)
+    os.makedirs(os.path.join(invdir, 'host_vars'), exist_ok=True)
+    with open(os.path.join(invdir, 'hosts.yml'), 'w') as handle:
+        handle.write('---\npic_cells:\n  hosts:\n' + ''.join('    cell%d:\n' % k for k in range(1, ncells + 1)))
+    with open(os.path.join(invdir, 'group_vars', 'pic_cells.yml'), 'w') as handle:
+        handle.write(GROUP_VARS % {'mtu': 'null' if mtu is None else int(mtu)})
+    for k in range(1, ncells + 1):
+        with open(os.path.join(invdir, 'host_vars', 'cell%d.yml' % k), 'w') as handle:
+            handle.write(HOST_VARS % {'exit': EXIT_NAME})
+    return os.path.join(invdir, 'hosts.yml')
+
+
+def set_exit_mtu(invdir, mtu):
+    """The operator's edit: one line of group_vars."""
+    path = os.path.join(invdir, 'group_vars', 'pic_cells.yml')
+    with open(path) as handle:
+        text = handle.read()
+    text, n = re.subn(r'(?m)^fleetbench_exit_mtu: .*$', 'fleetbench_exit_mtu: %d' % mtu, text)
+    if n != 1:
+        raise BenchError('could not set the MTU in %s' % path)
+    with open(path, 'w') as handle:
+        handle.write(text)
+
+
+# ---------------------------------------------------------------- ansible-playbook
+
+_RECAP = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)'
+                    r'\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)', re.M)
+
+
+class Runner(object):
+    def __init__(self, tools, workdir, inventory, cells):
+        self.tools = tools
+        self.workdir = workdir
+        self.inventory = inventory
+        self.cells = cells
+        self.seq = 0
+        # a snapshot of the working tree, taken once: edits made while the benchmark runs (other
+        # work on the same checkout) must not turn a no-op run into a change
+        self.root = os.path.join(workdir, 'collections', 'ansible_collections', 'pic', 'connectivity')
+        os.makedirs(self.root)
+        for part in SNAPSHOT:
+            src = os.path.join(REPO, part)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(self.root, part),
+                                ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            elif os.path.exists(src):
+                shutil.copy2(src, os.path.join(self.root, part))
+        os.makedirs(os.path.join(workdir, 'logs'), exist_ok=True)
+        self.env = dict(os.environ)
+        self.env.update({
+            'ANSIBLE_COLLECTIONS_PATH': os.path.join(workdir, 'collections'),   # the snapshot
+            'ANSIBLE_LOCAL_TEMP': os.path.join(workdir, 'ansible-local'),
+            'ANSIBLE_REMOTE_TEMP': os.path.join(workdir, 'ansible-remote'),
+            'ANSIBLE_NOCOLOR': '1',
+            'ANSIBLE_FORCE_COLOR': '0',
+            'ANSIBLE_RETRY_FILES_ENABLED': '0',
+            'ANSIBLE_STDOUT_CALLBACK': 'default',
+        })
+        for key in ('PYTHONPATH', 'ANSIBLE_CALLBACKS_ENABLED', 'ANSIBLE_CALLBACK_WHITELIST', 'ANSIBLE_CONFIG'):
+            self.env.pop(key, None)
+
+    def run(self, playbook, label, forks, limit=None, expect=None, extra=()):
+        """One ansible-playbook run. EXPECT: 'changed' (every cell changed), 'unchanged' (changed=0
+        on every cell) or None. Returns a result dict (wall, CPU, recap, load average)."""
+        self.seq += 1
+        hosts = self.cells[:limit] if limit else self.cells
+        cmd = [self.tools['controller_python'], self.tools['ansible_playbook'], '-i', self.inventory,
+               os.path.join(self.root, 'playbooks', playbook), '-f', str(forks)] + list(extra)
+        if limit:
+            cmd += ['--limit', ','.join(hosts)]
+        logbase = os.path.join(self.workdir, 'logs', '%02d-%s' % (self.seq, re.sub(r'[^A-Za-z0-9]+', '-', label)))
+        load_before = loadavg()
+        with open(logbase + '.out', 'w') as out, open(logbase + '.err', 'w') as err:
+            wall, rc = timed_run(cmd, out, err, env=self.env, cwd=self.workdir)
+        load_after = loadavg()
+        with open(logbase + '.out') as handle:
+            text = handle.read()
+        recap = {m[0]: {'ok': int(m[1]), 'changed': int(m[2]), 'unreachable': int(m[3]), 'failed': int(m[4]),
+                        'skipped': int(m[5]), 'rescued': int(m[6])} for m in _RECAP.findall(text)}
+
+        def fail(why):
+            with open(logbase + '.err') as handle:
+                err_text = handle.read()
+            raise BenchError('ansible-playbook %s (%s): %s\n--- stdout (end) ---\n%s\n--- stderr (end) ---\n%s'
+                             % (playbook, label, why, text[-5000:], err_text[-2000:]))
+        if rc != 0:
+            fail('exit code %d' % rc)
+        missing = [h for h in hosts if h not in recap]
+        if missing:
+            fail('no recap line for %s' % ', '.join(missing))
+        bad = {h: r for h, r in recap.items() if r['failed'] or r['unreachable']}
+        if bad:
+            fail('failed or unreachable: %s' % bad)
+        changed = {h: recap[h]['changed'] for h in hosts}
+        if expect == 'unchanged' and any(changed.values()):
+            fail('a no-op run must report changed=0 on every cell; changed: %s'
+                 % {h: n for h, n in changed.items() if n})
+        if expect == 'changed' and not all(changed.values()):
+            fail('every cell must report a change; unchanged: %s' % [h for h, n in changed.items() if not n])
+        res = {'label': label, 'playbook': playbook, 'cells': len(hosts), 'forks': forks, 'wall_s': round(wall, 2),
+               'cpu_s': round(_CURRENT['cpu'], 2), 'per_cell_s': round(wall / len(hosts), 3),
+               'changed_total': sum(changed.values()), 'changed_cells': sum(1 for n in changed.values() if n),
+               'tasks_ok_per_cell': round(statistics.mean(recap[h]['ok'] for h in hosts), 1),
+               'loadavg_before': load_before, 'loadavg_after': load_after, 'log': logbase + '.out'}
+        res['_stdout'] = text
+        log('%s: %d cell(s), forks %d: %.1f s wall, %.1f s CPU, changed on %d cell(s) (%d in all), '
+            'load %.2f -> %.2f' % (label, len(hosts), forks, wall, res['cpu_s'], res['changed_cells'],
+                                   res['changed_total'], load_before[0], load_after[0]))
+        return res
+
+
+def summarize(runs):
+    walls = [r['wall_s'] for r in runs]
+    cpus = [r['cpu_s'] for r in runs]
+    return {'runs': [{k: v for k, v in r.items() if not k.startswith('_')} for r in runs],
+            'cells': runs[0]['cells'], 'forks': runs[0]['forks'],
+            'median_s': round(statistics.median(walls), 2), 'min_s': round(min(walls), 2),
+            'cpu_median_s': round(statistics.median(cpus), 2),
+            'per_cell_s': round(statistics.median(walls) / runs[0]['cells'], 3),
+            'loadavg_before': [r['loadavg_before'][0] for r in runs],
+            'loadavg_after': [r['loadavg_after'][0] for r in runs],
+            'tasks_ok_per_cell': runs[0]['tasks_ok_per_cell'],
+            'changed_cells': [r['changed_cells'] for r in runs]}
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_s(value):
+    if value is None:
+        return 'n/a'
+    if value >= 100:
+        return '%.0f s' % value
+    return '%.1f s' % value
+
+
+def fmt_load(summary):
+    return ', '.join('%.2f-%.2f' % (a, b) for a, b in zip(summary['loadavg_before'], summary['loadavg_after']))
+
+
+def fmt_wall(summary):
+    if len(summary['runs']) == 1:
+        return fmt_s(summary['median_s'])
+    return '%s (%s)' % (fmt_s(summary['median_s']), fmt_s(summary['min_s']))
+
+
+def markdown(results):
+    rows = ['| run | cells | forks | wall time | per cell | CPU time | cells changed | tasks ok per cell '
+            '| load average (1 min) before-after |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|---|']
+    labels = [('first_converge', 'first converge (`site.yml`)'),
+              ('noop', 'no-op fleet run (`site.yml`)'),
+              ('change', 'one-connection change: exit MTU (`site.yml`)'),
+              ('rollout_change', 'one-connection change: exit MTU (`rollout.yml`, batches %s)'
+               % results['settings'].get('rollout_batches_text', ''))]
+    for key, text in labels:
+        s = results['runs'].get(key)
+        if not s:
+            continue
+        rows.append('| %s | %d | %d | %s | %s | %s | %s | %s | %s |' % (
+            text, s['cells'], s['forks'], fmt_wall(s), fmt_s(s['per_cell_s']), fmt_s(s['cpu_median_s']),
+            '/'.join(str(n) for n in s['changed_cells']), s['tasks_ok_per_cell'], fmt_load(s)))
+    rows.append('')
+    for key, head, col in (('by_cells', 'No-op run against the number of cells (forks %d)'
+                            % results['settings']['forks'], 'cells'),
+                           ('by_forks', 'No-op run against forks (%d cells)' % results['settings']['cells'],
+                            'forks')):
+        if not results['scaling'].get(key):
+            continue
+        rows.append(head + ':')
+        rows.append('')
+        rows.append('| %s | wall time | per cell | CPU time | load average (1 min) before-after |' % col)
+        rows.append('|---:|---:|---:|---:|---|')
+        for s in sorted(results['scaling'][key], key=lambda x: x[col]):
+            rows.append('| %d | %s | %s | %s | %s |' % (s[col], fmt_wall(s), fmt_s(s['per_cell_s']),
+                                                        fmt_s(s['cpu_median_s']), fmt_load(s)))
+        rows.append('')
+    return '\n'.join(rows)
+
+
+def parse_counts(text):
+    return [int(x) for x in text.split(',') if x.strip()] if text else []
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--cells', type=int, default=20, help='cells in the lab and the inventory [20]')
+    parser.add_argument('--forks', type=int, default=10,
+                        help='forks of the converge, no-op, change and by-cells runs [10]')
+    parser.add_argument('--cell-counts', default='1,5,10,20',
+                        help='no-op scaling: numbers of cells (--limit), at --forks; empty to skip [1,5,10,20]')
+    parser.add_argument('--fork-counts', default='1,5,10,20',
+                        help='no-op scaling: forks, at --cells cells; empty to skip [1,5,10,20]')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='runs of each no-op, change and scaling measurement (median and best) [1]')
+    parser.add_argument('--no-rollout', action='store_true', help='skip the rollout.yml change')
+    parser.add_argument('--rollout-batches', default='1,2,50%,100%',
+                        help='pic_rollout_batches of the rollout run [1,2,50%%,100%%] (the playbook default)')
+    parser.add_argument('--out', default=os.path.join(REPO, 'bench', 'fleet-results.json'),
+                        help='JSON results [bench/fleet-results.json]')
+    parser.add_argument('--keep-lab', action='store_true', help='leave the lab up at the end (not on errors)')
+    parser.add_argument('--nice', type=int, default=0,
+                        help='run the benchmark and everything it starts at this nice increment')
+    args = parser.parse_args()
+    cell_counts = [n for n in parse_counts(args.cell_counts) if n <= args.cells]
+    fork_counts = parse_counts(args.fork_counts)
+    if not 1 <= args.cells <= 200 or args.forks < 1 or args.repeat < 1 or any(n < 1 for n in cell_counts + fork_counts):
+        parser.error('--cells 1..200, --forks, --repeat and the counts must be positive')
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    atexit.register(cleanup)
+    if os.geteuid() != 0:
+        raise BenchError('needs root (network namespaces)')
+    if args.nice:
+        os.nice(args.nice)
+
+    os.environ.setdefault('PICLAB_PREFIX', DEFAULT_PREFIX)
+    os.environ.setdefault('PICLAB_RUN', DEFAULT_RUN)
+    prefix, rundir = os.environ['PICLAB_PREFIX'], os.path.abspath(os.environ['PICLAB_RUN'])
+    os.environ['PICLAB_RUN'] = rundir
+    if prefix == 'picl' or rundir == '/run/piclab':
+        raise BenchError('PICLAB_PREFIX=picl / PICLAB_RUN=/run/piclab are the default lab\'s: '
+                         'the benchmark brings up (and removes) a lab of its own; pick another')
+    existing = lab_namespaces(prefix)
+    if existing or os.path.exists(rundir):
+        raise BenchError('a lab with prefix %s or run dir %s exists (another run?): %d namespace(s). Remove it with '
+                         'PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down, or set other values'
+                         % (prefix, rundir, len(existing), prefix, rundir))
+    piclab = import_piclab()
+    tools = find_tools()
+    t_start = time.time()
+    results = {
+        'settings': {'cells': args.cells, 'forks': args.forks, 'cell_counts': cell_counts,
+                     'fork_counts': fork_counts, 'repeat': args.repeat, 'rollout': not args.no_rollout,
+                     'rollout_batches': args.rollout_batches, 'nice': os.nice(0),
+                     'rollout_batches_text': args.rollout_batches,
+                     'piclab_prefix': prefix, 'piclab_run': rundir, 'command': ' '.join(sys.argv)},
+        'machine': {
+            'nproc': os.cpu_count(), 'kernel': platform.release(), 'memory_mib': None,
+            'controller_python': '%s (%s)' % (tools['controller_python_version'], tools['controller_python']),
+            'ansible_core': tools['ansible_core'],
+            'git_commit': sh(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'], check=False).stdout.strip(),
+            'git_dirty': bool(sh(['git', '-C', REPO, 'status', '--porcelain', '--untracked-files=no'],
+                                 check=False).stdout.strip()),
+            'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
+            'loadavg_at_start': loadavg(),
+        },
+        'lab': {}, 'runs': {}, 'scaling': {}, 'checks': [],
+    }
+    with open('/proc/meminfo') as handle:
+        results['machine']['memory_mib'] = int(handle.readline().split()[1]) // 1024
+
+    workdir = tempfile.mkdtemp(prefix='pic-fleetbench-')
+    add_cleanup(shutil.rmtree, workdir, True)
+
+    # ---- the lab
+    def lab_down():
+        if args.keep_lab and results.get('_complete'):     # kept only after a complete run
+            log('lab kept (--keep-lab): PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down'
+                % (prefix, rundir))
+            return
+        res = piclab.down()
+        log('lab removed: %s namespace(s), %s process(es) stopped, %.1f s'
+            % (res['namespaces'], res['killed'], res['seconds']))
+    add_cleanup(lab_down)
+    avail0 = mem_available_mib()
+    log('bringing up a lab of %d cells (prefix %s, run dir %s) ...' % (args.cells, prefix, rundir))
+    t0 = time.perf_counter()
+    try:
+        up = piclab.up(cells=args.cells)
+    except piclab.LabError as exc:
+        # seen once with 20 cells on a loaded machine: a peer's wg0 missing right after its
+        # wireguard-go socket appeared. `up` repairs (restarts dead daemons): log it, try once more.
+        node = re.search(r'ip -n %s-(\S+) ' % re.escape(prefix), str(exc))
+        detail = ''
+        if node:
+            node = node.group(1)
+            detail = ' | %s: wireguard-go %s, links %s, log: %s' % (
+                node, piclab.daemon_pid(node) or 'not running',
+                sh(['ip', '-n', piclab.ns(node), '-o', 'link'], check=False).stdout.split('\n')[:4],
+                piclab._tail(os.path.join(rundir, 'logs', '%s-wireguard-go.log' % node), 300).splitlines()[-3:])
+        log('lab up failed, repairing with a second up: %s%s' % (str(exc).strip(), detail))
+        results['lab']['up_retry'] = str(exc).strip() + detail
+        up = piclab.up(cells=args.cells)
+    results['lab']['up_s'] = round(time.perf_counter() - t0, 2)
+    results['lab']['after_up'] = lab_memory(prefix)
+    results['lab']['after_up']['mem_available_drop_mib'] = round(avail0 - mem_available_mib(), 1)
+    log('lab up in %.1f s (verified: handshakes, v4+v6 fetch from every peer): %s'
+        % (up['seconds'], {k: v for k, v in results['lab']['after_up'].items() if k != 'by_name'}))
+
+    cells = ['cell%d' % k for k in range(1, args.cells + 1)]
+    invdir = os.path.join(workdir, 'inventory')
+    inventory = write_inventory(invdir, args.cells)
+    runner = Runner(tools, workdir, inventory, cells)
+    measured = {}
+
+    def save():
+        # after every phase, so that an interrupted run leaves what it measured
+        results['duration_s'] = round(time.time() - t_start, 1)
+        with open(args.out, 'w') as handle:
+            json.dump({k: v for k, v in results.items() if not k.startswith('_')}, handle, indent=2, sort_keys=True)
+            handle.write('\n')
+
+    def noop(ncells, forks, label):
+        key = (ncells, forks)
+        if key not in measured:
+            measured[key] = summarize([runner.run('site.yml', '%s-%d' % (label, i + 1), forks,
+                                                  limit=ncells if ncells < args.cells else None,
+                                                  expect='unchanged')
+                                       for i in range(args.repeat)])
+        return measured[key]
+
+    # ---- first converge
+    first = runner.run('site.yml', 'first-converge', args.forks, expect='changed')
+    results['runs']['first_converge'] = summarize([first])
+    check_paths(piclab, cells)
+    check_mtu(piclab, cells, 1420)
+    results['checks'].append('after the first converge: p1 and p2 of every cell leave through the exit, '
+                             'p3 through the cell\'s WAN (HTTP fetch); exit MTU 1420 on every cell')
+    results['lab']['after_converge'] = lab_memory(prefix)
+    results['lab']['after_converge']['mem_available_drop_mib'] = round(avail0 - mem_available_mib(), 1)
+
+    save()
+    # ---- no-op fleet run
+    results['runs']['noop'] = noop(args.cells, args.forks, 'noop')
+
+    save()
+    # ---- one-connection change: the exit's MTU, across the fleet
+    changes = []
+    for i in range(args.repeat):
+        mtu = CHANGE_MTUS[i % len(CHANGE_MTUS)]
+        set_exit_mtu(invdir, mtu)
+        changes.append(runner.run('site.yml', 'change-mtu-%d' % mtu, args.forks, expect='changed'))
+        check_mtu(piclab, cells, mtu)
+    results['runs']['change'] = summarize(changes)
+    results['checks'].append('after every MTU change: the exit interface of every cell has the new MTU')
+    check_paths(piclab, cells)
+    results['checks'].append('after the change: p1, p2 through the exit and p3 through the WAN again')
+
+    save()
+    # ---- the same change through rollout.yml
+    if not args.no_rollout:
+        batches = [b.strip() for b in args.rollout_batches.split(',') if b.strip()]
+        extra_vars = os.path.join(workdir, 'rollout-vars.json')
+        with open(extra_vars, 'w') as handle:
+            json.dump({'pic_rollout_batches': [int(b) if b.isdigit() else b for b in batches]}, handle)
+        rollouts = []
+        for i in range(args.repeat):
+            mtu = ROLLOUT_MTUS[i % len(ROLLOUT_MTUS)]
+            set_exit_mtu(invdir, mtu)
+            res = runner.run('rollout.yml', 'rollout-mtu-%d' % mtu, args.forks, extra=['-e', '@' + extra_vars])
+            totals = re.findall(r'\*\*total\*\* \| (\d+) changed, (\d+) rolled back', res['_stdout'])
+            if not totals or totals[-1] != (str(args.cells), '0'):
+                raise BenchError('rollout summary: expected %d changed, 0 rolled back; got %s'
+                                 % (args.cells, totals[-1:] or 'no summary'))
+            res['batches'] = len(re.findall(r'^PLAY \[', res['_stdout'], re.M))
+            rollouts.append(res)
+            check_mtu(piclab, cells, mtu)
+        results['runs']['rollout_change'] = summarize(rollouts)
+        results['runs']['rollout_change']['batches'] = rollouts[0]['batches']
+        results['checks'].append('rollout: summary "%d changed, 0 rolled back"; the new MTU on every cell'
+                                 % args.cells)
+        check_paths(piclab, cells)
+
+    save()
+    # ---- scaling of the no-op run
+    results['scaling']['by_cells'] = []
+    for n in cell_counts:
+        s = dict(noop(n, args.forks, 'noop-cells-%d' % n))
+        s['cells'] = n
+        results['scaling']['by_cells'].append(s)
+        save()
+    results['scaling']['by_forks'] = []
+    for f in fork_counts:
+        s = dict(noop(args.cells, f, 'noop-forks-%d' % f))
+        s['forks'] = f
+        results['scaling']['by_forks'].append(s)
+        save()
+
+    results['lab']['at_end'] = lab_memory(prefix)
+    results['machine']['loadavg_at_end'] = loadavg()
+    results['duration_s'] = round(time.time() - t_start, 1)
+    results['_complete'] = True
+    table = markdown(results)
+    results['markdown'] = table
+    out = {k: v for k, v in results.items() if not k.startswith('_')}
+    with open(args.out, 'w') as handle:
+        json.dump(out, handle, indent=2, sort_keys=True)
+        handle.write('\n')
+    print(table)
+    lab = results['lab']
+    print('Lab: %d cells up in %.1f s; %d namespaces, %d processes, %.0f MiB RSS after up, %.0f MiB after the '
+          'first converge (MemAvailable %.0f MiB lower).' % (
+              args.cells, lab['up_s'], lab['after_up']['namespaces'], lab['after_up']['processes'],
+              lab['after_up']['rss_mib'], lab['after_converge']['rss_mib'],
+              lab['after_converge']['mem_available_drop_mib']))
+    print('Load average (1, 5, 15 min) at start %s, at end %s; %.0f s in all. Results: %s'
+          % (results['machine']['loadavg_at_start'], results['machine']['loadavg_at_end'],
+             results['duration_s'], args.out))
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        log('FAILED: %s' % exc)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log('interrupted')
+        sys.exit(130)
