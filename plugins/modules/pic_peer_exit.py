@@ -154,6 +154,14 @@ def planner(params):
         changed_set = set(changed)
         shown = names if not bulk else [n for n in names if n in changed_set]
         result = {'peers': [peers.public(new_doc, n) for n in shown], 'changed_peers': changed}
+        if bulk:
+            # What -vvv shows as the task's arguments: the peer list is not echoed
+            # back (with thousands of peers, AnsibleModule's walk of it for no_log
+            # values and its JSON were a third of a no-op run); `changed_peers`
+            # and `peers` say what changed.
+            shown_args = dict(params)
+            shown_args['peers'] = '(%d peers, not echoed)' % len(params['peers'])
+            result['invocation'] = {'module_args': shown_args}
         diff = {'before': dict((n, peers.public(doc, n)) for n in changed),
                 'after': dict((n, peers.public(new_doc, n)) for n in changed)}
         return Plan(new_doc, result, diff)
