@@ -250,7 +250,11 @@ def test_bulk_thousand_peers_in_one_task(cell):
     elements = json.loads(cell.sh('nft', '-j', 'list', 'map', 'inet', 'pic_connectivity', 'peer4').stdout)
     count = [o['map'] for o in elements['nftables'] if 'map' in o][0]
     assert len(count['elem']) == 500 + 2
-    assert not cell.module('pic_peer_exit', {'peers': bulk})['changed']
+    again = cell.module('pic_peer_exit', {'peers': bulk})
+    assert not again['changed'] and again['changed_peers'] == [] and again['peers'] == []
+    # the 1,003-item list is not echoed back in the task's invocation (-vvv)
+    assert again['invocation']['module_args']['peers'] == '(1003 peers, not echoed)'
+    assert 'bulk17' not in again['_stdout']
     assert via_exit('p1')
     cell.module('pic_peer_exit', {'peers': peers_baseline(), 'purge': True})
     print('1000 peers in one task: %.2fs' % took)

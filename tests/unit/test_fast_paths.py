@@ -3,6 +3,7 @@
 import ipaddress
 import random
 import socket
+import sys
 
 import pytest
 
@@ -109,3 +110,38 @@ def test_bad_bulk_items_name_the_field(raw, field, value):
     with pytest.raises(PicError) as err:
         peers.normalize_items(raw)
     assert err.value.field == field and err.value.value == value
+
+
+_IMPORT_ROUTING = '''
+import sys
+sys.path.insert(0, %r)
+%s
+from ansible_collections.pic.connectivity.plugins.module_utils import routing
+import pyroute2
+print(routing.IPRoute.__module__, routing.IPRoute.__name__, routing.NetlinkError.__name__,
+      routing.HAS_PYROUTE2, hasattr(pyroute2, 'IPRoute'))
+'''
+
+
+def _routing_imported(python, before=''):
+    import subprocess
+    from conftest import _BASE
+    code = _IMPORT_ROUTING % (_BASE, before)
+    return subprocess.run([python, '-c', code], capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.mark.parametrize('python', ['/usr/bin/python3', sys.executable])
+def test_routing_loads_only_iproute_of_pyroute2(python):
+    """The short import path gives pyroute2's own IPRoute without running the package __init__.
+
+    /usr/bin/python3 has Debian's pyroute2 0.7 (what cells run), the venv a 0.9 from PyPI."""
+    assert _routing_imported(python) == ['pyroute2.iproute.linux', 'IPRoute', 'NetlinkError', 'True', 'False']
+
+
+@pytest.mark.parametrize('before', [
+    'import pyroute2',                                                  # already imported: used as it is
+    'import importlib.util\nimportlib.util.find_spec = lambda name, *a: None',   # short path fails: full import
+])
+def test_routing_falls_back_to_the_documented_import(before):
+    got = _routing_imported(sys.executable, before)
+    assert got == ['pyroute2.iproute.linux', 'IPRoute', 'NetlinkError', 'True', 'True']
