@@ -48,3 +48,48 @@ def test_site_runs_the_monitor_under_supervisord(cell):
     cell.sh('ip', 'link', 'del', 'pic-exit-wg')
     assert wait_for(lambda: 'pic-exit-wg' in cell.sh('ip', 'link').stdout, 10)
     assert wait_for(lambda: via_exit('p1'), 15), sources('p1')
+
+
+def test_site_restores_a_tampered_cell_library(cell):
+    """The cell's copy of the collection's module_utils: one find decides what to copy; every kind of
+    drift (content, mode, owner, a missing file, a file the collection no longer has) is restored."""
+    lib = os.path.join(os.path.dirname(cell.state_dir), 'lib', 'pic_connectivity_lib')
+    sources = os.path.join(ROOT, 'plugins', 'module_utils')
+    playbook()                                            # converged (the tests above did it already)
+    assert os.path.isfile(os.path.join(lib, 'model.py')), lib
+
+    def drift():
+        found = []
+        for name in sorted(set(os.listdir(lib)) | set(os.listdir(sources))):
+            if not name.endswith('.py'):
+                continue
+            mine, theirs = os.path.join(lib, name), os.path.join(sources, name)
+            if not os.path.exists(mine) or not os.path.exists(theirs):
+                found.append(name)
+                continue
+            st = os.stat(mine)
+            with open(mine, 'rb') as a, open(theirs, 'rb') as b:
+                if a.read() != b.read() or (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (0o644, 0, 0):
+                    found.append(name)
+        return found
+
+    assert drift() == []
+    with open(os.path.join(lib, 'model.py'), 'a') as handle:
+        handle.write('# edited by hand\n')
+    os.chmod(os.path.join(lib, 'nft.py'), 0o600)
+    os.chown(os.path.join(lib, 'errors.py'), 1, 1)
+    os.unlink(os.path.join(lib, 'health.py'))
+    open(os.path.join(lib, 'stale_module.py'), 'w').close()
+    tampered = drift()
+    assert tampered == ['errors.py', 'health.py', 'model.py', 'nft.py', 'stale_module.py']
+
+    changed, out = playbook('--check')
+    assert changed > 0 and drift() == tampered            # check mode changes nothing
+    for name in ('errors.py', 'health.py', 'model.py', 'nft.py'):
+        assert 'changed: [cell1] => (item=%s)' % name in out
+    assert 'item=routing.py' not in out                   # an unchanged file is not even copied
+
+    changed, out = playbook()
+    assert changed > 0 and drift() == [], out[-3000:]
+    changed, out = playbook()
+    assert changed == 0, out[-3000:]
