@@ -40,19 +40,18 @@ roles, playbooks), in a temporary collections path.
 """
 
 import argparse
-import atexit
 import json
 import os
 import platform
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from benchlib import (BenchError, CURRENT, add_cleanup, find_controller, install_cleanup, loadavg, logger, sh,
+                      timed_run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PREFIX = 'picf'
@@ -67,124 +66,7 @@ ROLLOUT_MTUS = (1360, 1340)
 SNAPSHOT = ('galaxy.yml', 'meta', 'plugins', 'roles', 'playbooks')
 
 
-def log(msg):
-    sys.stderr.write('[fleet %s] %s\n' % (time.strftime('%H:%M:%S'), msg))
-    sys.stderr.flush()
-
-
-class BenchError(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- clean-up
-
-_CLEANUPS = []
-_CURRENT = {'proc': None, 'cpu': 0.0}
-_CLEANED = {'done': False}
-
-
-def add_cleanup(func, *args):
-    _CLEANUPS.append((func, args))
-
-
-def cleanup():
-    if _CLEANED['done']:
-        return
-    _CLEANED['done'] = True
-    proc = _CURRENT['proc']
-    if proc is not None and proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)     # ansible-playbook and its workers
-        except OSError:
-            pass
-        try:
-            os.waitpid(proc.pid, 0)
-        except OSError:
-            pass
-    while _CLEANUPS:
-        func, args = _CLEANUPS.pop()
-        try:
-            func(*args)
-        except Exception as exc:  # keep cleaning
-            log('clean-up step %s failed: %s' % (getattr(func, '__name__', func), exc))
-
-
-def _on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-# ---------------------------------------------------------------- processes
-
-def sh(args, check=True, **kwargs):
-    kwargs.setdefault('capture_output', True)
-    kwargs.setdefault('text', True)
-    proc = subprocess.run(args, check=False, **kwargs)
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or '').strip()[-2000:]
-        raise BenchError('%s failed (rc=%d): %s' % (' '.join(args), proc.returncode, detail))
-    return proc
-
-
-def loadavg():
-    with open('/proc/loadavg') as handle:
-        return [float(x) for x in handle.read().split()[:3]]
-
-
-def timed_run(args, stdout, stderr, env=None, cwd=None, timeout=PLAYBOOK_TIMEOUT):
-    """Run ``args`` in a process group of its own; returns (wall seconds, exit code).
-    The CPU time (user + system) of it and the descendants it waited for is kept in ``_CURRENT['cpu']``."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                            start_new_session=True)
-    _CURRENT['proc'] = proc
-
-    def kill():
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-    timer = threading.Timer(timeout, kill)
-    timer.start()
-    try:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    _CURRENT['proc'] = None
-    _CURRENT['cpu'] = usage.ru_utime + usage.ru_stime
-    return wall, proc.returncode
-
-
-def find_tools():
-    """The controller python (with ansible-core) and ansible-playbook (as bench/run.py finds them)."""
-    py = os.environ.get('PIC_BENCH_PYTHON')
-    if not py:
-        probe = subprocess.run([sys.executable, '-c', 'import ansible'], capture_output=True, check=False)
-        if probe.returncode == 0:
-            py = sys.executable
-        else:
-            found = shutil.which('ansible-playbook')
-            if found:
-                with open(found) as handle:
-                    first = handle.readline()
-                if first.startswith('#!'):
-                    py = first[2:].strip().split()[0]
-            elif os.access(os.path.join(REPO, '.venv', 'bin', 'python'), os.X_OK):
-                py = os.path.join(REPO, '.venv', 'bin', 'python')    # the venv of `make deps`
-    if not py:
-        raise BenchError('no python with ansible-core: run this script with the venv python '
-                         'or set PIC_BENCH_PYTHON')
-    playbook = os.environ.get('PIC_BENCH_ANSIBLE_PLAYBOOK')
-    if not playbook:
-        near = os.path.join(os.path.dirname(py), 'ansible-playbook')
-        playbook = near if os.path.exists(near) else shutil.which('ansible-playbook')
-    if not playbook:
-        raise BenchError('ansible-playbook not found; set PIC_BENCH_ANSIBLE_PLAYBOOK')
-    info = json.loads(sh([py, '-c', 'import sys, json; from ansible.release import __version__ as v; '
-                              'print(json.dumps({"version": v, "python": sys.version.split()[0]}))']).stdout)
-    return {'controller_python': py, 'ansible_playbook': playbook, 'ansible_core': info['version'],
-            'controller_python_version': info['python']}
+log = logger('fleet')
 
 
 # ---------------------------------------------------------------- the lab
@@ -400,7 +282,8 @@ class Runner(object):
         logbase = os.path.join(self.workdir, 'logs', '%02d-%s' % (self.seq, re.sub(r'[^A-Za-z0-9]+', '-', label)))
         load_before = loadavg()
         with open(logbase + '.out', 'w') as out, open(logbase + '.err', 'w') as err:
-            wall, rc = timed_run(cmd, out, err, env=self.env, cwd=self.workdir)
+            wall, rc, _rss = timed_run(cmd, out, err, env=self.env, cwd=self.workdir, timeout=PLAYBOOK_TIMEOUT,
+                                       group=True)
         load_after = loadavg()
         with open(logbase + '.out') as handle:
             text = handle.read()
@@ -427,7 +310,7 @@ class Runner(object):
         if expect == 'changed' and not all(changed.values()):
             fail('every cell must report a change; unchanged: %s' % [h for h, n in changed.items() if not n])
         res = {'label': label, 'playbook': playbook, 'cells': len(hosts), 'forks': forks, 'wall_s': round(wall, 2),
-               'cpu_s': round(_CURRENT['cpu'], 2), 'per_cell_s': round(wall / len(hosts), 3),
+               'cpu_s': round(CURRENT['cpu'], 2), 'per_cell_s': round(wall / len(hosts), 3),
                'changed_total': sum(changed.values()), 'changed_cells': sum(1 for n in changed.values() if n),
                'tasks_ok_per_cell': round(statistics.mean(recap[h]['ok'] for h in hosts), 1),
                'loadavg_before': load_before, 'loadavg_after': load_after, 'log': logbase + '.out'}
@@ -537,9 +420,7 @@ def main():
     if not 1 <= args.cells <= 200 or args.forks < 1 or args.repeat < 1 or any(n < 1 for n in cell_counts + fork_counts):
         parser.error('--cells 1..200, --forks, --repeat and the counts must be positive')
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    atexit.register(cleanup)
+    install_cleanup()
     if os.geteuid() != 0:
         raise BenchError('needs root (network namespaces)')
     if args.nice:
@@ -558,7 +439,7 @@ def main():
                          'PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down, or set other values'
                          % (prefix, rundir, len(existing), prefix, rundir))
     piclab = import_piclab()
-    tools = find_tools()
+    tools = find_controller()
     t_start = time.time()
     results = {
         'settings': {'cells': args.cells, 'forks': args.forks, 'cell_counts': cell_counts,

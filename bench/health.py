@@ -46,20 +46,15 @@ import sys
 import tempfile
 import time
 
+from benchlib import loadavg, logger
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX, RUN = 'phb', '/run/piclab-hbench'
 TARGETS = {'fallback_s': 3.0, 'back_s': 3.0, 'leaked_packets': 0, 'probe_50_s': 1.0}
 INSTANCE = 'pic-tor'
 
 
-def log(msg):
-    sys.stderr.write('[bench-health %s] %s\n' % (time.strftime('%H:%M:%S'), msg))
-    sys.stderr.flush()
-
-
-def loadavg():
-    with open('/proc/loadavg') as handle:
-        return [float(x) for x in handle.read().split()[:3]]
+log = logger('bench-health')
 
 
 def summary(values):

@@ -34,7 +34,6 @@ Environment (defaults in brackets):
 """
 
 import argparse
-import atexit
 import ipaddress
 import json
 import os
@@ -46,8 +45,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from benchlib import (BenchError, CURRENT, add_cleanup, cleanup, find_controller, install_cleanup,
+                      logger, sh, timed_run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The collection measured: the working tree, or an export of --ref (set in main()).
@@ -64,77 +65,7 @@ PLAYBOOK_TIMEOUT = 3600
 TARGETS = {'first_apply_1000_s': 2.0, 'noop_1000_s': 0.5, 'speedup_min': 100.0}
 
 
-def log(msg):
-    sys.stderr.write('[bench %s] %s\n' % (time.strftime('%H:%M:%S'), msg))
-    sys.stderr.flush()
-
-
-class BenchError(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- clean-up
-
-_CLEANUPS = []
-_CURRENT = {'proc': None}
-_CLEANED = {'done': False}
-
-
-def add_cleanup(func, *args):
-    _CLEANUPS.append((func, args))
-
-
-def cleanup():
-    if _CLEANED['done']:
-        return
-    _CLEANED['done'] = True
-    proc = _CURRENT['proc']
-    if proc is not None and proc.returncode is None:
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-    while _CLEANUPS:
-        func, args = _CLEANUPS.pop()
-        try:
-            func(*args)
-        except Exception as exc:  # keep cleaning
-            log('clean-up step %s failed: %s' % (getattr(func, '__name__', func), exc))
-
-
-def _on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-# ---------------------------------------------------------------- processes
-
-def sh(args, check=True, **kwargs):
-    kwargs.setdefault('capture_output', True)
-    kwargs.setdefault('text', True)
-    proc = subprocess.run(args, check=False, **kwargs)
-    if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or '').strip()[-2000:]
-        raise BenchError('%s failed (rc=%d): %s' % (' '.join(args), proc.returncode, detail))
-    return proc
-
-
-def timed_run(args, stdout, stderr, env=None, cwd=None, timeout=MODULE_TIMEOUT):
-    """Run ``args``; returns (wall seconds, exit code, peak RSS in KiB of it and its descendants).
-    The CPU time (user + system) of the last run is kept in ``_CURRENT['cpu']``."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
-    _CURRENT['proc'] = proc
-    timer = threading.Timer(timeout, lambda: os.kill(proc.pid, signal.SIGKILL))
-    timer.start()
-    try:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    _CURRENT['proc'] = None
-    _CURRENT['cpu'] = usage.ru_utime + usage.ru_stime
-    return wall, proc.returncode, usage.ru_maxrss
+log = logger('bench')
 
 
 # ---------------------------------------------------------------- namespaces
@@ -227,7 +158,7 @@ class Cell(object):
         path = os.path.join(SOURCE['root'], 'plugins', 'modules', '%s.py' % name)
         argv = [self.cell_python, path, base + '.args.json']
         with open(base + '.out', 'w') as out, open(base + '.err', 'w') as err:
-            wall, rc, rss = timed_run(self.wrap(argv), out, err, env=self.env)
+            wall, rc, rss = timed_run(self.wrap(argv), out, err, env=self.env, timeout=MODULE_TIMEOUT)
         with open(base + '.out') as handle:
             text = handle.read()
         try:
@@ -245,7 +176,7 @@ class Cell(object):
                              % (name, label, expect_changed, result.get('changed'),
                                 json.dumps(result.get('changes'))[:2000]))
         result['_wall'] = wall
-        result['_cpu'] = _CURRENT['cpu']
+        result['_cpu'] = CURRENT['cpu']
         result['_maxrss_kib'] = rss
         return result
 
@@ -258,7 +189,7 @@ class Cell(object):
         path = os.path.join(SOURCE['root'], 'plugins', 'modules', '%s.py' % name)
         argv = [self.cell_python, '-m', 'cProfile', '-o', base + '.pstats', path, base + '.args.json']
         with open(base + '.out', 'w') as out, open(base + '.err', 'w') as err:
-            wall, rc, _rss = timed_run(self.wrap(argv), out, err, env=self.env)
+            wall, rc, _rss = timed_run(self.wrap(argv), out, err, env=self.env, timeout=MODULE_TIMEOUT)
         with open(base + '.out') as handle:
             result = json.loads(handle.read())
         if rc != 0 or result.get('failed') or bool(result.get('changed')) != expect_changed:
@@ -360,36 +291,9 @@ def elem_verdict(elem):
 
 def find_tools(args):
     """The controller python (with ansible-core), ansible-playbook and the cell python."""
-    py = os.environ.get('PIC_BENCH_PYTHON')
-    if not py:
-        probe = subprocess.run([sys.executable, '-c', 'import ansible'], capture_output=True, check=False)
-        if probe.returncode == 0:
-            py = sys.executable
-        else:
-            found = shutil.which('ansible-playbook')
-            if found:
-                with open(found) as handle:
-                    first = handle.readline()
-                if first.startswith('#!'):
-                    py = first[2:].strip().split()[0]
-            elif os.access(os.path.join(REPO, '.venv', 'bin', 'python'), os.X_OK):
-                py = os.path.join(REPO, '.venv', 'bin', 'python')    # the venv of `make deps`
-    if not py:
-        raise BenchError('no python with ansible-core: run this script with the venv python '
-                         '(make bench does) or set PIC_BENCH_PYTHON')
-    playbook = os.environ.get('PIC_BENCH_ANSIBLE_PLAYBOOK')
-    if not playbook:
-        near = os.path.join(os.path.dirname(py), 'ansible-playbook')
-        playbook = near if os.path.exists(near) else shutil.which('ansible-playbook')
-    if not playbook:
-        raise BenchError('ansible-playbook not found; set PIC_BENCH_ANSIBLE_PLAYBOOK')
-    info = json.loads(sh([py, '-c', 'import ansible, os, sys, json; from ansible.release import __version__ as v; '
-                              'print(json.dumps({"pkg": os.path.dirname(ansible.__file__), "version": v, '
-                              '"python": sys.version.split()[0]}))']).stdout)
-    cell_python = os.environ.get('PIC_BENCH_CELL_PYTHON', '/usr/bin/python3')
-    return {'controller_python': py, 'ansible_playbook': playbook, 'ansible_pkg': info['pkg'],
-            'ansible_core': info['version'], 'controller_python_version': info['python'],
-            'cell_python': cell_python}
+    tools = find_controller()
+    tools['cell_python'] = os.environ.get('PIC_BENCH_CELL_PYTHON', '/usr/bin/python3')
+    return tools
 
 
 def ensure_packages():
@@ -860,9 +764,7 @@ def main():
     if os.geteuid() != 0:
         sys.stderr.write('bench/run.py needs root (network namespaces)\n')
         return 2
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    atexit.register(cleanup)
+    install_cleanup()
 
     if args.nice:
         os.nice(args.nice)
@@ -921,7 +823,7 @@ def main():
         floor = []
         for _r in range(args.repeat):
             wall, rc, _rss = timed_run(cell.wrap([cell.cell_python, '-c', 'import ansible.module_utils.basic']),
-                                       subprocess.DEVNULL, subprocess.DEVNULL, env=cell.env)
+                                       subprocess.DEVNULL, subprocess.DEVNULL, env=cell.env, timeout=MODULE_TIMEOUT)
             if rc != 0:
                 raise BenchError('the cell python cannot import ansible.module_utils.basic from %s' % cell.pylib)
             floor.append(wall)

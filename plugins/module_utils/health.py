@@ -248,37 +248,31 @@ def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp
 def check_all(conns, runtime=None, now=None, layout=None, state_dir=None):
     """``check`` of every connection in ``conns`` at once. Returns [(status, reason)].
 
-    The TCP probes of the proxy types run together in this thread (every instance
-    port at once, then every TransPort and upstream at once, each distinct target
-    once); the other types, which read WireGuard state or ping through the exit,
-    run in a thread each. Probing many takes about as long as the slowest probe."""
+    The types that read WireGuard state or ping through the exit run in a thread
+    each; meanwhile the TCP probes of the proxy types run together in this thread
+    (every instance port at once, then every TransPort and upstream at once, each
+    distinct target once). Probing many takes about as long as the slowest probe."""
     from concurrent.futures import ThreadPoolExecutor
     conns = list(conns)
-    proxies = [c for c in conns if c['type'] in model.PROXY_TYPES and _instance_port(c)]
-    probes = Probes()
-    probes.prefetch([('127.0.0.1', _instance_port(c)) for c in proxies])
-    seconds = {}
-    for conn in proxies:
-        second = _second_target(conn)
-        if second and probes.results[('127.0.0.1', _instance_port(conn))][0]:
-            seconds.setdefault(second[1], []).append(second[0])
-    for timeout, targets in seconds.items():
-        probes.prefetch(targets, timeout)
-    results = {}
-    others = []
-    for index, conn in enumerate(conns):
-        if conn['type'] in model.PROXY_TYPES:
-            results[index] = check(conn, runtime, now, layout, state_dir, probes.connect)
-        else:
-            others.append(index)
-    if len(others) == 1:
-        results[others[0]] = check(conns[others[0]], runtime, now, layout, state_dir)
-    elif others:
-        with ThreadPoolExecutor(max_workers=min(64, len(others))) as pool:
-            for index, result in zip(others, pool.map(
-                    lambda i: check(conns[i], runtime, now, layout, state_dir), others)):
-                results[index] = result
-    return [results[index] for index in range(len(conns))]
+    others = [c for c in conns if c['type'] not in model.PROXY_TYPES]
+    pool = ThreadPoolExecutor(max_workers=min(64, len(others))) if others else None
+    try:
+        pending = dict((id(c), pool.submit(check, c, runtime, now, layout, state_dir)) for c in others)
+        probes = Probes()
+        proxies = [c for c in conns if c['type'] in model.PROXY_TYPES and _instance_port(c)]
+        probes.prefetch([('127.0.0.1', _instance_port(c)) for c in proxies])
+        seconds = {}
+        for conn in proxies:
+            second = _second_target(conn)
+            if second and probes.results[('127.0.0.1', _instance_port(conn))][0]:
+                seconds.setdefault(second[1], []).append(second[0])
+        for timeout, targets in seconds.items():
+            probes.prefetch(targets, timeout)
+        return [pending[id(c)].result() if id(c) in pending
+                else check(c, runtime, now, layout, state_dir, probes.connect) for c in conns]
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 class HealthCache(object):

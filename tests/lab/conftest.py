@@ -67,6 +67,12 @@ class Cell(object):
             assert not result.get('failed'), result.get('msg', result)
         return result
 
+    def health(self, conn):
+        """pic_health of one connection, probed now (force): its entry."""
+        entries = self.module('pic_health', {'connection': conn, 'force': True})['connections']
+        assert len(entries) == 1, entries
+        return list(entries.values())[0]
+
     def sh(self, *cmd, check=True):
         return piclab.run(self.name, *cmd, check=check)
 

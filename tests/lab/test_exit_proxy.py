@@ -225,21 +225,15 @@ def test_proxy_stopped_fail_closed_blocks_fail_open_falls_back(site, cell):
     print('back through the exit after %.1fs' % (time.time() - started))
 
 
-def health(cell, conn):
-    entries = cell.module('pic_health', {'connection': conn, 'force': True})['connections']
-    assert len(entries) == 1, entries
-    return list(entries.values())[0]
-
-
 @pytest.mark.parametrize('conn', [SOCKS, HTTP])
 def test_health_working_then_down_within_one_probe_when_the_proxy_stops(site, cell, conn):
     """redsocks keeps listening when its proxy dies: pic_health also asks the proxy."""
     stop, start = ((PROXIES.stop_socks, PROXIES.start_socks) if conn == SOCKS
                    else (PROXIES.stop_http, PROXIES.start_http))
-    assert wait_for(lambda: health(cell, conn)['status'] == 'working', 20), health(cell, conn)
+    assert wait_for(lambda: cell.health(conn)['status'] == 'working', 20), cell.health(conn)
     stop()
     try:
-        entry = health(cell, conn)
+        entry = cell.health(conn)
         assert entry['status'] == 'down', entry
         assert not entry['cached']
         info = PROXIES.info(NODES[conn])
@@ -247,7 +241,7 @@ def test_health_working_then_down_within_one_probe_when_the_proxy_stops(site, ce
             or 'does not answer' in entry['reason'], entry
     finally:
         start()
-    assert wait_for(lambda: health(cell, conn)['status'] == 'working', 30), health(cell, conn)
+    assert wait_for(lambda: cell.health(conn)['status'] == 'working', 30), cell.health(conn)
 
 
 def test_health_unknown_for_an_instance_never_installed(site, cell):
@@ -255,13 +249,13 @@ def test_health_unknown_for_an_instance_never_installed(site, cell):
     cell.module('pic_connection', {'name': 'No instance', 'type': 'proxy',
                                    'config': {'host': exit_address(SOCKS), 'port': 1080}})
     try:
-        entry = health(cell, 'No instance')
+        entry = cell.health('No instance')
         assert entry['status'] == 'unknown', entry
         assert 'not installed' in entry['reason'], entry
     finally:
         cell.module('pic_connection', {'name': 'No instance', 'state': 'absent'})
     # the installed ones: down only when their instance does not answer
-    assert health(cell, SOCKS)['status'] == 'working'
+    assert cell.health(SOCKS)['status'] == 'working'
 
 
 def test_removing_the_connections_stops_and_removes_their_instances(site, cell):

@@ -207,32 +207,26 @@ def test_ssh_server_stopped_fail_closed_blocks_fail_open_falls_back(site, cell):
     print('back through the exit after %.1fs' % (time.time() - started))
 
 
-def health(cell, conn=CONN):
-    entries = cell.module('pic_health', {'connection': conn, 'force': True})['connections']
-    assert len(entries) == 1, entries
-    return list(entries.values())[0]
-
-
 def test_health_working_then_down_within_one_probe_when_the_ssh_server_stops(site, cell):
     """sshuttle's port alone says nothing about its SSH session: pic_health also asks the SSH server."""
-    assert wait_for(lambda: health(cell)['status'] == 'working', 20), health(cell)
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 20), cell.health(CONN)
     SSHD.stop()
     try:
-        entry = health(cell)
+        entry = cell.health(CONN)
         assert entry['status'] == 'down', entry
         assert 'upstream %s:22' % SSHD.info()['host'] in entry['reason'] or 'does not answer' in entry['reason'], \
             entry
         # the instance killed (stopped by its guard, or dead): still down, not unknown
-        assert health(cell, CONN2)['status'] == 'down'
+        assert cell.health(CONN2)['status'] == 'down'
     finally:
         SSHD.start()
-    assert wait_for(lambda: health(cell)['status'] == 'working', 30), health(cell)
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
 
 
 def test_health_unknown_for_an_instance_never_installed(site, cell):
     cell.module('pic_connection', {'name': 'No instance', 'type': 'sshuttle', 'config': {'host': SSHD.info()['host']}})
     try:
-        entry = health(cell, 'No instance')
+        entry = cell.health('No instance')
         assert entry['status'] == 'unknown', entry
         assert 'not installed' in entry['reason'], entry
     finally:

@@ -340,20 +340,16 @@ def test_tor_down_fail_open_falls_back_fail_closed_blocks(sup):
           % (fallback, time.time() - started))
 
 
-def health(cell):
-    return cell.module('pic_health', {'connection': CONN, 'force': True})['connections']['tor']
-
-
 def test_health_working_then_down_within_one_probe_when_tor_stops(cell, sup):
-    assert wait_for(lambda: health(cell)['status'] == 'working', 20), health(cell)
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 20), cell.health(CONN)
     sup.ctl('stop', INSTANCE)
     try:
-        entry = health(cell)
+        entry = cell.health(CONN)
         assert entry['status'] == 'down', entry
         assert 'does not answer' in entry['reason'], entry
     finally:
         sup.ctl('start', INSTANCE)
-    assert wait_for(lambda: health(cell)['status'] == 'working', 30), health(cell)
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
     assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
 
 
@@ -372,13 +368,13 @@ def test_health_unknown_without_the_instance(cell, inventory, sup):
     sup.ctl('stop', INSTANCE)
     os.rename(torrc, torrc + '.away')
     try:
-        entry = health(cell)
+        entry = cell.health(CONN)
         assert entry['status'] == 'unknown', entry
         assert 'not installed' in entry['reason'], entry
     finally:
         os.rename(torrc + '.away', torrc)
         sup.ctl('start', INSTANCE)
-    assert wait_for(lambda: health(cell)['status'] == 'working', 30), health(cell)
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
 
 
 def test_removing_the_connection_stops_tor_and_keeps_it_installed(cell, inventory, sup):

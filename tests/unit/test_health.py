@@ -135,3 +135,19 @@ def test_tcp_connect_many_answers_each_target(listeners):
     assert len(out) == 3
     assert out[('127.0.0.1', alive.port)][0] and out[('localhost', alive.port)][0]
     assert out[('127.0.0.1', dead)] == (False, '[Errno 111] Connection refused')
+
+
+def test_check_all_keeps_the_order_of_mixed_types(tmp_path, listeners):
+    """Interface types are checked in threads while the proxy types' probes run: each answer in its place."""
+    server = listeners()
+    alive = proxy_conn('alive', listeners().port, server.port)
+    dead = proxy_conn('dead', free_port(), server.port)
+    for conn in (alive, dead):
+        install(tmp_path, conn)
+    tunnels = [{'id': 'vpn%d' % i, 'name': 'vpn%d' % i, 'type': 'openvpn', 'index': 3 + i,
+                'interface': 'pic-none%d' % i, 'config': {}} for i in range(2)]
+    conns = [tunnels[0], alive, tunnels[1], dead]
+    got = health.check_all(conns, state_dir=str(tmp_path))
+    assert [status for status, _reason in got] == ['down', 'working', 'down', 'down']
+    assert 'pic-none0 is missing' in got[0][1] and 'pic-none1 is missing' in got[2][1]
+    assert 'upstream' in got[1][1] and 'does not answer' in got[3][1]
