@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import json
 import os
+import subprocess
 
 from . import model, wgconf
 from .errors import PicError
@@ -33,6 +34,23 @@ def _fmt_rule(rule):
 def _fmt_route(route):
     target = ('dev %s' % route['oif']) if route['type'] == 'unicast' else route['type']
     return 'ipv%d route %s %s table %d' % (route['family'], route['dst'], target, route['table'])
+
+
+def _nft_dry_run(nft, script):
+    """Have the kernel validate an nft script without committing it (``nft -c``)."""
+    lib = getattr(nft, '_lib', None)
+    if lib is not None:
+        lib.set_dry_run(True)
+        try:
+            lib.set_json_output(False)
+            rc, out, err = lib.cmd(script)
+        finally:
+            lib.set_dry_run(False)
+    else:
+        proc = subprocess.run(['nft', '-c', '-f', '-'], input=script, capture_output=True, text=True, check=False)
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    if rc != 0:
+        raise PicError("nftables refuses the new ruleset, nothing was saved or changed: %s" % (err or out).strip())
 
 
 class Cell(object):
@@ -142,6 +160,29 @@ class Cell(object):
             changes.append('delete ' + _fmt_route(route))
             if not check_mode:
                 self.routing.del_route(route)
+        return changes
+
+    # -- before saving: would the kernel take it? ---------------------------------
+    def check(self, doc, pending=None):
+        """Dry-run the data plane of ``doc`` before anything is saved: the
+        WireGuard settings of every exit render, and the kernel accepts the
+        nftables table (validated in a transaction that is not committed)."""
+        for conn in doc['connections'].values():
+            if conn['type'] == 'wireguard_ext':
+                wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
+        _nft_dry_run(self.nft, model.desired(doc, self.facts(doc)).render_nft())
+
+    # -- rollback: back to the previous document after a failed apply -------------
+    def roll_back(self, previous, failed):
+        """Converge to ``previous`` (the registry before the failed run) and
+        remove the exit interfaces only ``failed`` had. Returns the changes."""
+        changes = []
+        for cid, conn in failed['connections'].items():
+            old = previous['connections'].get(cid)
+            if conn['type'] == 'wireguard_ext' and conn.get('interface') and \
+                    (old is None or old.get('interface') != conn['interface']):
+                changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
+        changes.extend(self.converge(previous))
         return changes
 
     def heal(self, doc):

@@ -24,10 +24,107 @@ from .errors import PicError
 
 REGISTRY_VERSION = 1
 DEFAULT_STATE_DIR = '/var/lib/pic-connectivity'
+# Top-level sections of the document: those every saved registry holds, and
+# those a registry may lack (older ones; links only with cell links).
+REQUIRED_SECTIONS = ('settings', 'connections', 'peers')
+OPTIONAL_SECTIONS = ('services', 'links')
+# Fields of the records in each section: name -> accepted types.
+_STR, _INT, _BOOL, _NONE, _LIST, _DICT = (str,), (int,), (bool,), (type(None),), (list,), (dict,)
+RECORD_FIELDS = {
+    'connections': {'id': _STR, 'name': _STR, 'type': _STR, 'index': _INT, 'table': _INT, 'mark': _INT,
+                    'fail_open': _BOOL, 'interface': _STR + _NONE, 'config': _DICT, 'routes': _DICT,
+                    'dns': _LIST, 'local_port': _INT, 'dns_port': _INT},
+    'peers': {'name': _STR, 'address': _LIST, 'connection': _STR, 'fail_open': _BOOL + _NONE},
+    'services': {'name': _STR, 'address': _LIST, 'connection': _STR, 'fail_open': _BOOL + _NONE,
+                 'interface': _STR + _NONE},
+}
+RECORD_REQUIRED = {'connections': ('id', 'name', 'type', 'index', 'table', 'mark'),
+                   'peers': ('address',), 'services': ('address',)}
 
 
 def empty():
     return {'version': REGISTRY_VERSION, 'settings': {}, 'connections': {}, 'peers': {}, 'services': {}}
+
+
+def _type_ok(value, types):
+    # bool is an int for isinstance: an int field must not take true/false.
+    if isinstance(value, bool) and bool not in types:
+        return False
+    return isinstance(value, types)
+
+
+def _check_record(path, section, key, record):
+    where = '%s.%s' % (section, key)
+    if not isinstance(record, dict):
+        raise PicError("the registry %s is damaged: %s must be a mapping, not %s; restore it from a backup"
+                       % (path, where, type(record).__name__))
+    fields = RECORD_FIELDS.get(section, {})
+    for name in RECORD_REQUIRED.get(section, ()):
+        if name not in record:
+            raise PicError("the registry %s is damaged: %s has no %s; restore it from a backup" % (path, where, name))
+    for name, value in record.items():
+        if name in fields and not _type_ok(value, fields[name]):
+            raise PicError("the registry %s is damaged: %s.%s has the wrong type (%s); restore it from a backup"
+                           % (path, where, name, type(value).__name__))
+    if section == 'connections' and record['id'] != key:
+        raise PicError("the registry %s is damaged: %s holds the id %r; restore it from a backup"
+                       % (path, where, record['id']))
+    for i, item in enumerate(record.get('address') or []):
+        if not isinstance(item, str):
+            raise PicError("the registry %s is damaged: %s.address[%d] is not a string; restore it from a backup"
+                           % (path, where, i))
+
+
+def check_shape(doc, path):
+    """Refuse anything but a well-formed registry document (PicError naming
+    ``path`` and what is wrong); returns the document with absent optional
+    sections filled in."""
+    if not isinstance(doc, dict):
+        raise PicError("the registry %s is damaged: it holds %s, not a registry mapping; restore it from a backup"
+                       % (path, type(doc).__name__))
+    if doc.get('version') != REGISTRY_VERSION or isinstance(doc.get('version'), bool):
+        raise PicError("the registry %s has version %r; this collection reads version %d"
+                       % (path, doc.get('version'), REGISTRY_VERSION))
+    unknown = sorted(set(doc) - set(('version',) + REQUIRED_SECTIONS + OPTIONAL_SECTIONS))
+    if unknown:
+        raise PicError("the registry %s is damaged: unknown sections %s; restore it from a backup"
+                       % (path, ', '.join(repr(k) for k in unknown)))
+    for section in REQUIRED_SECTIONS + OPTIONAL_SECTIONS:
+        if section not in doc:
+            if section in REQUIRED_SECTIONS:
+                raise PicError("the registry %s is damaged: it has no %s; restore it from a backup" % (path, section))
+            continue
+        if not isinstance(doc[section], dict):
+            raise PicError("the registry %s is damaged: %s must be a mapping, not %s; restore it from a backup"
+                           % (path, section, type(doc[section]).__name__))
+        if section != 'settings':
+            for key, record in doc[section].items():
+                _check_record(path, section, key, record)
+    out = empty()
+    out.update(doc)
+    return out
+
+
+def open_nofollow(path, flags, mode=0o600):
+    """os.open that refuses a symbolic link as the last component."""
+    try:
+        return os.open(path, flags | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0), mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PicError("%s is a symbolic link; the collection refuses to follow it" % path)
+        raise
+
+
+def read_nofollow(path):
+    """The text of ``path`` (not followed if a symbolic link), or None when absent."""
+    try:
+        fd = open_nofollow(path, os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    with os.fdopen(fd, 'rb') as handle:
+        return handle.read().decode('utf-8')
 
 
 def write_atomic(path, data, mode=0o600):
@@ -47,6 +144,10 @@ def write_atomic(path, data, mode=0o600):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory):
     dfd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dfd)
@@ -67,6 +168,9 @@ class Registry(object):
     # -- locking -----------------------------------------------------------
     def ensure_dirs(self):
         for directory in (self.state_dir, self.secrets_dir):
+            if os.path.islink(directory):
+                raise PicError("%s is a symbolic link; the collection refuses to keep its state or secrets "
+                               "through one" % directory)
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o700)
             os.chmod(directory, 0o700)
@@ -74,7 +178,7 @@ class Registry(object):
     def lock(self, timeout=120.0):
         """Take the exclusive lock (waits for a concurrent run, up to ``timeout``)."""
         self.ensure_dirs()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.time() + timeout
         while True:
             try:
@@ -104,34 +208,108 @@ class Registry(object):
         self.unlock()
 
     # -- document ----------------------------------------------------------
+    def _check_dirs_not_links(self):
+        for directory in (self.state_dir, self.secrets_dir):
+            if os.path.islink(directory):
+                raise PicError("%s is a symbolic link; the collection refuses to keep its state or secrets "
+                               "through one" % directory)
+
+    def _never_held_one(self):
+        """A missing registry is an empty cell only when nothing says one existed."""
+        if os.path.exists(self.pending_path):
+            return False
+        try:
+            return not any(name.endswith('.conf') for name in os.listdir(self.secrets_dir))
+        except OSError:
+            return True
+
+    def read_bytes(self):
+        """The registry file as it is (None when absent): what a rollback puts back."""
+        self._check_dirs_not_links()
+        text = read_nofollow(self.path)
+        return None if text is None else text.encode('utf-8')
+
     def load(self):
-        if not os.path.exists(self.path):
+        self._check_dirs_not_links()
+        try:
+            text = read_nofollow(self.path)
+        except UnicodeDecodeError:
+            raise PicError("the registry %s is not UTF-8 text; restore it from a backup" % self.path)
+        if text is None:
+            if not self._never_held_one():
+                raise PicError("the registry %s is missing, but the state directory holds secrets or an "
+                               "unfinished apply of one; restore it from a backup" % self.path)
             return empty()
         try:
-            with open(self.path) as handle:
-                doc = json.load(handle)
+            doc = json.loads(text)
         except ValueError as exc:
-            raise PicError("the registry %s is not valid JSON (%s); restore it from a backup" % (self.path, exc))
-        base = empty()
-        base.update(doc)
-        if base.get('version') != REGISTRY_VERSION:
-            raise PicError("the registry %s has version %r; this collection reads version %d"
-                           % (self.path, base.get('version'), REGISTRY_VERSION))
-        return base
+            raise PicError("the registry %s is not valid JSON (line %d, column %d); restore it from a backup"
+                           % (self.path, getattr(exc, 'lineno', 0), getattr(exc, 'colno', 0)))
+        return check_shape(doc, self.path)
 
     def save(self, doc):
         self.ensure_dirs()
         write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True) + '\n')
+
+    def restore_bytes(self, data):
+        """Put back what read_bytes() returned (None: no registry)."""
+        if data is None:
+            if os.path.lexists(self.path):
+                os.unlink(self.path)
+        else:
+            write_atomic(self.path, data)
+
+    # -- write-ahead marker: the registry was saved, its apply not finished ----
+    @property
+    def pending_path(self):
+        return os.path.join(self.state_dir, 'registry.applying')
+
+    def has_pending(self):
+        """True when a run saved the registry and did not finish applying it."""
+        return os.path.lexists(self.pending_path)
+
+    def mark_pending(self):
+        self.ensure_dirs()
+        write_atomic(self.pending_path, '%d\n' % os.getpid())
+
+    def clear_pending(self):
+        if os.path.lexists(self.pending_path):
+            os.unlink(self.pending_path)
+            _fsync_dir(self.state_dir)
+
+    def apply_pending(self):
+        """Converge the cell to the registry when a run left its apply unfinished.
+        Returns the changes made ([] when nothing was pending). Takes the lock
+        unless the caller holds it."""
+        if not self.has_pending():
+            return []
+        held = self._lock_fd is not None
+        if not held:
+            self.lock()
+        try:
+            if not self.has_pending():
+                return []
+            from .dataplane import Cell
+            cell = Cell(self)
+            try:
+                changes = cell.converge(self.load())
+            finally:
+                cell.close()
+            self.clear_pending()
+            return changes
+        finally:
+            if not held:
+                self.unlock()
 
     # -- secrets -------------------------------------------------------------
     def secret_path(self, conn_id):
         return os.path.join(self.secrets_dir, '%s.conf' % conn_id)
 
     def read_secret(self, conn_id):
+        self._check_dirs_not_links()
         try:
-            with open(self.secret_path(conn_id)) as handle:
-                return handle.read()
-        except IOError:
+            return read_nofollow(self.secret_path(conn_id))
+        except (IOError, OSError, UnicodeDecodeError):
             return None
 
     def write_secret(self, conn_id, text):
@@ -140,7 +318,7 @@ class Registry(object):
 
     def remove_secret(self, conn_id):
         path = self.secret_path(conn_id)
-        if os.path.exists(path):
+        if os.path.lexists(path):
             os.unlink(path)
 
     # -- runtime state written by the monitor ----------------------------------

@@ -9,13 +9,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import json
 import os
 
 from . import model
 from .commits import Commits
 from .errors import PicError
-from .registry import Registry, DEFAULT_STATE_DIR
+from .registry import Registry, DEFAULT_STATE_DIR, open_nofollow, write_atomic
 
 SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
 LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
@@ -61,38 +62,112 @@ def merge_settings(doc, params):
     return doc
 
 
+def _read_nofollow_bytes(path):
+    try:
+        fd = open_nofollow(path, os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    with os.fdopen(fd, 'rb') as handle:
+        return handle.read()
+
+
+def _snapshot(registry, conn_ids):
+    """The registry and the secrets of ``conn_ids`` as they are: what a rollback puts back."""
+    paths = [registry.path]
+    for conn_id in conn_ids:
+        paths.extend((registry.secret_path(conn_id), registry.secret_path(conn_id) + '.setconf'))
+    return [(path, _read_nofollow_bytes(path)) for path in paths]
+
+
+def _restore(snapshot):
+    for path, data in snapshot:
+        if data is None:
+            if os.path.lexists(path):
+                os.unlink(path)
+        else:
+            write_atomic(path, data, 0o600)
+
+
+def _finish_pending(registry, cell, check_mode):
+    """A run that found the registry saved but its apply unfinished (killed in
+    between) converges the cell to the registry first. Returns warnings."""
+    if not registry.has_pending():
+        return []
+    if check_mode:
+        return ['an earlier run saved the registry and did not finish applying it; '
+                'the next run (not in check mode) applies it first']
+    changes = cell.converge(registry.load())
+    registry.clear_pending()
+    return ['an earlier run saved the registry and did not finish applying it; applied it first: %s'
+            % ('; '.join(changes) or 'nothing was left to do')]
+
+
+def _roll_back(registry, cell, snapshot, previous, failed, exc):
+    """Put back the registry and secrets of before the run and converge to them; raise."""
+    reason = exc.msg if isinstance(exc, PicError) else '%s: %s' % (type(exc).__name__, exc)
+    details = exc.details if isinstance(exc, PicError) else {}
+    try:
+        _restore(snapshot)
+        cell.roll_back(previous, failed)
+    except Exception as again:  # pylint: disable=broad-except
+        raise PicError("%s; putting the previous state back failed too (%s): the registry is marked "
+                       "for re-apply, run again" % (reason, again), details=details)
+    registry.clear_pending()
+    raise PicError("%s (nothing changed: the previous registry, secrets and data plane were put back)" % reason,
+                   details=details)
+
+
+def _apply(registry, cell, base, plan, save_doc):
+    """Check, save (write-ahead marked) and converge; roll back on failure."""
+    cell.check(plan.doc, pending=plan.wg)   # before any write: the kernel must take it
+    stale = sorted(cid for cid, wg in plan.wg.items()
+                   if registry.read_secret(cid) != json.dumps(wg, sort_keys=True))
+    if not stale and not save_doc and not plan.removed:
+        return cell.converge(plan.doc)
+    snapshot = _snapshot(registry, stale + [r['id'] for r in plan.removed])
+    registry.mark_pending()
+    try:
+        for conn_id in stale:
+            cell.store_wg(conn_id, plan.wg[conn_id])
+        if save_doc:
+            registry.save(plan.doc)
+        changes = cell.converge(plan.doc)
+        for record in plan.removed:
+            changes.extend(cell.drop_wg(record['id'], record.get('interface')))
+    except Exception as exc:  # pylint: disable=broad-except
+        _roll_back(registry, cell, snapshot, base, plan.doc, exc)
+    registry.clear_pending()
+    return changes
+
+
 def transact(module, planner):
     """Run ``planner(doc) -> Plan`` under the registry lock and converge the cell."""
     from .dataplane import Cell
     registry = Registry(module.params['state_dir'])
-    fresh = not os.path.exists(registry.path)
     if module.check_mode and not os.path.isdir(registry.state_dir):
         registry_ctx = None
     else:
         registry_ctx = registry.lock()
     try:
-        # The planners never change the document they are given (they work on
-        # copies), so the loaded document is the "before" as it is.
         Commits(registry).check_not_expired()
-        base = registry.load()
-        doc = merge_settings(dict(base), module.params)
-        plan = planner(doc)
-        for secret in plan.secrets:
-            module.no_log_values.add(secret)
-        registry_changed = plan.doc != base
         cell = Cell(registry)
         try:
+            warnings = _finish_pending(registry, cell, module.check_mode)
+            fresh = not os.path.exists(registry.path)
+            # The planners never change the document they are given (they work on
+            # copies), so the loaded document is the "before" as it is.
+            base = registry.load()
+            plan = planner(merge_settings(dict(base), module.params))
+            for secret in plan.secrets:
+                module.no_log_values.add(secret)
+            registry_changed = plan.doc != base
             if module.check_mode:
+                cell.check(plan.doc, pending=plan.wg)
                 changes = cell.converge(plan.doc, check_mode=True, pending=plan.wg)
             else:
-                for conn_id, wg in plan.wg.items():
-                    if registry.read_secret(conn_id) != json.dumps(wg, sort_keys=True):
-                        cell.store_wg(conn_id, wg)
-                if registry_changed or fresh:
-                    registry.save(plan.doc)
-                changes = cell.converge(plan.doc)
-                for record in plan.removed:
-                    changes.extend(cell.drop_wg(record['id'], record.get('interface')))
+                changes = _apply(registry, cell, base, plan, registry_changed or fresh)
         finally:
             cell.close()
     finally:
@@ -101,6 +176,7 @@ def transact(module, planner):
     result = dict(plan.result)
     result['changed'] = bool(registry_changed or changes)
     result['changes'] = changes
+    result['warnings'] = warnings + list(result.get('warnings') or [])
     if module._diff and plan.diff is not None:
         result['diff'] = plan.diff
     return result
@@ -108,10 +184,69 @@ def transact(module, planner):
 
 def run(module, planner):
     """The one place a PicError becomes fail_json (with nothing changed)."""
+    read_only(module, lambda mod: transact(mod, planner))
+
+
+def read_only(module, gather):
+    """Run ``gather(module) -> result`` and exit: a PicError becomes fail_json
+    with its details, the result's ``warnings`` become module warnings."""
     try:
-        result = transact(module, planner)
+        result = gather(module)
     except PicError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    for warning in result.pop('warnings', []):
+    for warning in result.pop('warnings', None) or []:
         module.warn(warning)
     module.exit_json(**result)
+
+
+def _secrets_or_none(secrets_of, params):
+    return [s for s in secrets_of(params) if isinstance(s, str) and s]
+
+
+def config_secrets(secrets_in, key='config'):
+    """``secrets_of`` for a module whose dict option ``key`` holds secrets: reads
+    it as AnsibleModule will (a dict, JSON text or ``k=v`` text) and masks the
+    whole text as well when it is given as a string."""
+    def _of(params):
+        config = params.get(key)
+        if not isinstance(config, str):
+            return secrets_in(config)
+        from ansible.module_utils.common.validation import check_type_dict
+        try:
+            parsed = check_type_dict(config)
+        except (TypeError, ValueError):
+            parsed = None
+        return ([config] if config.strip() else []) + secrets_in(parsed)
+    return _of
+
+
+def build_module(argument_spec, secrets_of=None, **kwargs):
+    """The AnsibleModule of every module of the collection.
+
+    AnsibleModule logs its arguments to syslog/the journal in its constructor,
+    masking only values it already knows as secret. Here the secrets of the
+    raw parameters (``secrets_of(params)``) are registered as soon as the
+    parameters are read, the constructor's own log is held back, and the
+    invocation is logged once the validated parameters' secrets are known too.
+    """
+    from ansible.module_utils.basic import AnsibleModule
+
+    class PicModule(AnsibleModule):
+        _pic_ready = False
+
+        def _load_params(self):
+            super(PicModule, self)._load_params()
+            if secrets_of is not None:
+                self.no_log_values.update(_secrets_or_none(secrets_of, self.params))
+
+        def _log_invocation(self):
+            if self._pic_ready:
+                super(PicModule, self)._log_invocation()
+
+    module = PicModule(argument_spec=argument_spec, **kwargs)
+    if secrets_of is not None:
+        module.no_log_values.update(_secrets_or_none(secrets_of, module.params))
+    module._pic_ready = True
+    if not module.no_log:
+        module._log_invocation()
+    return module

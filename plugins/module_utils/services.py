@@ -25,6 +25,15 @@ except ImportError:  # pragma: no cover - depends on the cell
     HAS_YAML = False
 
 
+def _yaml_position(exc):
+    """Where a YAML error is (line and column), never the text of the file:
+    the path may name any file on the cell."""
+    mark = getattr(exc, 'problem_mark', None) or getattr(exc, 'context_mark', None)
+    if mark is None:
+        return ''
+    return ' (error at line %d, column %d)' % (mark.line + 1, mark.column + 1)
+
+
 def load_manifest(manifest, field='manifest'):
     """A manifest given as a dict, or as the path of a YAML/JSON file on the cell."""
     if isinstance(manifest, dict):
@@ -36,6 +45,8 @@ def load_manifest(manifest, field='manifest'):
             text = handle.read()
     except IOError as exc:
         raise PicError("cannot be read (%s)" % exc.strerror, field, manifest)
+    except UnicodeDecodeError:
+        raise PicError("is not UTF-8 text", field, manifest)
     try:
         data = json.loads(text)
     except ValueError:
@@ -44,7 +55,7 @@ def load_manifest(manifest, field='manifest'):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise PicError("is neither JSON nor YAML (%s)" % exc, field, manifest)
+            raise PicError("is neither JSON nor YAML%s" % _yaml_position(exc), field, manifest)
     if not isinstance(data, dict):
         raise PicError("does not hold a mapping", field, manifest)
     return data

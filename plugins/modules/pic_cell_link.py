@@ -96,10 +96,8 @@ changes:
   sample: ["replace nftables table inet pic_connectivity"]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, links
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, cell_argument_spec, run
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, build_module, cell_argument_spec, run
 
 
 def planner(params):
@@ -127,7 +125,7 @@ def main():
         )),
         known_cells=dict(type='list', elements='str'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = build_module(argument_spec, supports_check_mode=True)
     run(module, planner(module.params))
 
 

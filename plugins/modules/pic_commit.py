@@ -92,11 +92,10 @@ changes:
 
 import hashlib
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils.commits import Commits, revert
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name
 
 
@@ -149,19 +148,14 @@ def apply(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = build_module(dict(
         action=dict(type='str', required=True, choices=['begin', 'confirm', 'rollback', 'status']),
         id=dict(type='str', default='rollout'),
         timeout=dict(type='int', default=300),
         entry_point=dict(type='path', default='/usr/local/sbin/pic-connectivity'),
         state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
     ), supports_check_mode=True)
-    try:
-        result = apply(module)
-    except PicError as exc:
-        module.fail_json(msg=exc.msg)
-    module.exit_json(**result)
-
+    read_only(module, apply)
 
 if __name__ == '__main__':
     main()

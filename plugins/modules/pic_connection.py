@@ -182,10 +182,9 @@ changes:
   sample: ["created pic-home-vpn (wireguard-go)", "add ipv4 rule pref 10000 fwmark 0x10000/0x7f0000 lookup 10001"]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils import connections
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, cell_argument_spec, run
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
+    Plan, build_module, cell_argument_spec, config_secrets, run)
 
 
 def planner(params):
@@ -216,9 +215,7 @@ def main():
         mark=dict(type='int'),
         table=dict(type='int'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    for secret in connections.secrets_in(module.params['config']):
-        module.no_log_values.add(secret)
+    module = build_module(argument_spec, secrets_of=config_secrets(connections.secrets_in), supports_check_mode=True)
     run(module, planner(module.params))
 
 

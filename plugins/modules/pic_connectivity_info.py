@@ -69,6 +69,13 @@ services:
   returned: success
   type: dict
   sample: {}
+pending_apply:
+  description:
+    - True when a run saved the registry and was stopped before it finished applying it (the cell may not run
+      what the registry says); the next run of a pic module (or the monitor) applies it first.
+  returned: success
+  type: bool
+  sample: false
 monitor:
   description: The cell monitor's last state (connections it holds down and why, and when it last ran).
   returned: success
@@ -76,13 +83,15 @@ monitor:
   sample: {down: [], reasons: {home-vpn: probe of 10.200.0.1 answered}, monitor_at: 1764003071.2}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils import model
 from ansible_collections.pic.connectivity.plugins.module_utils.connections import users_of
-from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report, carrier
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+
+
+PENDING_WARNING = ("a run saved the registry and did not finish applying it (%s): the cell may not run what "
+                   "the registry says until the next run of a pic module or the monitor applies it")
 
 
 def gather(params, check_mode):
@@ -111,7 +120,10 @@ def gather(params, check_mode):
             'carried_by': carrier(doc, user, status, runtime),
             'health': status,
         }
+    pending = registry.has_pending()
     return {
+        'pending_apply': pending,
+        'warnings': [PENDING_WARNING % registry.pending_path] if pending else [],
         'connections': conns,
         'peers': dict((n, describe(p)) for n, p in doc['peers'].items()),
         'services': dict((n, describe(s)) for n, s in doc.get('services', {}).items()),
@@ -120,16 +132,12 @@ def gather(params, check_mode):
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = build_module(dict(
         state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
     ), supports_check_mode=True)
-    try:
-        result = gather(module.params, module.check_mode)
-    except PicError as exc:
-        module.fail_json(msg=exc.msg)
-    module.exit_json(changed=False, **result)
+    read_only(module, lambda mod: dict(gather(mod.params, mod.check_mode), changed=False))
 
 
 if __name__ == '__main__':

@@ -95,44 +95,43 @@ monitor:
   sample: {down: [], reasons: {home-vpn: probe of 10.64.0.1 answered}, monitor_at: 1764003071.2}
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils import connections
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+
+
+def gather(module):
+    params = module.params
+    if params['max_age'] < 0:
+        raise PicError("must be 0 or more seconds", 'max_age', params['max_age'])
+    registry = Registry(params['state_dir'])
+    doc = registry.load()
+    if params['connection']:
+        ids = [connections.resolve(doc, params['connection'], 'connection')]
+        if ids == ['default']:
+            raise PicError("'default' is the cell's gateway, not a connection", 'connection', 'default')
+    else:
+        ids = sorted(doc['connections'])
+    timing = {}
+    results = report(doc, registry.load_runtime(), HealthCache(registry.state_dir), ids,
+                     max_age=params['max_age'], force=params['force'], write=not module.check_mode, timing=timing)
+    for cid, entry in results.items():
+        entry['name'] = doc['connections'][cid]['name']
+        entry['type'] = doc['connections'][cid]['type']
+    return dict(changed=False, connections=results, probe_seconds=timing['probe_seconds'],
+                monitor=registry.load_runtime())
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
+    module = build_module(dict(
         connection=dict(type='str'),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
         state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
     ), supports_check_mode=True)
-    try:
-        if module.params['max_age'] < 0:
-            raise PicError("must be 0 or more seconds", 'max_age', module.params['max_age'])
-        registry = Registry(module.params['state_dir'])
-        doc = registry.load()
-        if module.params['connection']:
-            ids = [connections.resolve(doc, module.params['connection'], 'connection')]
-            if ids == ['default']:
-                raise PicError("'default' is the cell's gateway, not a connection", 'connection', 'default')
-        else:
-            ids = sorted(doc['connections'])
-        timing = {}
-        results = report(doc, registry.load_runtime(), HealthCache(registry.state_dir), ids,
-                         max_age=module.params['max_age'], force=module.params['force'],
-                         write=not module.check_mode, timing=timing)
-    except PicError as exc:
-        module.fail_json(msg=exc.msg)
-    for cid, entry in results.items():
-        entry['name'] = doc['connections'][cid]['name']
-        entry['type'] = doc['connections'][cid]['type']
-    module.exit_json(changed=False, connections=results, probe_seconds=timing['probe_seconds'],
-                     monitor=registry.load_runtime())
-
+    read_only(module, gather)
 
 if __name__ == '__main__':
     main()

@@ -132,10 +132,8 @@ changes:
   sample: ["replace nftables table inet pic_connectivity"]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils import peers
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, cell_argument_spec, run
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, build_module, cell_argument_spec, run
 
 
 def planner(params):
@@ -180,8 +178,8 @@ def main():
         peers=dict(type='list', elements='dict'),
         purge=dict(type='bool', default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[('peer', 'peers')], required_one_of=[('peer', 'peers')])
+    module = build_module(argument_spec, supports_check_mode=True,
+                          mutually_exclusive=[('peer', 'peers')], required_one_of=[('peer', 'peers')])
     if module.params['purge'] and module.params['peers'] is None:
         module.fail_json(msg="purge: only valid with the bulk form (peers)")
     run(module, planner(module.params))

@@ -90,10 +90,8 @@ changes:
   sample: ["replace nftables table inet pic_connectivity"]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.pic.connectivity.plugins.module_utils import services
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, cell_argument_spec, run
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, build_module, cell_argument_spec, run
 
 
 def planner(params):
@@ -116,7 +114,7 @@ def main():
         fail_open=dict(type='bool'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = build_module(argument_spec, supports_check_mode=True)
     run(module, planner(module.params))
 
 
