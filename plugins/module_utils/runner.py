@@ -160,8 +160,7 @@ def transact(module, planner):
             # copies), so the loaded document is the "before" as it is.
             base = registry.load()
             plan = planner(merge_settings(dict(base), module.params))
-            for secret in plan.secrets:
-                module.no_log_values.add(secret)
+            add_secrets(module, plan.secrets)
             registry_changed = plan.doc != base
             if module.check_mode:
                 cell.check(plan.doc, pending=plan.wg)
@@ -199,8 +198,28 @@ def read_only(module, gather):
     module.exit_json(**result)
 
 
+MIN_SECRET_LINE = 8
+
+
+def mask_forms(secret):
+    """What to mask for one secret: the text itself, its escaped forms (a dict
+    printed with str() or JSON shows a multi-line key with backslash-n) and
+    each of its lines (a key inside a larger file)."""
+    if not isinstance(secret, str) or not secret:
+        return []
+    forms = [secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]]
+    if '\n' in secret:
+        forms.extend(line.strip() for line in secret.splitlines() if len(line.strip()) >= MIN_SECRET_LINE)
+    return sorted(set(forms))
+
+
+def add_secrets(module, secrets):
+    for secret in secrets or []:
+        module.no_log_values.update(mask_forms(secret))
+
+
 def _secrets_or_none(secrets_of, params):
-    return [s for s in secrets_of(params) if isinstance(s, str) and s]
+    return [form for s in secrets_of(params) for form in mask_forms(s)]
 
 
 def config_secrets(secrets_in, key='config'):
