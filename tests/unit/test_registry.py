@@ -43,3 +43,133 @@ def test_secret_files_are_0600(tmp_path):
     reg.write_secret('exit', 'PrivateKey = x')
     assert stat.S_IMODE(os.stat(reg.secret_path('exit')).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(reg.secrets_dir).st_mode) == 0o700
+
+
+# -- a hand-edited or damaged registry is refused with a clear error ------------
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+
+from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError  # noqa: E402
+from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty  # noqa: E402
+
+
+def _with_registry(tmp_path, text):
+    state = tmp_path / 'state'
+    state.mkdir(mode=0o700)
+    (state / 'registry.json').write_text(text)
+    return Registry(str(state))
+
+
+def _conn(**over):
+    conn = {'id': 'vpn', 'name': 'vpn', 'type': 'proxy', 'index': 1, 'table': 10001, 'mark': 0x10000,
+            'fail_open': False, 'interface': None}
+    conn.update(over)
+    return conn
+
+
+BAD_DOCUMENTS = [
+    ('', 'not valid JSON'),
+    ('null', 'holds NoneType'),
+    ('"a string"', 'holds str'),
+    ('[]', 'holds list'),
+    ('{}', 'version None'),
+    ('{"version": true}', 'version True'),
+    ('{"version": 1}', 'has no settings'),
+    (json.dumps(dict(empty(), connections=[])), 'connections must be a mapping, not list'),
+    (json.dumps(dict(empty(), peers='x')), 'peers must be a mapping, not str'),
+    (json.dumps(dict(empty(), settings=None)), 'settings must be a mapping'),
+    (json.dumps(dict(empty(), extra={})), "unknown sections 'extra'"),
+    (json.dumps(dict(empty(), peers={'a': 'x'})), 'peers.a must be a mapping'),
+    (json.dumps(dict(empty(), peers={'a': {'address': '10.0.0.2/32'}})), 'peers.a.address has the wrong type'),
+    (json.dumps(dict(empty(), peers={'a': {'address': [7]}})), 'peers.a.address[0] is not a string'),
+    (json.dumps(dict(empty(), peers={'a': {}})), 'peers.a has no address'),
+    (json.dumps(dict(empty(), connections={'vpn': _conn(index='1')})), 'connections.vpn.index has the wrong type'),
+    (json.dumps(dict(empty(), connections={'vpn': _conn(index=True)})), 'connections.vpn.index has the wrong type'),
+    (json.dumps(dict(empty(), connections={'vpn': _conn(id='other')})), "holds the id 'other'"),
+    (json.dumps(dict(empty(), connections={'vpn': {'id': 'vpn'}})), 'connections.vpn has no name'),
+]
+
+
+@pytest.mark.parametrize('text,expected', BAD_DOCUMENTS, ids=[str(i) for i in range(len(BAD_DOCUMENTS))])
+def test_a_damaged_registry_is_refused_naming_path_and_fault(tmp_path, text, expected):
+    reg = _with_registry(tmp_path, text)
+    with pytest.raises(PicError) as info:
+        reg.load()
+    assert reg.path in info.value.msg
+    assert expected in info.value.msg
+
+
+def test_a_well_formed_registry_loads(tmp_path):
+    doc = dict(empty(), connections={'vpn': _conn()}, peers={'a': {'name': 'a', 'address': ['10.0.0.2/32'],
+                                                                     'connection': 'vpn', 'fail_open': None}})
+    doc.pop('services')
+    loaded = _with_registry(tmp_path, json.dumps(doc)).load()
+    assert loaded['connections']['vpn']['index'] == 1
+    assert loaded['services'] == {}
+
+
+def test_a_missing_registry_is_empty_only_for_a_state_dir_that_never_held_one(tmp_path):
+    reg = Registry(str(tmp_path / 'state'))
+    assert reg.load() == empty()
+    reg.write_secret('vpn', '{}')
+    with pytest.raises(PicError, match='is missing, but the state directory holds secrets'):
+        reg.load()
+
+
+def test_symlinked_state_files_are_refused(tmp_path):
+    reg = Registry(str(tmp_path / 'state'))
+    reg.ensure_dirs()
+    target = tmp_path / 'elsewhere'
+    target.write_text(json.dumps(empty()))
+    os.symlink(str(target), reg.lock_path)
+    with pytest.raises(PicError, match='symbolic link'):
+        reg.lock()
+    os.unlink(reg.lock_path)
+    os.symlink(str(target), reg.path)
+    with pytest.raises(PicError, match='symbolic link'):
+        reg.load()
+    os.symlink(str(target), reg.secret_path('vpn'))
+    with pytest.raises(PicError, match='symbolic link'):
+        reg.read_secret('vpn')
+
+
+def test_a_symlinked_state_or_secrets_dir_is_refused(tmp_path):
+    real = tmp_path / 'real'
+    real.mkdir()
+    os.symlink(str(real), str(tmp_path / 'state'))
+    with pytest.raises(PicError, match='symbolic link'):
+        Registry(str(tmp_path / 'state')).lock()
+    reg = Registry(str(tmp_path / 'other'))
+    os.makedirs(str(tmp_path / 'other'))
+    os.symlink(str(real), reg.secrets_dir)
+    with pytest.raises(PicError, match='symbolic link'):
+        reg.ensure_dirs()
+    with pytest.raises(PicError, match='symbolic link'):
+        reg.load()
+
+
+def test_the_pending_marker(tmp_path):
+    reg = Registry(str(tmp_path / 'state'))
+    assert not reg.has_pending()
+    assert reg.apply_pending() == []
+    reg.mark_pending()
+    assert reg.has_pending()
+    assert stat.S_IMODE(os.stat(reg.pending_path).st_mode) == 0o600
+    reg.clear_pending()
+    assert not reg.has_pending()
+
+
+def test_a_manifest_yaml_error_names_only_path_line_and_column(tmp_path):
+    from ansible_collections.pic.connectivity.plugins.module_utils.services import load_manifest
+    path = tmp_path / 'shadow'
+    path.write_text('a: b\nroot:x:SecretHashValue: [\n')
+    with pytest.raises(PicError) as info:
+        load_manifest(str(path))
+    assert 'SecretHashValue' not in info.value.msg
+    assert 'line' in info.value.msg and 'column' in info.value.msg
+    assert str(path) in info.value.msg
+    binary = tmp_path / 'bin'
+    binary.write_bytes(b'\xff\xfe secret')
+    with pytest.raises(PicError, match='not UTF-8'):
+        load_manifest(str(binary))
