@@ -215,9 +215,13 @@ class Registry(object):
                                "through one" % directory)
 
     def _never_held_one(self):
-        """A missing registry is an empty cell only when nothing says one existed."""
-        if os.path.exists(self.pending_path):
-            return False
+        """A missing registry is an empty cell only when nothing says one existed:
+        no secrets, or an unfinished first save (its marker says so)."""
+        if os.path.lexists(self.pending_path):
+            try:
+                return json.loads(read_nofollow(self.pending_path)).get('registry_existed') is False
+            except (ValueError, TypeError, AttributeError, OSError, PicError):
+                return False
         try:
             return not any(name.endswith('.conf') for name in os.listdir(self.secrets_dir))
         except OSError:
@@ -269,8 +273,10 @@ class Registry(object):
         return os.path.lexists(self.pending_path)
 
     def mark_pending(self):
+        """Written before the registry or secrets change; removed once applied."""
         self.ensure_dirs()
-        write_atomic(self.pending_path, '%d\n' % os.getpid())
+        write_atomic(self.pending_path, json.dumps({'pid': os.getpid(),
+                                                    'registry_existed': os.path.lexists(self.path)}) + '\n')
 
     def clear_pending(self):
         if os.path.lexists(self.pending_path):

@@ -173,3 +173,15 @@ def test_a_manifest_yaml_error_names_only_path_line_and_column(tmp_path):
     binary.write_bytes(b'\xff\xfe secret')
     with pytest.raises(PicError, match='not UTF-8'):
         load_manifest(str(binary))
+
+
+def test_a_first_save_killed_before_the_registry_was_written_is_an_empty_cell(tmp_path):
+    reg = Registry(str(tmp_path / 'state'))
+    reg.mark_pending()                 # first run: no registry yet
+    reg.write_secret('vpn', '{}')      # killed after storing a secret, before saving
+    assert reg.load() == empty()
+    reg.save(empty())
+    reg.mark_pending()                 # a later run: the registry existed
+    os.unlink(reg.path)
+    with pytest.raises(PicError, match='is missing'):
+        reg.load()
