@@ -74,10 +74,17 @@ class Netns(object):
         with open(self.wrapper, 'w') as handle:
             handle.write(WRAPPER)
         subprocess.run(['ip', 'netns', 'add', self.name], check=True)
+        try:
+            self._setup()
+        except BaseException:
+            subprocess.run(['ip', 'netns', 'del', self.name], check=False)
+            raise
+        self.calls = 0
+
+    def _setup(self):
         for cmd in (['link', 'set', 'lo', 'up'], ['link', 'add', 'wg0', 'type', 'veth', 'peer', 'name', 'wg0-peer'],
                     ['addr', 'add', '10.0.0.1/24', 'dev', 'wg0'], ['link', 'set', 'wg0', 'up']):
             subprocess.run(['ip', '-n', self.name] + cmd, check=True)
-        self.calls = 0
 
     def close(self):
         for pidfile in glob.glob(os.path.join(self.state_dir, 'run', '*.pid')):
@@ -259,8 +266,9 @@ def test_sigkill_after_saving_is_reported_and_applied_by_the_next_run(ns):
     info, _r, _p, _rc = ns.module('pic_connectivity_info', {})
     assert info['pending_apply'] is True, info
     assert 'did not finish applying' in json.dumps(info.get('warnings')), info
-    result, _r, _p, _rc = ns.module('pic_health', {})
-    assert not result.get('failed'), result
+    for name, args in (('pic_health', {}), ('pic_commit', {'action': 'status'})):
+        result, _r, _p, _rc = ns.module(name, args)
+        assert result is not None and not result.get('failed'), (name, result)
     # any run converges from the registry first
     result, _r, _p, _rc = _peer(ns, connection='p')
     assert not result.get('failed'), result
@@ -268,3 +276,13 @@ def test_sigkill_after_saving_is_reported_and_applied_by_the_next_run(ns):
     assert '10.0.0.3' in ns.nft()
     info, _r, _p, _rc = ns.module('pic_connectivity_info', {})
     assert info['pending_apply'] is False
+
+
+def test_read_only_modules_return_the_error_of_a_damaged_registry(ns):
+    os.makedirs(ns.state_dir, 0o700)
+    with open(os.path.join(ns.state_dir, 'registry.json'), 'w') as handle:
+        handle.write('{"version": 1, "settings": {}, "connections": [], "peers": {}}')
+    for name, args in (('pic_health', {}), ('pic_connectivity_info', {}), ('pic_peer_exit', {'peer': 'a'})):
+        result, _r, proc, _rc = ns.module(name, args)
+        assert result is not None, proc.stderr
+        assert result['failed'] and 'connections must be a mapping, not list' in result['msg'], (name, result)
