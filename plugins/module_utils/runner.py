@@ -121,11 +121,11 @@ def _roll_back(registry, cell, snapshot, previous, failed, exc):
 
 def _apply(registry, cell, base, plan, save_doc):
     """Check, save (write-ahead marked) and converge; roll back on failure."""
-    cell.check(plan.doc, pending=plan.wg)   # before any write: the kernel must take it
     stale = sorted(cid for cid, wg in plan.wg.items()
                    if registry.read_secret(cid) != json.dumps(wg, sort_keys=True))
     if not stale and not save_doc and not plan.removed:
-        return cell.converge(plan.doc)
+        return cell.converge(plan.doc)   # nothing to save: the stored state as it is
+    cell.check(plan.doc, pending=plan.wg)   # before any write: the kernel must take it
     snapshot = _snapshot(registry, stale + [r['id'] for r in plan.removed])
     registry.mark_pending()
     try:
@@ -163,7 +163,8 @@ def transact(module, planner):
             add_secrets(module, plan.secrets)
             registry_changed = plan.doc != base
             if module.check_mode:
-                cell.check(plan.doc, pending=plan.wg)
+                if registry_changed or plan.wg:
+                    cell.check(plan.doc, pending=plan.wg)
                 changes = cell.converge(plan.doc, check_mode=True, pending=plan.wg)
             else:
                 changes = _apply(registry, cell, base, plan, registry_changed or fresh)

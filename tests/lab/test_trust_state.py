@@ -286,3 +286,12 @@ def test_read_only_modules_return_the_error_of_a_damaged_registry(ns):
         result, _r, proc, _rc = ns.module(name, args)
         assert result is not None, proc.stderr
         assert result['failed'] and 'connections must be a mapping, not list' in result['msg'], (name, result)
+
+
+def test_every_module_is_built_by_the_runner_and_logs_its_invocation(ns):
+    for name, args in (('pic_service_egress', {'service': 'mail', 'state': 'absent'}),
+                       ('pic_cell_link', {'links': []}), ('pic_peer_exit', {'peer': 'a', 'address': ['10.0.0.9']}),
+                       ('pic_connectivity_info', {}), ('pic_health', {}), ('pic_commit', {'action': 'status'})):
+        result, records, proc, _rc = ns.module(name, args)
+        assert result is not None and not result.get('failed'), (name, result, proc.stderr)
+        assert sum('Invoked with' in text for text in _log_texts(records)) == 1, (name, records)
