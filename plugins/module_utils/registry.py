@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 
+from . import model
 from .errors import PicError
 
 REGISTRY_VERSION = 1
@@ -100,6 +101,10 @@ def check_shape(doc, path):
         if section != 'settings':
             for key, record in doc[section].items():
                 _check_record(path, section, key, record)
+    try:
+        model.normalize_settings(doc['settings'], 'settings.')
+    except (PicError, TypeError, ValueError, AttributeError) as exc:
+        raise PicError("the registry %s is damaged: %s; restore it from a backup" % (path, getattr(exc, 'msg', exc)))
     out = empty()
     out.update(doc)
     return out

@@ -252,7 +252,7 @@ def build_module(argument_spec, secrets_of=None, **kwargs):
     from ansible.module_utils.basic import AnsibleModule
 
     class PicModule(AnsibleModule):
-        _pic_ready = False
+        secrets_registered = False
 
         def _load_params(self):
             super(PicModule, self)._load_params()
@@ -260,13 +260,17 @@ def build_module(argument_spec, secrets_of=None, **kwargs):
                 self.no_log_values.update(_secrets_or_none(secrets_of, self.params))
 
         def _log_invocation(self):
-            if self._pic_ready:
+            if self.secrets_registered:
                 super(PicModule, self)._log_invocation()
 
+        def log_masked_invocation(self):
+            """Register the validated parameters' secrets, then log the invocation."""
+            if secrets_of is not None:
+                self.no_log_values.update(_secrets_or_none(secrets_of, self.params))
+            self.secrets_registered = True
+            if not self.no_log:
+                self._log_invocation()
+
     module = PicModule(argument_spec=argument_spec, **kwargs)
-    if secrets_of is not None:
-        module.no_log_values.update(_secrets_or_none(secrets_of, module.params))
-    module._pic_ready = True
-    if not module.no_log:
-        module._log_invocation()
+    module.log_masked_invocation()
     return module
