@@ -174,8 +174,11 @@ class Cell(object):
 
     # -- rollback: back to the previous document after a failed apply -------------
     def roll_back(self, previous, failed):
-        """Converge to ``previous`` (the registry before the failed run) and
-        remove the exit interfaces only ``failed`` had. Returns the changes."""
+        """Converge to ``previous`` (the registry before the failed run; None:
+        there was none, so nothing of the collection ran) and remove the exit
+        interfaces only ``failed`` had. Returns the changes."""
+        if previous is None:
+            return self.teardown(failed)
         changes = []
         for cid, conn in failed['connections'].items():
             old = previous['connections'].get(cid)

@@ -137,7 +137,8 @@ def _apply(registry, cell, base, plan, save_doc):
         for record in plan.removed:
             changes.extend(cell.drop_wg(record['id'], record.get('interface')))
     except Exception as exc:  # pylint: disable=broad-except
-        _roll_back(registry, cell, snapshot, base, plan.doc, exc)
+        previous = base if snapshot[0][1] is not None else None   # None: the cell had no registry
+        _roll_back(registry, cell, snapshot, previous, plan.doc, exc)
     registry.clear_pending()
     return changes
 

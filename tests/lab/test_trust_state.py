@@ -295,3 +295,17 @@ def test_every_module_is_built_by_the_runner_and_logs_its_invocation(ns):
         result, records, proc, _rc = ns.module(name, args)
         assert result is not None and not result.get('failed'), (name, result, proc.stderr)
         assert sum('Invoked with' in text for text in _log_texts(records)) == 1, (name, records)
+
+
+def test_a_failed_first_apply_leaves_the_cell_as_it_was(ns):
+    config = SECRET_CONFIGS[0][1]
+    result, _r, _p, _rc = ns.module('pic_connection', {'name': 'wg', 'type': 'wireguard_ext', 'config': config},
+                                    mode='fail-nft-apply')
+    assert result['failed'] and 'put back' in result['msg'], result
+    assert ns.registry_bytes() is None
+    assert ns.nft() == ''
+    assert os.listdir(os.path.join(ns.state_dir, 'secrets')) == []
+    links = subprocess.run(['ip', '-n', ns.name, '-o', 'link'], capture_output=True, text=True).stdout
+    assert 'pic-wg' not in links
+    rules = subprocess.run(['ip', '-n', ns.name, 'rule'], capture_output=True, text=True).stdout
+    assert 'fwmark' not in rules
