@@ -18,11 +18,12 @@ PRIVATE = base64.b64encode(b'\x07' * 32).decode()
 SSH_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----\n'
 
 
-@pytest.fixture
-def logged(monkeypatch):
-    """What AnsibleModule sends to syslog and the journal."""
+@pytest.fixture(params=['journal', 'syslog'])
+def logged(monkeypatch, request):
+    """What AnsibleModule sends to the journal (or to syslog on a cell without it)."""
     sent = []
-    monkeypatch.setattr(basic, 'has_journal', True)
+    monkeypatch.setattr(basic, 'has_journal', request.param == 'journal')
+    monkeypatch.setattr(basic.syslog, 'openlog', lambda *a: None)
     monkeypatch.setattr(basic, 'journal', types.SimpleNamespace(send=lambda **kw: sent.append(repr(kw))),
                         raising=False)
     monkeypatch.setattr(basic.syslog, 'syslog', lambda *a: sent.append(repr(a)))
