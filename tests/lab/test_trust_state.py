@@ -309,3 +309,21 @@ def test_a_failed_first_apply_leaves_the_cell_as_it_was(ns):
     assert 'pic-wg' not in links
     rules = subprocess.run(['ip', '-n', ns.name, 'rule'], capture_output=True, text=True).stdout
     assert 'fwmark' not in rules
+
+
+def test_apply_pending_for_the_monitor(ns):
+    result, _r, _p, _rc = ns.module('pic_connection', {'name': 'p', 'type': 'proxy',
+                                                       'config': {'host': '192.0.2.10', 'port': 1080}})
+    assert not result.get('failed'), result
+    _result, _r, _p, rc = _peer(ns, peer='bob', address=['10.0.0.3/32'], connection='p', mode='kill-after-save')
+    assert rc == -signal.SIGKILL
+    assert '10.0.0.3' not in ns.nft()
+    code = ('import json, sys; from ansible_collections.pic.connectivity.plugins.module_utils.registry import '
+            'Registry; reg = Registry(sys.argv[1]); print(json.dumps([reg.has_pending(), reg.apply_pending(), '
+            'reg.has_pending(), reg.apply_pending()]))')
+    proc = subprocess.run(['ip', 'netns', 'exec', ns.name, '/usr/bin/python3', '-c', code, ns.state_dir],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ansible_pythonpath()))
+    before, changes, after, again = json.loads(proc.stdout)
+    assert before is True and after is False and again == []
+    assert any('nftables' in change for change in changes), changes
+    assert '10.0.0.3' in ns.nft()
