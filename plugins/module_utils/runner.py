@@ -92,16 +92,16 @@ def _restore(snapshot):
 
 def _finish_pending(registry, cell, check_mode):
     """A run that found the registry saved but its apply unfinished (killed in
-    between) converges the cell to the registry first. Returns warnings."""
+    between) converges the cell to the registry first. Returns (warnings, changes)."""
     if not registry.has_pending():
-        return []
+        return [], []
     if check_mode:
         return ['an earlier run saved the registry and did not finish applying it; '
-                'the next run (not in check mode) applies it first']
+                'the next run (not in check mode) applies it first'], []
     changes = cell.converge(registry.load())
     registry.clear_pending()
     return ['an earlier run saved the registry and did not finish applying it; applied it first: %s'
-            % ('; '.join(changes) or 'nothing was left to do')]
+            % ('; '.join(changes) or 'nothing was left to do')], changes
 
 
 def _roll_back(registry, cell, snapshot, previous, failed, exc):
@@ -155,7 +155,7 @@ def transact(module, planner):
         Commits(registry).check_not_expired()
         cell = Cell(registry)
         try:
-            warnings = _finish_pending(registry, cell, module.check_mode)
+            warnings, recovered = _finish_pending(registry, cell, module.check_mode)
             fresh = not os.path.exists(registry.path)
             # The planners never change the document they are given (they work on
             # copies), so the loaded document is the "before" as it is.
@@ -168,7 +168,7 @@ def transact(module, planner):
                     cell.check(plan.doc, pending=plan.wg)
                 changes = cell.converge(plan.doc, check_mode=True, pending=plan.wg)
             else:
-                changes = _apply(registry, cell, base, plan, registry_changed or fresh)
+                changes = recovered + _apply(registry, cell, base, plan, registry_changed or fresh)
         finally:
             cell.close()
     finally:

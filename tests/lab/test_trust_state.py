@@ -273,6 +273,7 @@ def test_sigkill_after_saving_is_reported_and_applied_by_the_next_run(ns):
     result, _r, _p, _rc = _peer(ns, connection='p')
     assert not result.get('failed'), result
     assert 'did not finish applying' in json.dumps(result.get('warnings')), result
+    assert result['changed'] and any('nftables' in change for change in result['changes']), result
     assert '10.0.0.3' in ns.nft()
     info, _r, _p, _rc = ns.module('pic_connectivity_info', {})
     assert info['pending_apply'] is False
