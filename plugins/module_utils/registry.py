@@ -172,10 +172,8 @@ class Registry(object):
 
     # -- locking -----------------------------------------------------------
     def ensure_dirs(self):
+        self._check_dirs_not_links()
         for directory in (self.state_dir, self.secrets_dir):
-            if os.path.islink(directory):
-                raise PicError("%s is a symbolic link; the collection refuses to keep its state or secrets "
-                               "through one" % directory)
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o700)
             os.chmod(directory, 0o700)
@@ -232,12 +230,6 @@ class Registry(object):
         except OSError:
             return True
 
-    def read_bytes(self):
-        """The registry file as it is (None when absent): what a rollback puts back."""
-        self._check_dirs_not_links()
-        text = read_nofollow(self.path)
-        return None if text is None else text.encode('utf-8')
-
     def load(self):
         self._check_dirs_not_links()
         try:
@@ -259,14 +251,6 @@ class Registry(object):
     def save(self, doc):
         self.ensure_dirs()
         write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True) + '\n')
-
-    def restore_bytes(self, data):
-        """Put back what read_bytes() returned (None: no registry)."""
-        if data is None:
-            if os.path.lexists(self.path):
-                os.unlink(self.path)
-        else:
-            write_atomic(self.path, data)
 
     # -- write-ahead marker: the registry was saved, its apply not finished ----
     @property
