@@ -157,5 +157,6 @@ def main():
     ), supports_check_mode=True)
     read_only(module, apply)
 
+
 if __name__ == '__main__':
     main()

@@ -133,5 +133,6 @@ def main():
     ), supports_check_mode=True)
     read_only(module, gather)
 
+
 if __name__ == '__main__':
     main()

@@ -103,8 +103,8 @@ def test_a_damaged_registry_is_refused_naming_path_and_fault(tmp_path, text, exp
 
 
 def test_a_well_formed_registry_loads(tmp_path):
-    doc = dict(empty(), connections={'vpn': _conn()}, peers={'a': {'name': 'a', 'address': ['10.0.0.2/32'],
-                                                                     'connection': 'vpn', 'fail_open': None}})
+    peer = {'name': 'a', 'address': ['10.0.0.2/32'], 'connection': 'vpn', 'fail_open': None}
+    doc = dict(empty(), connections={'vpn': _conn()}, peers={'a': peer})
     doc.pop('services')
     loaded = _with_registry(tmp_path, json.dumps(doc)).load()
     assert loaded['connections']['vpn']['index'] == 1
