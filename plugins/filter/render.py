@@ -177,23 +177,30 @@ def systemd_command(command):
 
 
 # -- redsocks --------------------------------------------------------------------------------
-_REDSOCKS_BARE = re.compile(r'[A-Za-z0-9_.:-]+')
+# redsocks' parser (parser.c gettoken): a bare token is a number/address
+# ([0-9][0-9./]*) or a name ([A-Za-z][A-Za-z0-9_.-]*); a "..." string knows the
+# escapes \\ \" \' \n \t \r, but a string token equal to a punctuation or
+# comment token is taken for it.
+_REDSOCKS_BARE = re.compile(r'[0-9][0-9.]*|[A-Za-z][A-Za-z0-9_.-]*')
+_REDSOCKS_PUNCTUATION = ('{', '}', '=', ';', '//', '/*')
 
 
 def redsocks_string(value, secret=False):
-    """A double-quoted string of redsocks.conf; ``"`` and ``\\`` are refused
-    (redsocks' parser has no escapes)."""
+    """A double-quoted string of redsocks.conf (``\\`` and ``"`` escaped);
+    a value that redsocks would read as punctuation is refused. With
+    ``secret``, an error does not show the value."""
     value = _text(value, 'redsocks_string', not secret)
-    if '"' in value or '\\' in value:
-        _refuse('redsocks_string', value, 'a redsocks string holds no double quote or backslash', not secret)
-    return '"%s"' % value
+    if value in _REDSOCKS_PUNCTUATION:
+        _refuse('redsocks_string', value, 'redsocks reads this string as punctuation or a comment', not secret)
+    return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
 
 
 def redsocks_value(value):
     """A bare word of redsocks.conf (address, port, user, type)."""
     value = _text(value, 'redsocks_value')
     if not _REDSOCKS_BARE.fullmatch(value):
-        _refuse('redsocks_value', value, 'a redsocks word holds only letters, digits and _.:-')
+        _refuse('redsocks_value', value, 'a bare redsocks word is a number or address ([0-9][0-9.]*) or a name '
+                '([A-Za-z][A-Za-z0-9_.-]*)')
     return value
 
 
@@ -206,7 +213,9 @@ def torrc_value(value):
     """The value of a torrc line: written bare when it holds nothing tor reads
     specially, else as a quoted string (tor unescapes ``\\\\`` and ``\\"``)."""
     value = _text(value, 'torrc_value')
-    if value and _TOR_BARE.fullmatch(value) and not value.endswith(' '):
+    if not value:
+        _refuse('torrc_value', value, 'an empty value is no value for tor (the default)')
+    if _TOR_BARE.fullmatch(value) and not value.endswith(' '):
         return value
     return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
 
