@@ -136,6 +136,8 @@ def _read_block(lines, index, tag, opened):
     for end in range(index, len(lines)):
         if lines[end].lstrip(_C_SPACE).startswith(close):
             return lines[index:end], end + 1
+    if not _NAME_RE.fullmatch(tag):
+        raise PicError("line %d opens an inline block (one <word> alone on a line) that is never closed" % opened)
     raise PicError("the inline block <%s> opened on line %d is never closed (</%s>)" % (tag, opened, tag))
 
 
@@ -189,6 +191,8 @@ _PROTOS = ('udp', 'udp4', 'udp6', 'tcp', 'tcp4', 'tcp6', 'tcp-client', 'tcp4-cli
 
 
 def _is_host(value):
+    if '%' in value:
+        return False        # an IPv6 scope id: ipaddress accepts almost anything after it
     if ':' in value:
         try:
             ipaddress.IPv6Address(value)
@@ -369,6 +373,11 @@ def checked(text):
             _check_directive(number, name, args, ALLOWED)
         else:
             _check_block(number, name, block, args)
+    blocks = [number for number, name, _a, block in entries if block is not None and name == 'connection']
+    loose = [number for number, name, _a, block in entries if block is None and name == 'remote']
+    if blocks and loose:
+        raise PicError("line %d: OpenVPN ignores 'remote' lines outside <connection> blocks when the file has "
+                       "some (line %d): put every server in a <connection> block, or none" % (loose[0], blocks[0]))
     return entries
 
 
