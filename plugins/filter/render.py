@@ -38,7 +38,6 @@ import re
 import shlex
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.six import string_types
 
 from ansible_collections.pic.connectivity.plugins.module_utils import openvpn
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
@@ -48,7 +47,7 @@ _PRINTABLE = re.compile(r'[\x20-\x7e]*')
 
 def _text(value, fmt, show=True):
     """``value`` as a str of printable ASCII, else AnsibleFilterError."""
-    if isinstance(value, bool) or not isinstance(value, string_types + (int,)):
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise AnsibleFilterError("%s: a value must be a string or a number, got %s" % (fmt, type(value).__name__))
     value = str(value)
     if not _PRINTABLE.fullmatch(value):
@@ -63,7 +62,7 @@ def _refuse(fmt, value, why, show=True):
 
 def _argv(command, fmt):
     """A command as a list of words: a list as is, a string split as a POSIX shell would."""
-    if isinstance(command, string_types):
+    if isinstance(command, str):
         _text(command, fmt)
         try:
             words = shlex.split(command)
@@ -98,7 +97,7 @@ def ovpn_command(command):
 def ovpn_config(text, credentials=False):
     """The user's .ovpn text checked against the client allow-list and written
     back (module_utils/openvpn.py ``render``). Errors name lines, never content."""
-    if not isinstance(text, string_types):
+    if not isinstance(text, str):
         raise AnsibleFilterError("ovpn_config: the OpenVPN configuration must be a string")
     try:
         return openvpn.render(text, bool(credentials))

@@ -3,20 +3,34 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """OpenVPN exits: validation of the user's ``.ovpn`` text and the ``up`` hook.
 
-The instance's configuration (rendered by the ``openvpn_client`` role) is the
-user's file with these directives forced by the collection:
-``pull-filter ignore "redirect-gateway"`` and ``"redirect-private"`` (first, so
-that no later ``pull-filter accept`` can win), ``dev <interface>``,
-``dev-type tun``, ``route-noexec``, ``ifconfig-noexec``, ``script-security 2``,
-``up``/``down`` calling ``pic-connectivity openvpn-up``, ``writepid`` and,
-when a username and password are given, ``auth-user-pass <0600 file>``.
+The user's file is read exactly as OpenVPN 2.6 reads it (``parse_line``,
+``check_inline_file`` and ``read_inline_file`` of its options.c): lines split
+on newline only, words split on whitespace with ``"..."`` (backslash escapes)
+and ``'...'`` quoting, a word starting with ``#`` or ``;`` starts a comment,
+``--`` before a name is dropped, one ``<tag>`` word alone on a line opens an
+inline block that the first line *starting with* ``</tag>`` (after leading
+whitespace) closes. Lines OpenVPN would cut (longer than 250 bytes), more
+than 15 words, control characters and bad backslashes are refused.
 
-What the user's file may not contain (refused with the line number):
-directives that run commands on the cell (``up``, ``down``, ``route-up``,
-``script-security``, ``plugin``, ...), that detach from the supervisor
-(``daemon``), include other files (``config``), make a server, or a layer-2
-(``tap``) device. ``dev tun``/``dev-type tun``, ``writepid`` and (with
-credentials) ``auth-user-pass`` lines are accepted and replaced by ours.
+Every directive must be on the client allow-list (``ALLOWED``, with a
+grammar per argument; ``CONNECTION`` inside ``<connection>`` blocks);
+certificates and keys only inline (``INLINE``). Everything else is refused
+with its line number and name, never with a line's content (it may hold a
+key): ``up``, ``down``, ``script-security``, ``plugin``, ``log``,
+``status``, ``management``, ``auth-user-pass FILE``, ``setenv``, ``user``,
+``cd``, ``chroot``, ``config``, ``writepid``, ``daemon``, ... (``REFUSED``
+gives the reason for the usual ones).
+
+The instance's configuration (rendered by the ``openvpn_client`` role) is
+the collection's forced lines (``pull-filter ignore "redirect-gateway"`` and
+``"redirect-private"`` first, ``dev <interface>``, ``dev-type tun``,
+``route-noexec``, ``ifconfig-noexec``, ``script-security 2``, ``up``/``down``
+calling ``pic-connectivity openvpn-up``, ``writepid``, and with credentials
+``auth-user-pass <0600 file>``), then ``render()`` of the user's file: each
+accepted directive written back by ``quote`` (so OpenVPN reads exactly the
+checked words), inline blocks closed by a clean ``</tag>`` line, comments
+dropped; ``dev``/``dev-type`` (and with credentials ``auth-user-pass``) are
+left out, and so are the Windows-only ``block-outside-dns`` and ``register-dns``.
 
 The ``up`` hook gets OpenVPN's environment (``dev``, ``ifconfig_local``,
 ``ifconfig_ipv6_local``, ``tun_mtu``, ``script_type``): it sets the addresses
