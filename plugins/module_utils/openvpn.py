@@ -28,8 +28,9 @@ the collection's forced lines (``pull-filter ignore "redirect-gateway"`` and
 calling ``pic-connectivity openvpn-up``, ``writepid``, and with credentials
 ``auth-user-pass <0600 file>``), then ``render()`` of the user's file: each
 accepted directive written back by ``quote`` (so OpenVPN reads exactly the
-checked words), inline blocks closed by a clean ``</tag>`` line, comments
-dropped; ``dev``/``dev-type`` (and with credentials ``auth-user-pass``) are
+checked words), inline blocks closed by a clean ``</tag>`` line, whole-line
+comments kept (OpenVPN ignores them; a changed comment still restarts the
+instance), trailing comments dropped; ``dev``/``dev-type`` (and with credentials ``auth-user-pass``) are
 left out, and so are the Windows-only ``block-outside-dns`` and ``register-dns``.
 
 The ``up`` hook gets OpenVPN's environment (``dev``, ``ifconfig_local``,
@@ -159,7 +160,9 @@ def parse(text, first=1):
     """[(line number, name, args, block)] of an .ovpn text, read as OpenVPN
     reads it: ``block`` is the content lines of an inline block (``<ca>``...)
     and None for a directive line; ``--`` before a name is dropped. A
-    ``<connection>`` block's own directives are in ``args``. Raises PicError."""
+    ``<connection>`` block's own directives are in ``args``. A whole-line
+    comment is an entry named ``#`` (its text in ``args``), which OpenVPN
+    ignores and ``render`` keeps. Raises PicError."""
     lines = _physical_lines(text)
     out = []
     index = 0
@@ -171,6 +174,9 @@ def parse(text, first=1):
             raise PicError("line %d: OpenVPN cannot read it: %s" % (number, exc))
         index += 1
         if not words:
+            comment = lines[index - 1].lstrip(_C_SPACE).rstrip('\r')
+            if comment[:1] in ('#', ';'):
+                out.append((number, '#', [comment], None))
             continue
         if len(words[0]) >= 3 and words[0].startswith('--'):
             words[0] = words[0][2:]
@@ -189,10 +195,12 @@ def directives(text):
     blocks but inside ``<connection>`` blocks. Raises PicError."""
     out = []
     for number, name, args, block in parse(text):
+        if name == '#':
+            continue
         if block is None:
             out.append((number, name, args))
         elif name == 'connection':
-            out.extend((n, d, a) for n, d, a, b in args if b is None)
+            out.extend((n, d, a) for n, d, a, b in args if b is None and d != '#')
     return out
 
 
@@ -344,6 +352,8 @@ def _check_args(number, name, args, spec):
 
 
 def _check_directive(number, name, args, allowed):
+    if name == '#':
+        return
     if name in REFUSED:
         raise PicError("line %d: '%s' is not allowed: %s" % (number, name, REFUSED[name]))
     if name in INLINE:
@@ -453,7 +463,9 @@ def quote(word):
 def _render_entries(entries, credentials):
     out = []
     for _number, name, args, block in entries:
-        if block is None:
+        if name == '#':
+            out.append(args[0])
+        elif block is None:
             if name in REPLACED or name in WINDOWS_ONLY or (name == 'auth-user-pass' and credentials):
                 continue
             out.append(' '.join([name] + [quote(arg) for arg in args]))
@@ -466,7 +478,7 @@ def _render_entries(entries, credentials):
 
 def render(text, credentials=False):
     """The user's file as the instance gets it: every accepted directive
-    written back by ``quote`` (comments dropped), inline blocks closed by a
+    written back by ``quote`` (whole-line comments kept), inline blocks closed by a
     clean ``</tag>`` line; ``dev``, ``dev-type`` (and ``auth-user-pass``
     when ``credentials``) left out, since the role writes its own. Raises PicError."""
     entries = checked(text)
