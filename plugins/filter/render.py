@@ -19,7 +19,7 @@ Filters (FQCN ``pic.connectivity.<name>``):
   the line and then the command), ``ovpn_config`` (the user's .ovpn text,
   checked against the client allow-list and written back; see module_utils/openvpn.py);
 * ``sshuttle_arg`` (one line of an sshuttle ``@file``: one argument);
-* ``supervisor_value`` (a value of a supervisord .ini file) and
+* ``supervisor_name`` (a program name), ``supervisor_value`` (a value of a supervisord .ini file) and
   ``supervisor_command`` (a list, or a string split as a shell would, for ``command=``);
 * ``systemd_value`` (a unit file setting such as ``Description=``) and
   ``systemd_command`` (a list or a string, for ``ExecStart=``);
@@ -134,6 +134,18 @@ def supervisor_value(value):
     return value
 
 
+_SUPERVISOR_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,99}')
+
+
+def supervisor_name(value):
+    """A program name (``[program:NAME]``, also the name of its file in
+    conf.d): a letter or digit, then letters, digits and ``_.-``."""
+    value = _text(value, 'supervisor_name')
+    if not _SUPERVISOR_NAME.fullmatch(value):
+        _refuse('supervisor_name', value, 'a program name is a letter or digit, then letters, digits and _.-')
+    return value
+
+
 def _supervisor_word(word):
     if '%' in word:
         _refuse('supervisor_command', word, "'%' is supervisord's expansion")
@@ -243,6 +255,7 @@ class FilterModule(object):
             'ovpn_value': ovpn_value, 'ovpn_command': ovpn_command, 'ovpn_config': ovpn_config,
             'sshuttle_arg': sshuttle_arg,
             'supervisor_value': supervisor_value, 'supervisor_command': supervisor_command,
+            'supervisor_name': supervisor_name,
             'systemd_value': systemd_value, 'systemd_command': systemd_command,
             'redsocks_string': redsocks_string, 'redsocks_value': redsocks_value,
             'torrc_value': torrc_value, 'torrc_line': torrc_line, 'shell_value': shell_value,

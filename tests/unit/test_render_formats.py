@@ -152,7 +152,8 @@ def test_supervisord_string_command_is_split_as_a_shell_would(tmp_path):
     assert supervisor_programs(tmp_path, command)['pic-x'][0][1] == shlex.split(command)
 
 
-@pytest.mark.parametrize('name', ['pic-x\n[program:evil]', 'pic x', 'pic;x', 'pic%x', 'pic]x'])
+@pytest.mark.parametrize('name', ['pic-x\n[program:evil]', 'pic x', 'pic;x', 'pic%x', 'pic]x', '/', '../x', 'a:b',
+                                  '.conf'])
 def test_supervisord_names_that_would_add_a_section_are_refused(name, tmp_path):
     with pytest.raises(AnsibleFilterError) as err:
         supervisor_programs(tmp_path, ['/bin/true'], name=name)
@@ -349,3 +350,111 @@ def test_redsocks_string_property(tmp_path_factory, value):
     rc, out, text = redsocks_test(tmp_path_factory.mktemp('rs'), 'u', value)
     assert rc == 0, out
     assert redsocks_unquote(text.split('password = ')[1].split(';\n')[0]) == value
+
+
+# -- supervisord: names and paths ------------------------------------------------------------------
+@SLOW
+@given(TEXT)
+def test_supervisor_name_property(tmp_path_factory, name):
+    """A program name: refused, or read back exactly (section and log file)."""
+    if refused(render.supervisor_name, name):
+        return
+    base = tmp_path_factory.mktemp('sup')
+    programs = supervisor_programs(base, ['/bin/true'], name=name)
+    assert programs[name] == [(name, ['/bin/true'], str(base / 'sup') + '/' + name + '.log')]
+
+
+# -- systemd: descriptions -------------------------------------------------------------------------
+@needs_systemd
+@SLOW
+@given(TEXT)
+def test_systemd_value_property(tmp_path_factory, description):
+    """A description is refused, or the unit verifies with no other setting
+    (systemd-analyze warns about any unknown or misplaced line)."""
+    if refused(render.systemd_value, description):
+        return
+    rc, out = systemd_verify(tmp_path_factory.mktemp('sd'), description, ['/bin/true'])
+    assert rc == 0 and out.strip() == '', out
+
+
+@needs_systemd
+def test_connectivity_units_verify_and_read_the_entry_point(tmp_path):
+    for name in ('pic-connectivity-monitor.service.j2', 'pic-connectivity-restore.service.j2'):
+        unit = tmp_path / ('picr-' + name[:-3])
+        unit.write_text(render_template('connectivity', name, pic_entry_point='/bin/true',
+                                        pic_state_dir='/var/lib/pic state;$x%n'))
+        proc = subprocess.run(['systemd-analyze', 'verify', '--man=no', str(unit)], capture_output=True, text=True,
+                              check=False, timeout=30)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        verb = name.split('.')[0].split('-')[-1]
+        assert 'ExecStart="/bin/true" "' + verb + '" "--state-dir" "/var/lib/pic state;$$x%%n"\n' in unit.read_text()
+        with pytest.raises(AnsibleFilterError):
+            render_template('connectivity', name, pic_entry_point='/bin/true', pic_state_dir='/x\nExecStartPre=/bin/sh')
+
+
+# -- the boot hook (POSIX shell) and the entry point (Python) -----------------------------------------
+@pytest.mark.parametrize('state_dir', ['/var/lib/pic', "/var/lib/pic state;$(touch x)`y`'q'\"", '-x'])
+def test_restore_hook_runs_the_entry_point_with_exactly_the_state_dir(state_dir, tmp_path):
+    entry = tmp_path / 'pic entry'
+    entry.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    entry.chmod(0o755)
+    hook = tmp_path / 'restore.sh'
+    hook.write_text(render_template('connectivity', 'restore.sh.j2', pic_entry_point=str(entry),
+                                    pic_state_dir=state_dir, connectivity_restore_hook=str(hook),
+                                    connectivity_service_manager='systemd',
+                                    connectivity_supervisord_conf='/x/supervisord.conf'))
+    proc = subprocess.run(['/bin/sh', str(hook)], capture_output=True, text=True, check=True, cwd=str(tmp_path))
+    assert proc.stdout == 'restore\n--state-dir\n%s\n' % state_dir
+    assert not (tmp_path / 'x').exists()
+
+
+@pytest.mark.parametrize('variables', [{'pic_state_dir': '/x\ntouch /tmp/pwned'},
+                                       {'connectivity_restore_hook': '/x\ntouch /tmp/pwned'},
+                                       {'pic_entry_point': '/x\r'}])
+def test_restore_hook_refuses_line_breaks(variables):
+    base = {'pic_entry_point': '/e', 'pic_state_dir': '/s', 'connectivity_restore_hook': '/h',
+            'connectivity_service_manager': 'supervisord', 'connectivity_supervisord_conf': '/x/supervisord.conf'}
+    base.update(variables)
+    with pytest.raises(AnsibleFilterError):
+        render_template('connectivity', 'restore.sh.j2', **base)
+
+
+@pytest.mark.parametrize('lib_dir', ['/usr/local/lib/pic', '/x"); import os; os.system("id") #', "/x\n'''\u2028"])
+def test_entry_point_puts_exactly_the_library_directory_on_sys_path(lib_dir):
+    import ast
+    text = render_template('connectivity', 'pic-connectivity.j2', pic_lib_dir=lib_dir)
+    tree = ast.parse(text)
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, 'attr', '') == 'insert']
+    assert [ast.literal_eval(call.args[1]) for call in calls] == [lib_dir]
+    assert len([node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]) == 2
+
+
+# -- torrc lines ---------------------------------------------------------------------------------------
+@needs_tor
+@SLOW
+@given(TEXT)
+def test_torrc_line_property(tmp_path_factory, value):
+    """tor_extra_settings: 'ContactInfo <value>' is refused, or tor reads the
+    value (without its surrounding spaces, as tor itself strips them)."""
+    try:
+        line = render.torrc_line('ContactInfo ' + value)
+    except AnsibleFilterError:
+        return
+    base = tmp_path_factory.mktemp('tor')
+    (base / 'data').mkdir(mode=0o700)
+    (base / 'torrc').write_text('DataDirectory %s\nSocksPort 0\n%s\n' % (base / 'data', line))
+    proc = subprocess.run(['tor', '-f', str(base / 'torrc'), '--dump-config', 'short'], capture_output=True, text=True,
+                          check=False, timeout=30)
+    found = [tor_unescape(out.split(' ', 1)[1]) for out in proc.stdout.splitlines() if out.startswith('ContactInfo ')]
+    assert found == [value.strip(' ')], proc.stdout + proc.stderr
+
+
+@SLOW
+@given(TEXT)
+def test_supervisor_value_property(tmp_path_factory, value):
+    """A path value (the program's log file): refused, or read back exactly."""
+    if refused(render.supervisor_value, value) or refused(render.supervisor_value, '/x/' + value):
+        return
+    base = tmp_path_factory.mktemp('sup')
+    programs = supervisor_programs(base, ['/bin/true'], supervisor_dir=str(base / 'sup') + '/' + value)
+    assert programs['pic-x'][0][2] == str(base / 'sup') + '/' + value + '/pic-x.log'
