@@ -276,6 +276,7 @@ ALLOWED.update({
     'persist-tun': (0, 0, ()), 'persist-remote-ip': (0, 0, ()), 'auth-nocache': (0, 0, ()),
     'remote-random': (0, 0, ()), 'mute-replay-warnings': (0, 0, ()), 'route-nopull': (0, 0, ()),
     'disable-occ': (0, 0, ()), 'push-peer-info': (0, 0, ()), 'allow-pull-fqdn': (0, 0, ()),
+    'ping-timer-rem': (0, 0, ()), 'fast-io': (0, 0, ()), 'tun-ipv6': (0, 0, ()),
     'dev': (1, 1, ('tun',)), 'dev-type': (1, 1, (_enum('tun'),)),
     'resolv-retry': (1, 1, ('retry',)), 'connect-retry-max': (1, 1, ('int',)),
     'remote-cert-tls': (1, 1, ('certtls',)), 'verify-x509-name': (1, 2, ('text', 'x509type')),

@@ -446,3 +446,45 @@ def test_openvpn_reads_accepted_hostile_files_as_intended(ovpn_world, lines):
     assert intended_or_refused(text) is not None
     settings = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
     check_openvpn_read(ovpn_world, settings, openvpn.validate({'ovpn_config': text}))
+
+
+# One line of every allowed directive, in two files that OpenVPN accepts as a
+# whole (keepalive excludes ping, compress excludes comp-lzo).
+EVERY_DIRECTIVE = [[
+    'ping-timer-rem', 'fast-io', 'tun-ipv6',
+    'allow-compression asym', 'allow-pull-fqdn', 'auth SHA256', 'auth-nocache', 'auth-retry nointeract',
+    'cipher AES-256-GCM', 'client', 'comp-lzo no', 'connect-retry 5 30', 'connect-retry-max 10',
+    'connect-timeout 20', 'data-ciphers AES-256-GCM:AES-128-GCM', 'data-ciphers-fallback AES-256-CBC',
+    'dhcp-option DNS 10.8.0.1', 'disable-occ', 'ecdh-curve prime256v1', 'explicit-exit-notify 2', 'float',
+    'hand-window 60', 'ignore-unknown-option block-outside-dns register-dns', 'inactive 3600', 'keepalive 10 60',
+    'key-direction 1', 'mssfix 1400 mtu', 'mtu-disc maybe', 'mute 20', 'mute-replay-warnings',
+    'nobind', 'persist-key', 'persist-remote-ip', 'persist-tun', 'port 1194', 'proto udp', 'pull',
+    'pull-filter ignore "route-ipv6"', 'push-peer-info', 'rcvbuf 0', 'redirect-gateway def1 bypass-dhcp',
+    'remote vpn.example.net 1194 udp', 'remote-cert-eku "TLS Web Server Authentication"', 'remote-cert-ku a0 88',
+    'remote-cert-tls server', 'remote-random', 'reneg-bytes 0', 'reneg-pkts 0', 'reneg-sec 3600 300',
+    'resolv-retry infinite', 'route-nopull', 'rport 1194', 'server-poll-timeout 10', 'sndbuf 0',
+    'tls-cert-profile preferred', 'tls-cipher DEFAULT:@SECLEVEL=1', 'tls-ciphersuites TLS_AES_256_GCM_SHA384',
+    'tls-client', 'tls-groups X25519:P-256', 'tls-timeout 2', 'tls-version-max 1.3',
+    'tls-version-min 1.2 or-highest', 'topology subnet', 'tran-window 3600', 'tun-mtu 1500', 'txqueuelen 100',
+    'verb 4', 'verify-x509-name "C=US, CN=vpn" subject',
+], [
+    'client', 'link-mtu 1500', 'compress lz4-v2', 'ping 10', 'ping-restart 60', 'ping-exit 600', 'fragment 1300',
+    'ncp-ciphers AES-256-GCM', 'remote vpn.example.net 1194',
+]]
+
+
+def test_every_allowed_directive_has_a_sample():
+    named = set(line.split()[0] for group in EVERY_DIRECTIVE for line in group)
+    assert named | {'dev', 'dev-type', 'auth-user-pass'} == set(openvpn.ALLOWED)
+
+
+@needs_openvpn
+@pytest.mark.parametrize('group', [0, 1])
+def test_openvpn_accepts_every_allowed_directive(ovpn_world, group):
+    """The allow-list holds nothing OpenVPN 2.6 refuses: each file reaches
+    OpenVPN's settings dump, and the rendered file reads as intended."""
+    text = ''.join(line + '\n' for line in EVERY_DIRECTIVE[group]) + provider_file(ovpn_world).split(
+        'remote-cert-tls server\n', 1)[1]
+    remotes = openvpn.validate({'ovpn_config': text})
+    settings = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
+    check_openvpn_read(ovpn_world, settings, remotes)
