@@ -458,3 +458,36 @@ def test_supervisor_value_property(tmp_path_factory, value):
     base = tmp_path_factory.mktemp('sup')
     programs = supervisor_programs(base, ['/bin/true'], supervisor_dir=str(base / 'sup') + '/' + value)
     assert programs['pic-x'][0][2] == str(base / 'sup') + '/' + value + '/pic-x.log'
+
+
+# -- every filter: control characters refused, the value named (a secret never) -------------------------
+VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'supervisor_value', 'supervisor_name', 'systemd_value', 'redsocks_string',
+                 'redsocks_value', 'torrc_value', 'torrc_line', 'shell_value']
+COMMAND_FILTERS = ['ovpn_command', 'supervisor_command', 'systemd_command']
+
+
+@pytest.mark.parametrize('name', VALUE_FILTERS + COMMAND_FILTERS)
+@pytest.mark.parametrize('value', ['x\ny', 'x\rz', 'x\x00', 'x\x1b[0m', 'x\x7f', 'x\x85', 'x\u2028', 'x\t', 'x\x0b'])
+def test_every_filter_refuses_control_characters_naming_the_value(name, value):
+    function = render.FilterModule().filters()[name]
+    argument = ['/bin/x', value] if name in COMMAND_FILTERS else value
+    with pytest.raises(AnsibleFilterError) as err:
+        function(argument)
+    assert str(err.value).startswith(name.split('_')[0]) and repr(value) in str(err.value)
+
+
+def test_a_secret_is_never_named():
+    with pytest.raises(AnsibleFilterError) as err:
+        render.redsocks_string('hunter2\n', secret=True)
+    assert 'hunter2' not in str(err.value) and 'a secret value' in str(err.value)
+    with pytest.raises(AnsibleFilterError) as err:
+        render.ovpn_config('remote a.example\n<key>\nMIIsecret\n</key>\nlog /x\n')
+    assert 'MIIsecret' not in str(err.value) and "line 5: 'log' is not allowed" in str(err.value)
+
+
+@pytest.mark.parametrize('name,value', [('ovpn_value', True), ('systemd_value', None), ('torrc_value', ['x']),
+                                        ('systemd_command', 42), ('supervisor_command', []),
+                                        ('ovpn_config', 42)])
+def test_filters_refuse_values_of_the_wrong_type(name, value):
+    with pytest.raises(AnsibleFilterError):
+        render.FilterModule().filters()[name](value)
