@@ -31,7 +31,8 @@ accepted directive written back by ``quote`` (so OpenVPN reads exactly the
 checked words), inline blocks closed by a clean ``</tag>`` line, whole-line
 comments kept (OpenVPN ignores them; a changed comment still restarts the
 instance), trailing comments dropped; ``dev``/``dev-type`` (and with credentials ``auth-user-pass``) are
-left out, and so are the Windows-only ``block-outside-dns`` and ``register-dns``.
+commented out (``# replaced by pic.connectivity: ...``), and so are the
+Windows-only ``block-outside-dns`` and ``register-dns``.
 
 The ``up`` hook gets OpenVPN's environment (``dev``, ``ifconfig_local``,
 ``ifconfig_ipv6_local``, ``tun_mtu``, ``script_type``): it sets the addresses
@@ -437,9 +438,10 @@ def validate(config, field='config'):
         entries = checked(text)
     except PicError as exc:
         raise PicError(exc.msg, tfield)
-    if username is None and any(name == 'auth-user-pass' and block is None for _n, name, _a, block in entries):
-        raise PicError("'auth-user-pass' without a file needs username and password in the connection's config "
-                       "(the instance cannot prompt)", tfield)
+    prompts = [number for number, name, _a, block in entries if name == 'auth-user-pass' and block is None]
+    if username is None and prompts:
+        raise PicError("line %d: 'auth-user-pass' without a file needs username and password in the connection's "
+                       "config (the instance cannot prompt)" % prompts[0], tfield)
     found = remotes(entries)
     if not found:
         raise PicError("the OpenVPN configuration has no 'remote' line (the server to connect to)", tfield)
@@ -467,9 +469,13 @@ def _render_entries(entries, credentials):
         if name == '#':
             out.append(args[0])
         elif block is None:
-            if name in REPLACED or name in WINDOWS_ONLY or (name == 'auth-user-pass' and credentials):
-                continue
-            out.append(' '.join([name] + [quote(arg) for arg in args]))
+            line = ' '.join([name] + [quote(arg) for arg in args])
+            if name in REPLACED or (name == 'auth-user-pass' and credentials):
+                out.append('# replaced by pic.connectivity: ' + line)
+            elif name in WINDOWS_ONLY:
+                out.append('# left out by pic.connectivity (Windows only): ' + line)
+            else:
+                out.append(line)
         elif name == 'connection':
             out.extend(['<connection>'] + _render_entries(args, credentials) + ['</connection>'])
         else:
@@ -481,10 +487,12 @@ def render(text, credentials=False):
     """The user's file as the instance gets it: every accepted directive
     written back by ``quote`` (whole-line comments kept), inline blocks closed by a
     clean ``</tag>`` line; ``dev``, ``dev-type`` (and ``auth-user-pass``
-    when ``credentials``) left out, since the role writes its own. Raises PicError."""
+    when ``credentials``) commented out, since the role writes its own. Raises PicError."""
     entries = checked(text)
-    if not credentials and any(name == 'auth-user-pass' and block is None for _n, name, _a, block in entries):
-        raise PicError("'auth-user-pass' without a file needs username and password in the connection's config")
+    prompts = [number for number, name, _a, block in entries if name == 'auth-user-pass' and block is None]
+    if not credentials and prompts:
+        raise PicError("line %d: 'auth-user-pass' without a file needs username and password in the connection's "
+                       "config" % prompts[0])
     return '\n'.join(_render_entries(entries, credentials)) + '\n'
 
 

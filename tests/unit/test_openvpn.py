@@ -96,7 +96,10 @@ def test_bad_settings_name_their_field(config, field):
 def test_accepted_lines_that_the_role_replaces():
     text = OVPN + 'dev tun0\ndev-type tun\n'
     assert openvpn.validate({'ovpn_config': text}) == ['vpn.example.net', '198.51.100.7']
-    assert 'dev' not in openvpn.render(text).split()
+    rendered = openvpn.render(text).splitlines()
+    assert not [line for line in rendered if line.startswith('dev')]
+    assert '# replaced by pic.connectivity: dev tun0' in rendered and '# replaced by pic.connectivity: dev-type tun' \
+        in rendered
     assert openvpn.validate({'ovpn_config': OVPN + 'auth-user-pass\n', 'username': 'u', 'password': 'p'})
 
 
@@ -255,7 +258,9 @@ def test_render_writes_back_only_accepted_directives():
             '<connection>\nremote b.example 443 tcp\n</connection>\n<ca>\r\nPEM\r\n</ca> trailing\n')
     rendered = openvpn.render(text, credentials=True)
     assert rendered == ('# provider\nclient\n<connection>\nremote vpn.example.net 1194 udp\n</connection>\n'
-                        'verify-x509-name "C=US, CN=vpn #1" name\n'
+                        '# replaced by pic.connectivity: dev tun0\n'
+                        '# left out by pic.connectivity (Windows only): block-outside-dns\n'
+                        'verify-x509-name "C=US, CN=vpn #1" name\n# replaced by pic.connectivity: auth-user-pass\n'
                         '<connection>\nremote b.example 443 tcp\n</connection>\n<ca>\nPEM\n</ca>\n')
     assert openvpn.render(rendered) == rendered
     assert openvpn.validate({'ovpn_config': text, 'username': 'u', 'password': 'p'}) == ['vpn.example.net', 'b.example']
