@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 """Render a role template as the template module does (trim_blocks, Ansible's
 core filters and tests, the collection's filters under their FQCN)."""
+import functools
 import os
 
 import jinja2
@@ -13,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MANAGED = 'Ansible managed'
 
 
+@functools.lru_cache(maxsize=1)
 def environment():
     env = jinja2.Environment(trim_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
                              loader=jinja2.FileSystemLoader(os.path.join(ROOT, 'roles')))

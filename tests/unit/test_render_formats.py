@@ -491,3 +491,21 @@ def test_a_secret_is_never_named():
 def test_filters_refuse_values_of_the_wrong_type(name, value):
     with pytest.raises(AnsibleFilterError):
         render.FilterModule().filters()[name](value)
+
+
+@FAST
+@given(TEXT, TEXT)
+def test_sshuttle_template_property(tmp_path_factory, user, python):
+    """Hostile user and python values in the whole argument file: refused, or
+    sshuttle reads exactly them back (and nothing else changes)."""
+    item = sshuttle_item(user=user, python=python)
+    try:
+        opts = render_sshuttle(tmp_path_factory.mktemp('ssh'), item)
+    except AnsibleFilterError:
+        return
+    except SystemExit:      # sshuttle's argparse refused the file: nothing runs
+        return
+    assert opts.remote == '%s@203.0.113.40:22' % user
+    assert opts.python == (python or None)
+    assert opts.ssh_cmd.startswith('ssh -F none -o BatchMode=yes ')
+    assert [subnet[1:3] for group in opts.subnets for subnet in group] == [('255.255.255.255', 32)]
