@@ -247,7 +247,7 @@ def shell_value(value):
     return shlex.quote(_text(value, 'shell_value'))
 
 
-class FilterModule(object):
+class FilterModule:
     """pic.connectivity rendering helpers, one per file format."""
 
     def filters(self):

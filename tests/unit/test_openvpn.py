@@ -321,7 +321,7 @@ def openvpn_settings(world, conf_text):
     conf.write_text(conf_text)
     proc = subprocess.Popen(['ip', 'netns', 'exec', world['netns'], 'timeout', '20', OPENVPN, '--config', str(conf),
                              '--verb', '4', '--mute', '0'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    settings, seen, lines = [], False, []
+    dump, seen, lines = [], False, []
     try:
         for line in proc.stdout:
             lines.append(line)
@@ -332,16 +332,16 @@ def openvpn_settings(world, conf_text):
             elif seen:
                 found = re.match(r'\S+ \S+ us=\d+ +(\S+) = (.*)$', line.rstrip('\n'))
                 if found:
-                    settings.append((found.group(1), found.group(2)))
+                    dump.append((found.group(1), found.group(2)))
     finally:
         proc.kill()
         proc.wait()
     assert seen, ''.join(lines)
-    return settings
+    return dump
 
 
-def check_openvpn_read(world, settings, remotes, credentials=False):
-    values = dict(settings)
+def check_openvpn_read(world, dump, remotes, credentials=False):
+    values = dict(dump)
     hook = "'%s openvpn-up --state-dir \"/var/lib/pic state\" --connection home-vpn'" % world['hook']
     assert values['up_script'] == hook and values['down_script'] == hook
     assert openvpn.parse_line(values['up_script'][1:-1] + '\n') == [
@@ -355,24 +355,23 @@ def check_openvpn_read(world, settings, remotes, credentials=False):
     assert values['auth_user_pass_file'] == ("'%s/home-vpn.auth'" % world['base'] if credentials else "'[UNDEF]'")
     assert values['dev'] == "'pic-home-vpn'" and values['dev_type'] == "'tun'"
     assert values['route_noexec'] == 'ENABLED' and values['ifconfig_noexec'] == 'ENABLED'
-    assert [value for name, value in settings if name == 'remote'] == ["'%s'" % r for r in remotes]
+    assert [value for name, value in dump if name == 'remote'] == ["'%s'" % r for r in remotes]
     assert values['ca_file'] == "'[INLINE]'"
 
 
 @needs_openvpn
 def test_openvpn_reads_the_rendered_file_as_intended(ovpn_world):
     text = provider_file(ovpn_world, 'verb 3\n# up /bin/sh\n')
-    settings = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
-    check_openvpn_read(ovpn_world, settings, ['vpn.example.net', '198.51.100.7'])
-    assert dict(settings)['remote_cert_tls'] if 'remote_cert_tls' in dict(settings) else True
+    dump = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
+    check_openvpn_read(ovpn_world, dump, ['vpn.example.net', '198.51.100.7'])
 
 
 @needs_openvpn
 def test_openvpn_reads_credentials_from_the_collections_file(ovpn_world):
     text = provider_file(ovpn_world, 'auth-user-pass\n')
     (ovpn_world['base'] / 'home-vpn.auth').write_text('u\np\n')
-    settings = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text, credentials=True))
-    check_openvpn_read(ovpn_world, settings, ['vpn.example.net', '198.51.100.7'], credentials=True)
+    dump = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text, credentials=True))
+    check_openvpn_read(ovpn_world, dump, ['vpn.example.net', '198.51.100.7'], credentials=True)
 
 
 def test_the_role_template_refuses_a_hostile_file_naming_the_line(tmp_path):
@@ -422,7 +421,7 @@ def intended_or_refused(text):
         return None
     rendered = openvpn.render(text)
     entries = openvpn.parse(rendered)
-    for _number, name, args, block in entries:
+    for _number, name, args, _block in entries:
         if name == '#':     # a whole-line comment: nothing for OpenVPN
             assert openvpn.parse_line(args[0] + '\n') == []
             continue
@@ -449,8 +448,8 @@ def test_openvpn_reads_accepted_hostile_files_as_intended(ovpn_world, lines):
     mixed = '<connection>' in text and any(line.startswith(('remote', '"remote', "'remote")) for line in lines)
     assume(not mixed)     # refused: OpenVPN ignores loose remotes beside <connection> blocks
     assert intended_or_refused(text) is not None
-    settings = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
-    check_openvpn_read(ovpn_world, settings, openvpn.validate({'ovpn_config': text}))
+    dump = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
+    check_openvpn_read(ovpn_world, dump, openvpn.validate({'ovpn_config': text}))
 
 
 # One line of every allowed directive, in two files that OpenVPN accepts as a
@@ -491,5 +490,5 @@ def test_openvpn_accepts_every_allowed_directive(ovpn_world, group):
     text = ''.join(line + '\n' for line in EVERY_DIRECTIVE[group]) + provider_file(ovpn_world).split(
         'remote-cert-tls server\n', 1)[1]
     remotes = openvpn.validate({'ovpn_config': text})
-    settings = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
-    check_openvpn_read(ovpn_world, settings, remotes)
+    dump = openvpn_settings(ovpn_world, rendered_client(ovpn_world, text))
+    check_openvpn_read(ovpn_world, dump, remotes)
