@@ -111,10 +111,14 @@ def sshuttle_arg(value):
     (str.splitlines) as one argument, skips a line starting with ``#``, strips
     whitespace, removes one pair of surrounding quotes and reads an argument
     starting with ``@`` as a further file. Leading/trailing spaces, ``#`` and
-    quotes are kept by a pair of double quotes; a leading ``@`` is refused."""
+    quotes are kept by a pair of double quotes; a leading ``@`` is refused,
+    and so are ``--`` and a ``--`` value (``--python=--``), which argparse
+    takes for the end of the options or drops."""
     value = _text(value, 'sshuttle_arg')
     if value.startswith('@') or (value[:1] in '"\'' and value[1:2] == '@'):
         _refuse('sshuttle_arg', value, "sshuttle would read an argument starting with '@' as a file")
+    if value == '--' or value.endswith('=--'):
+        _refuse('sshuttle_arg', value, "argparse reads a '--' argument as the end of the options and drops a '--' value")
     if value[:1] in ' #"\'' or value[-1:] in ' "\'':
         return '"%s"' % value
     return value

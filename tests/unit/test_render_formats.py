@@ -27,7 +27,7 @@ supervisor_options = pytest.importorskip('supervisor.options')
 
 HOSTILE = ['a\nb', 'a\rb', 'x\x00', '\x85', 'a\u2028b', ' lead', 'trail ', '#hash', '@file', '"q"', "'q'", 'a;b',
            'a ;b', 'a #b', '100%', '%(here)s', '$HOME', '${X}', 'a\\', '\\', 'a b', '', '-x', '--ssh-cmd=x',
-           'é', '\t', 'a"b', "a'b", ';', '[x]', '}', '{', 'x\\\ny']
+           'é', '\t', 'a"b', "a'b", ';', '[x]', '}', '{', 'x\\\ny', '--', '-', '---']
 TEXT = st.text(st.characters(codec='utf-8', exclude_categories=('Cs',)), max_size=30) | \
     st.text(st.sampled_from(' \t\n\r#;@"\'\\%$[]{}=:,/ab-'), max_size=12)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
