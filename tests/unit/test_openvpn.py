@@ -427,8 +427,8 @@ def intended_or_refused(text):
             continue
         assert name in ALLOWED_NAMES and name not in openvpn.REFUSED
         if name == 'connection':
-            assert all(inner[1] in openvpn.CONNECTION or (inner[1] == '#' and openvpn.parse_line(inner[2][0] + '\n')
-                                                         == []) for inner in args)
+            assert all(inner[1] in openvpn.CONNECTION
+                       or (inner[1] == '#' and openvpn.parse_line(inner[2][0] + '\n') == []) for inner in args)
     assert openvpn.remotes(entries) == remotes
     assert openvpn.render(rendered) == rendered
     return rendered

@@ -268,8 +268,8 @@ def test_tor_reads_back_each_value(value, tmp_path):
 def test_torrc_renders_and_verifies(tmp_path):
     data = tmp_path / 'tor data'
     data.mkdir(mode=0o700)
-    text = render_template('tor', 'torrc.j2', tor_connection={'id': 'tor', 'name': 'Tor', 'local_port': 12304,
-                                                               'dns_port': 12305, 'config': {'socks_port': 19050}},
+    conn = {'id': 'tor', 'name': 'Tor', 'local_port': 12304, 'dns_port': 12305, 'config': {'socks_port': 19050}}
+    text = render_template('tor', 'torrc.j2', tor_connection=conn,
                            tor_data_dir=str(data), tor_listen_ipv6=True, tor_virtual_network_v4='10.192.0.0/10',
                            tor_authorities=[], tor_extra_settings=['ContactInfo a # b', 'Nickname picr'])
     (tmp_path / 'torrc').write_text(text)
@@ -386,7 +386,7 @@ def test_connectivity_units_verify_and_read_the_entry_point(tmp_path):
         proc = subprocess.run(['systemd-analyze', 'verify', '--man=no', str(unit)], capture_output=True, text=True,
                               check=False, timeout=30)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        verb = name.split('.')[0].split('-')[-1]
+        verb = name.split('.', maxsplit=1)[0].split('-')[-1]
         assert 'ExecStart="/bin/true" "' + verb + '" "--state-dir" "/var/lib/pic state;$$x%%n"\n' in unit.read_text()
         with pytest.raises(AnsibleFilterError):
             render_template('connectivity', name, pic_entry_point='/bin/true', pic_state_dir='/x\nExecStartPre=/bin/sh')
