@@ -16,6 +16,7 @@ from . import model
 from .commits import Commits
 from .errors import PicError
 from .registry import Registry, DEFAULT_STATE_DIR
+from .validation import check_local_against_peers
 
 SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
 LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
@@ -82,6 +83,8 @@ def transact(module, planner):
         registry_changed = plan.doc != base
         cell = Cell(registry)
         try:
+            if plan.doc['settings'].get('local_networks'):
+                check_local_against_peers(plan.doc['settings']['local_networks'], cell.facts(plan.doc)['peer_networks'])
             if module.check_mode:
                 changes = cell.converge(plan.doc, check_mode=True, pending=plan.wg)
             else:
