@@ -119,6 +119,8 @@ def slugify(name):
 
 
 def check_peer_name(value, field):
+    if isinstance(value, str):
+        check_text(value, field)
     if not isinstance(value, str) or not _PEER_NAME_RE.fullmatch(value):
         raise PicError("must be 1-64 characters of letters, digits, '_', '.', '@', '-', starting with a letter "
                        "or digit", field, value)
@@ -127,6 +129,8 @@ def check_peer_name(value, field):
 
 def check_ifname(value, field):
     """An interface of the cell (the peer interface, a service network, a link)."""
+    if isinstance(value, str):
+        check_text(value, field)
     if not isinstance(value, str) or not _IFNAME_RE.fullmatch(value):
         raise PicError("is not a valid interface name (1-15 characters of letters, digits, '_', '.', '-', "
                        "starting with a letter or digit)", field, value)
@@ -136,6 +140,8 @@ def check_ifname(value, field):
 def check_owned_ifname(value, field):
     """An interface the collection creates and deletes: only ``pic-`` names, so that
     deleting a connection can never delete an interface of the cell (eth0, wg0, lo)."""
+    if isinstance(value, str):
+        check_text(value, field)
     if not isinstance(value, str) or not _OWNED_IFNAME_RE.fullmatch(value):
         raise PicError("must be an interface name owned by the collection: '%s' followed by 1-11 characters of "
                        "a-z, 0-9 and '-' (15 at most), never an interface of the cell such as eth0 or wg0"
@@ -282,7 +288,7 @@ def check_host(value, field):
     not starting or ending with '-', 253 characters at most, not all-numeric) or an IP
     address. Never starts with '-' or '@' (an option or an @file to a command)."""
     check_text(value, field)
-    if _IP_CHARS_RE.fullmatch(value) and (':' in value or re.fullmatch(r'[0-9.]+', value)):
+    if ':' in value or re.fullmatch(r'[0-9.]+', value):
         return parse_address(value, field)
     if len(value) > 253 or not _HOSTNAME_RE.fullmatch(value) or re.fullmatch(r'[0-9]+', value.rstrip('.')
                                                                             .split('.')[-1]):
