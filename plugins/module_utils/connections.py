@@ -18,7 +18,9 @@ from .validation import (check_command, check_display_name, check_host, check_ow
                          check_text, check_user, check_word, parse_address, parse_int, slugify)
 
 
-_SECRET_LINE = re.compile(r'^\s*(PrivateKey|PresharedKey|password|auth-user-pass)\s*=?\s*(\S+)', re.I | re.M)
+# A secret line, even misspelt (``PrivateKey: <key>``). Only values of 8 characters or more are
+# masked: a short no_log value (':') would mask that character in every message.
+_SECRET_LINE = re.compile(r'^[ \t]*(PrivateKey|PresharedKey|password|auth-user-pass)[ \t=:]*(\S{8,})', re.I | re.M)
 SECRET_KEYS = ('private_key', 'preshared_key', 'password', 'ssh_key')
 
 

@@ -41,14 +41,16 @@ def check_endpoint(value, field):
     if not isinstance(value, str):
         raise PicError("must be host:port", field, value)
     check_text(value, field)
-    match = _ENDPOINT_V6_RE.fullmatch(value)
-    if match:
-        host = '[%s]' % parse_address(match.group(1), field, version=6)
-    else:
-        match = _ENDPOINT_RE.fullmatch(value)
-        if not match:
-            raise PicError("must be host:port (IPv6 in brackets: [2001:db8::1]:51820)", field, value)
-        host = check_host(match.group(1), field)
+    match = _ENDPOINT_V6_RE.fullmatch(value) or _ENDPOINT_RE.fullmatch(value)
+    if not match:
+        raise PicError("must be host:port (IPv6 in brackets: [2001:db8::1]:51820)", field, value)
+    try:
+        if value.startswith('['):
+            host = '[%s]' % parse_address(match.group(1), 'host', version=6)
+        else:
+            host = check_host(match.group(1), 'host')
+    except PicError as exc:
+        raise PicError("has an invalid %s" % str(exc).split(' (got ', 1)[0], field, value)
     port = int(match.group(2), 10)
     if not 1 <= port <= 65535:
         raise PicError("port must be 1-65535", field, value)
