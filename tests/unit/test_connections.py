@@ -5,6 +5,8 @@ Regressions of issue 11: each case was accepted (or echoed a secret, or
 replaced a connection) before the grammar was made strict.
 """
 import base64
+import json
+import re
 
 import pytest
 
@@ -229,3 +231,67 @@ def test_relays_of_look_alike_cells_do_not_share_an_id():
         links.plan(empty(), [{'cell': 'cell.b', 'interface': 'cl-1', 'remote_offers_exit': True},
                              {'cell': 'cell-b', 'interface': 'cl-2', 'remote_offers_exit': True}])
     assert 'cell.b' in str(err.value) and 'cell-b' in str(err.value)
+
+
+def test_a_misspelt_secret_line_masks_the_key_not_its_separator():
+    found = connections.secrets_in({'wg_config': wg_text(extra_iface='PrivateKey: %s' % PSK)})
+    assert PSK in found and ':' not in found
+    assert all(len(s) >= 8 for s in found)
+
+
+# -- property-based: hostile values in every field of a connection's config ------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from test_validation import CONTROL, HOSTILE  # noqa: E402
+
+FIELDS = [('sshuttle', 'host', {}), ('sshuttle', 'user', {'host': 'ssh.example'}),
+          ('sshuttle', 'python', {'host': 'ssh.example'}), ('sshuttle', 'dns', {'host': 'ssh.example'}),
+          ('sshuttle', 'port', {'host': 'ssh.example'}), ('sshuttle', 'health_target', {'host': 'ssh.example'}),
+          ('sshuttle', 'interface', {'host': 'ssh.example'}),
+          ('proxy', 'host', {'port': 1080}), ('proxy', 'username', {'host': '203.0.113.5', 'port': 1080}),
+          ('proxy', 'password', {'host': '203.0.113.5', 'port': 1080, 'username': 'u'}),
+          ('tor', 'socks_port', {}),
+          ('wireguard_ext', 'endpoint', keyed()), ('wireguard_ext', 'dns', keyed()),
+          ('wireguard_ext', 'mtu', keyed()), ('wireguard_ext', 'peer_public_key', keyed()),
+          ('wireguard_ext', 'private_key', keyed()), ('wireguard_ext', 'preshared_key', keyed())]
+SECRET_FIELDS = ('password', 'private_key', 'preshared_key')
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(FIELDS), HOSTILE)
+def test_fuzz_config_fields(spec, value):
+    ctype, key, base = spec
+    config = dict(base)
+    config[key] = value
+    try:
+        _doc, record, payload, _secrets, _r = connections.plan(empty(), {'name': 'X', 'type': ctype,
+                                                                         'config': config})
+    except PicError as exc:
+        assert exc.field.startswith('config.%s' % key) or exc.field.startswith('config.peers[0].'), str(exc)
+        if key in SECRET_FIELDS:
+            assert exc.value is None and (len(value) < 8 or value not in str(exc))
+        elif value == '':
+            assert exc.value in ('', None)   # "needs host", "is required"
+        else:
+            assert exc.value == value or exc.field.endswith(']'), str(exc)
+        return
+    assert not CONTROL.search(json.dumps(record, ensure_ascii=False))
+    if ctype == 'wireguard_ext':
+        rendered = wgconf.render_setconf(payload)
+        assert rendered.count('[Peer]') == 1 and not CONTROL.search(rendered.replace('\n', ''))
+        for line in rendered.splitlines():
+            assert line in ('', '[Interface]', '[Peer]') or re.fullmatch(
+                r'(PrivateKey|ListenPort|PublicKey|PresharedKey|Endpoint|AllowedIPs|PersistentKeepalive) = '
+                r'[A-Za-z0-9+/=:.\[\], -]+', line), line
+
+
+@settings(max_examples=300, deadline=None)
+@given(HOSTILE)
+def test_fuzz_endpoint(value):
+    try:
+        out = wgconf.check_endpoint(value, 'e')
+    except PicError as exc:
+        assert exc.field == 'e' and exc.value == value
+        return
+    assert re.fullmatch(r'(\[[0-9a-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}', out) and not out.startswith('-')
