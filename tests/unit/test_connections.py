@@ -80,7 +80,8 @@ CASES = [
     ('wireguard_ext', keyed(endpoint='-host.example:51820'), 'config.peers[0].endpoint', '-host.example:51820'),
     ('wireguard_ext', keyed(peer_public_key=NONCANONICAL), 'config.peers[0].public_key', NONCANONICAL),
     ('wireguard_ext', keyed(private_key=PRIV[:42] + chr(ord(PRIV[42]) + 1) + '='), 'config.private_key', None),
-    ('wireguard_ext', keyed(preshared_key=PSK[:42] + chr(ord(PSK[42]) + 1) + '='), 'config.peers[0].preshared_key', None),
+    ('wireguard_ext', keyed(preshared_key=PSK[:42] + chr(ord(PSK[42]) + 1) + '='), 'config.peers[0].preshared_key',
+     None),
     ('wireguard_ext', keyed(mtu='1420\n'), 'config.mtu', '1420\n'),
     ('wireguard_ext', {'wg_config': wg_text(allowed='0.0.0.0/0, fd00::/8%x')}, 'config.wg_config.peers[0].'
      'allowed_ips[1]', 'fd00::/8%x'),
