@@ -276,6 +276,8 @@ def _problem(case, out):
         return 'field not named first: %s' % msg
     if value is not None and repr(value) not in msg:
         return 'value %r not shown: %s' % (value, msg)
+    if value is not None and '********' in msg:
+        return 'over-masked (a short no_log value?): %s' % msg
     for secret in SECRETS + [p for _m, a, _f, _v in CASES for p in [a.get('config', {}).get('password')] if p]:
         if secret and secret in json.dumps(out):
             return 'secret in the result: %s' % msg
@@ -306,3 +308,25 @@ def test_every_hostile_input_is_refused_and_changes_nothing(cell):
                 problems.append('cases %d-%d changed the cell (files %s; running state %s)' % (
                     start, start + len(chunk) - 1, changed, 'changed' if before[0] != after[0] else 'same'))
     assert not problems, '%d problems:\n%s' % (len(problems), '\n'.join(problems))
+
+
+def test_good_inputs_are_stored_in_canonical_form_and_long_names_do_not_collide(cell):
+    """After the hostile table: the same cell still takes good input (the grammar refuses no valid value)."""
+    out = cell.module('pic_peer_exit', {'peer': 'gina', 'address': ['10.0.0.20', 'FD00:0::20'], 'connection': 'Tor'})
+    assert not out.get('failed'), out.get('msg')
+    with open(os.path.join(cell.state_dir, 'registry.json')) as handle:
+        doc = json.load(handle)
+    assert doc['peers']['gina']['address'] == ['10.0.0.20/32', 'fd00::20/128']
+    names = ['Commercial provider exit number one A', 'Commercial provider exit number one B']
+    ids = []
+    for i, name in enumerate(names):
+        out = cell.module('pic_connection', {'name': name, 'type': 'proxy',
+                                             'config': {'host': '203.0.113.%d' % (60 + i), 'port': 1080}})
+        assert not out.get('failed'), out.get('msg')
+        ids.append(out['connection']['id'])
+    assert ids[0] != ids[1] and all(len(i) <= 32 for i in ids)
+    with open(os.path.join(cell.state_dir, 'registry.json')) as handle:
+        conns = json.load(handle)['connections']
+    assert [conns[i]['config']['host'] for i in ids] == ['203.0.113.60', '203.0.113.61']
+    out = cell.module('pic_connection', {'name': 'exit wg', 'type': 'tor'})
+    assert out.get('failed') and "'Exit WG'" in out['msg'], out
