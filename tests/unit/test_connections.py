@@ -259,7 +259,7 @@ FIELDS = [('sshuttle', 'host', {}), ('sshuttle', 'user', {'host': 'ssh.example'}
 SECRET_FIELDS = ('password', 'private_key', 'preshared_key')
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(st.sampled_from(FIELDS), HOSTILE)
 def test_fuzz_config_fields(spec, value):
     ctype, key, base = spec
@@ -287,7 +287,7 @@ def test_fuzz_config_fields(spec, value):
                 r'[A-Za-z0-9+/=:.\[\], -]+', line), line
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(HOSTILE)
 def test_fuzz_endpoint(value):
     try:

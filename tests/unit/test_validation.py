@@ -7,13 +7,19 @@ the value (never the value of a secret).
 """
 import base64
 import ipaddress
+import os
 import re
+import tempfile
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from ansible_collections.pic.connectivity.plugins.module_utils import validation as v
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
+
+# Hypothesis caches (Unicode tables) outside the work tree, never in a built collection.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), 'pic-unit-hypothesis'))
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 # A non-canonical twin of KEY: same bytes for a lenient decoder, but its last
@@ -255,7 +261,8 @@ def _is_address(text):
             and not addr.is_multicast and not addr.is_unspecified)
 
 
-FUZZ = settings(max_examples=300, deadline=None)
+# No example database: nothing written into the work tree (or a built collection).
+FUZZ = settings(max_examples=300, deadline=None, database=None)
 
 
 @FUZZ
