@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Connections, WireGuard files, peers and links: the strict grammar at the level of a module call.
+"""Connections (module_utils/connections.py): the strict grammar at the level of a pic_connection call.
 
 Regressions of issue 11: each case was accepted (or echoed a secret, or
 replaced a connection) before the grammar was made strict.
@@ -9,10 +9,13 @@ import json
 import re
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from ansible_collections.pic.connectivity.plugins.module_utils import connections, links, model, peers, wgconf
+from ansible_collections.pic.connectivity.plugins.module_utils import connections, wgconf
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
+
+from test_validation import CONTROL, HOSTILE
 
 PRIV = base64.b64encode(bytes([7]) * 32).decode()
 PUB = base64.b64encode(bytes([8]) * 32).decode()
@@ -102,36 +105,6 @@ def test_hostile_config_is_refused(ctype, config, field, value):
         assert secret not in str(err)
 
 
-@pytest.mark.parametrize('line', ['PrivateKey: %s' % PSK, 'PrivateKey %s' % PSK, '%s' % PSK,
-                                  'Private-Key = %s' % PSK, 'PresharedKey: %s' % PSK, 'Privatekey_ = %s' % PSK])
-def test_misspelt_key_line_is_not_echoed(line):
-    for text in (wg_text(extra_iface=line), wg_text(extra_peer=line)):
-        err = refused('wireguard_ext', {'wg_config': text})
-        assert err.field == 'config.wg_config' and 'line ' in str(err)
-        assert PSK not in str(err) and PSK[:20] not in str(err)
-
-
-def test_unknown_word_key_is_named_with_its_line():
-    err = refused('wireguard_ext', {'wg_config': wg_text(extra_iface='Wat = 1')})
-    assert 'line 4: unknown key Wat' in str(err)
-
-
-@pytest.mark.parametrize('sep', ['\x0b', '\x0c', '\x1c', '\x85', '\u2028', '\x00'])
-def test_wg_config_line_separators_are_refused(sep):
-    err = refused('wireguard_ext', {'wg_config': wg_text(allowed='0.0.0.0/0%s[Peer]' % sep)})
-    assert err.field == 'config.wg_config' and 'control character' in str(err)
-
-
-def test_wg_values_are_stored_canonical():
-    _doc, record, payload, _s, _r = connections.plan(empty(), {'name': 'X', 'type': 'wireguard_ext', 'config': keyed(
-        endpoint='[2001:DB8:0::1]:51820', allowed_ips=['10.9.9.9/8', '::/0'], dns=['FD00::53'])})
-    assert payload['peers'][0]['endpoint'] == '[2001:db8::1]:51820'
-    assert payload['peers'][0]['allowed_ips'] == ['10.0.0.0/8', '::/0']
-    assert record['dns'] == ['fd00::53']
-    rendered = wgconf.render_setconf(payload)
-    assert rendered.count('[Peer]') == 1 and '%' not in rendered
-
-
 def test_long_names_get_distinct_ids():
     one, two = 'Commercial provider exit in Frankfurt 1', 'Commercial provider exit in Frankfurt 2'
     doc, first, _p, _s, _r = connections.plan(empty(), {'name': one, 'type': 'proxy',
@@ -171,80 +144,7 @@ def test_exit_interface_is_never_a_cell_interface():
     assert record['interface'] == 'pic-mine'
 
 
-# -- peers ---------------------------------------------------------------------------------------
-
-PEER_CASES = [
-    ('0.0.0.0/0', '/0'), ('::/0', '/0'), ('::ffff:10.0.0.5', 'IPv4-mapped'), ('::ffff:10.0.0.5/128', 'IPv4-mapped'),
-    ('fd00::5%wg0', 'scope id'), ('10.0.0.5%\n', 'control'), ('10.0.0.0/8', 'too wide'), ('fd00::/16', 'too wide'),
-    ('10.0.0.5\n', 'control'), (' 10.0.0.5', 'no blanks'), ('127.0.0.1', 'loopback'), ('fe80::1', 'link-local'),
-    ('224.0.0.5', 'unicast'), ('10.0.0.5/24', 'host bits'),
-]
-
-
-@pytest.mark.parametrize('addr,words', PEER_CASES)
-def test_bad_peer_addresses(addr, words):
-    items = [{'peer': 'bob', 'address': ['10.0.0.9'], 'connection': 'default', 'fail_open': None},
-             {'peer': 'alice', 'address': ['10.0.0.7', addr], 'connection': 'default', 'fail_open': None}]
-    with pytest.raises(PicError) as err:
-        peers.plan(empty(), items, bulk=True)
-    assert err.value.field == 'peers[1].address[1]' and err.value.value == addr
-    assert words in str(err.value), str(err.value)
-
-
-def test_peer_address_canonical():
-    doc, _r = peers.plan(empty(), [{'peer': 'a', 'address': ['FD00:0::7'], 'connection': None}])
-    assert doc['peers']['a']['address'] == ['fd00::7/128']
-
-
-@pytest.mark.parametrize('name', ['alice\n', '-alice', 'al ice', 'alice\u2028'])
-def test_bad_peer_names(name):
-    with pytest.raises(PicError) as err:
-        peers.plan(empty(), [{'peer': 'ok', 'address': ['10.0.0.2']}, {'peer': name, 'address': ['10.0.0.3']}],
-                   bulk=True)
-    assert err.value.field == 'peers[1].peer' and err.value.value == name
-
-
-# -- settings and links --------------------------------------------------------------------------
-
-@pytest.mark.parametrize('nets,field', [(['0.0.0.0/0'], 'local_networks[0]'), (['192.168.0.0/16', '::/0'],
-                                                                                'local_networks[1]'),
-                                        (['192.168.0.0/16', '192.168.1.0/24'], 'local_networks[1]'),
-                                        (['192.168.1.0/24\n'], 'local_networks[0]')])
-def test_bad_local_networks(nets, field):
-    with pytest.raises(PicError) as err:
-        model.normalize_settings({'local_networks': nets})
-    assert err.value.field == field
-
-
-@pytest.mark.parametrize('link,field', [
-    ({'cell': 'cell-b\n', 'interface': 'cl-b'}, 'links[0].cell'),
-    ({'cell': 'cell-b', 'interface': 'cl-b\n'}, 'links[0].interface'),
-    ({'cell': 'cell-b', 'interface': 'wg0'}, 'links[0].interface'),
-])
-def test_bad_links(link, field):
-    with pytest.raises(PicError) as err:
-        links.plan(empty(), [link])
-    assert err.value.field == field
-
-
-def test_relays_of_look_alike_cells_do_not_share_an_id():
-    with pytest.raises(PicError) as err:
-        links.plan(empty(), [{'cell': 'cell.b', 'interface': 'cl-1', 'remote_offers_exit': True},
-                             {'cell': 'cell-b', 'interface': 'cl-2', 'remote_offers_exit': True}])
-    assert 'cell.b' in str(err.value) and 'cell-b' in str(err.value)
-
-
-def test_a_misspelt_secret_line_masks_the_key_not_its_separator():
-    found = connections.secrets_in({'wg_config': wg_text(extra_iface='PrivateKey: %s' % PSK)})
-    assert PSK in found and ':' not in found
-    assert all(len(s) >= 8 for s in found)
-
-
 # -- property-based: hostile values in every field of a connection's config ------------------------
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from test_validation import CONTROL, HOSTILE  # noqa: E402
 
 FIELDS = [('sshuttle', 'host', {}), ('sshuttle', 'user', {'host': 'ssh.example'}),
           ('sshuttle', 'python', {'host': 'ssh.example'}), ('sshuttle', 'dns', {'host': 'ssh.example'}),
@@ -285,14 +185,3 @@ def test_fuzz_config_fields(spec, value):
             assert line in ('', '[Interface]', '[Peer]') or re.fullmatch(
                 r'(PrivateKey|ListenPort|PublicKey|PresharedKey|Endpoint|AllowedIPs|PersistentKeepalive) = '
                 r'[A-Za-z0-9+/=:.\[\], -]+', line), line
-
-
-@settings(max_examples=300, deadline=None, database=None)
-@given(HOSTILE)
-def test_fuzz_endpoint(value):
-    try:
-        out = wgconf.check_endpoint(value, 'e')
-    except PicError as exc:
-        assert exc.field == 'e' and exc.value == value
-        return
-    assert re.fullmatch(r'(\[[0-9a-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}', out) and not out.startswith('-')
