@@ -267,6 +267,38 @@ def _check_interface_free(doc, settings, record):
             raise PicError("is %s, not an interface of the collection" % what, 'config.interface', ifname)
 
 
+def _remove(doc, existing_id, name):
+    """state=absent: the removed record, or None; refused while peers or services use it."""
+    if existing_id is None:
+        return None
+    conn = doc['connections'][existing_id]
+    if conn['type'] == 'cell_relay':
+        raise PicError("cell_relay connections are derived from cell links; stop offering the exit on the "
+                       "link instead", 'name', name)
+    users = users_of(doc, existing_id)
+    if users['peers'] or users['services']:
+        who = ['peer %s' % p for p in users['peers']] + ['service %s' % s for s in users['services']]
+        raise PicError("connection %r is in use by %s; assign them to another connection or 'default' first"
+                       % (name, ', '.join(who)), details={'users': users, 'status': 409})
+    return doc['connections'].pop(existing_id)
+
+
+def _place(doc, record, settings, layout, params):
+    """The record's mark, table, interface and local ports."""
+    index, table = model.allocate(doc, layout, settings, record['id'], params.get('mark'), params.get('table'))
+    record['index'] = index
+    record['table'] = table
+    record['mark'] = layout.mark(index, False)
+    if record['type'] in model.INTERFACE_TYPES:
+        override = record.get('config', {}).get('interface')
+        record['interface'] = model.interface_name(doc, record['id'], index, override)
+        _check_interface_free(doc, settings, record)
+    else:
+        record['interface'] = None
+    if record['type'] in model.PROXY_TYPES:
+        record['local_port'], record['dns_port'] = model.proxy_ports(settings, index)
+
+
 def plan(doc, params):
     """Apply one pic_connection call to ``doc`` (a copy is modified and returned).
 
@@ -285,21 +317,8 @@ def plan(doc, params):
     if ctype == 'cell_relay':
         raise PicError("cell_relay connections are derived from cell links (a linked cell that offers its "
                        "internet exit) and cannot be created or changed by hand", 'type', ctype)
-
     if state == 'absent':
-        if existing_id is None:
-            return doc, None, None, [], None
-        conn = doc['connections'][existing_id]
-        if conn['type'] == 'cell_relay':
-            raise PicError("cell_relay connections are derived from cell links; stop offering the exit on the "
-                           "link instead", 'name', name)
-        users = users_of(doc, existing_id)
-        if users['peers'] or users['services']:
-            who = ['peer %s' % p for p in users['peers']] + ['service %s' % s for s in users['services']]
-            raise PicError("connection %r is in use by %s; assign them to another connection or 'default' first"
-                           % (name, ', '.join(who)), details={'users': users, 'status': 409})
-        removed = doc['connections'].pop(existing_id)
-        return doc, None, None, [], removed
+        return doc, None, None, [], _remove(doc, existing_id, name)
 
     settings, layout = model.normalize_settings(doc.get('settings'))
     current = doc['connections'].get(existing_id) if existing_id else None
@@ -331,18 +350,7 @@ def plan(doc, params):
         record['fail_open'] = bool(fail_open)
     elif current is None:
         record['fail_open'] = model.DEFAULT_FAIL_OPEN[ctype]
-    index, table = model.allocate(doc, layout, settings, record['id'], params.get('mark'), params.get('table'))
-    record['index'] = index
-    record['table'] = table
-    record['mark'] = layout.mark(index, False)
-    if ctype in model.INTERFACE_TYPES:
-        override = record.get('config', {}).get('interface')
-        record['interface'] = model.interface_name(doc, record['id'], index, override)
-        _check_interface_free(doc, settings, record)
-    else:
-        record['interface'] = None
-    if ctype in model.PROXY_TYPES:
-        record['local_port'], record['dns_port'] = model.proxy_ports(settings, index)
+    _place(doc, record, settings, layout, params)
     record['dns'] = list(record.get('config', {}).get('dns') or [])
     doc['connections'][record['id']] = record
     return doc, record, payload, secrets, None

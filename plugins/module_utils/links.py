@@ -40,6 +40,28 @@ def _check_link_interface(doc, settings, ifname, field):
             raise PicError("is the interface of connection %r, not a cell link" % conn['name'], field, ifname)
 
 
+def _relay(doc, settings, layout, cell, link):
+    """Create or update the cell_relay connection through ``cell``; returns its id."""
+    cid = relay_id(doc, cell)
+    current = doc['connections'].get(cid)
+    if current is not None and current['type'] == 'cell_relay' and current.get('cell', cell) != cell:
+        raise PicError("the relay through cell %s would have the id %r of the relay through cell %s; the two "
+                       "cell names differ only in punctuation or case" % (cell, cid, current['cell']),
+                       'links', cell)
+    if current is not None and current['type'] != 'cell_relay':
+        raise PicError("the relay through cell %s would be connection %r, which already exists as a %s "
+                       "connection; rename that connection" % (cell, cid, current['type']), 'links', cell)
+    record = dict(current) if current else {'id': cid, 'name': cell, 'type': 'cell_relay', 'fail_open': False,
+                                            'config': {}, 'dns': []}
+    record['interface'] = link['interface']
+    record['routes'] = RELAY_ROUTES
+    record['cell'] = cell
+    index, table = model.allocate(doc, layout, settings, cid)
+    record.update(index=index, table=table, mark=layout.mark(index, False))
+    doc['connections'][cid] = record
+    return cid
+
+
 def plan(doc, links, known_cells=None, purge=True):
     """Apply the cell's link list to a copy of ``doc``.
 
@@ -77,23 +99,7 @@ def plan(doc, links, known_cells=None, purge=True):
     for cell, link in sorted(links_now.items()):
         if not link['remote_offers']:
             continue
-        cid = relay_id(doc, cell)
-        current = doc['connections'].get(cid)
-        if current is not None and current['type'] == 'cell_relay' and current.get('cell', cell) != cell:
-            raise PicError("the relay through cell %s would have the id %r of the relay through cell %s; the two "
-                           "cell names differ only in punctuation or case" % (cell, cid, current['cell']),
-                           'links', cell)
-        if current is not None and current['type'] != 'cell_relay':
-            raise PicError("the relay through cell %s would be connection %r, which already exists as a %s "
-                           "connection; rename that connection" % (cell, cid, current['type']), 'links', cell)
-        record = dict(current) if current else {'id': cid, 'name': cell, 'type': 'cell_relay', 'fail_open': False,
-                                                'config': {}, 'dns': []}
-        record['interface'] = link['interface']
-        record['routes'] = RELAY_ROUTES
-        record['cell'] = cell
-        index, table = model.allocate(doc, layout, settings, cid)
-        record.update(index=index, table=table, mark=layout.mark(index, False))
-        doc['connections'][cid] = record
+        cid = _relay(doc, settings, layout, cell, link)
         relays.append(cid)
     orphans = {}
     for cid, conn in list(doc['connections'].items()):
