@@ -8,16 +8,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import ipaddress
 import json
 import re
 
 from . import model, openvpn, wgconf
 from .errors import PicError
-from .validation import check_display_name, check_ifname, parse_network, slugify, parse_int
+from .validation import (check_command, check_display_name, check_host, check_owned_ifname, check_secret,
+                         check_text, check_user, check_word, parse_address, parse_int, slugify)
 
 
-_SECRET_LINE = re.compile(r'^\s*(PrivateKey|PresharedKey|password|auth-user-pass)\s*=?\s*(\S+)', re.I | re.M)
+# A secret line, even misspelt (``PrivateKey: <key>``). Only values of 8 characters or more are
+# masked: a short no_log value (':') would mask that character in every message.
+_SECRET_LINE = re.compile(r'^[ \t]*(PrivateKey|PresharedKey|password|auth-user-pass)[ \t=:]*(\S{8,})', re.I | re.M)
 SECRET_KEYS = ('private_key', 'preshared_key', 'password', 'ssh_key')
 
 
@@ -68,41 +70,32 @@ def resolve(doc, value, field):
 
 
 def _check_keys(config, allowed, field):
+    """Unknown settings are named, never shown: a misspelt key may hold a secret."""
     for key in sorted(config):
         if key not in allowed:
-            raise PicError("unknown setting for this connection type; allowed: %s" % ', '.join(sorted(allowed)),
-                           '%s.%s' % (field, key), config[key])
+            raise PicError("unknown setting for this connection type (value hidden); allowed: %s"
+                           % ', '.join(sorted(allowed)), '%s.%s' % (field, key))
 
 
 _COMMON_KEYS = {'interface', 'health_target', 'health_fail_after', 'health_recover_after'}
 _WG_KEYS = {'wg_config', 'private_key', 'address', 'peer_public_key', 'endpoint', 'allowed_ips', 'preshared_key',
             'persistent_keepalive', 'mtu', 'dns', 'listen_port'}
-_HOST_RE = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^[0-9A-Fa-f:.]+$')
 
 
 def _host(value, field):
-    if not isinstance(value, str) or not _HOST_RE.match(value or ''):
+    """The SSH server of an sshuttle exit: a host name (RFC 1123) or an IP address."""
+    if not isinstance(value, str):
         raise PicError("must be a host name or IP address", field, value)
-    return value
+    return check_host(value, field)
 
 
 _SSHUTTLE_KEYS = {'host', 'user', 'port', 'ssh_key', 'known_hosts', 'subnets', 'dns', 'python'}
-_WORD_RE = re.compile(r'^[^\s"\'\\;#]+$')
-
-
-def _word(value, field):
-    """One token without blanks, quotes or comment characters (it lands on a command line or in a
-    configuration file)."""
-    if not isinstance(value, str) or not _WORD_RE.match(value):
-        raise PicError("must be one word without blanks, quotes, backslashes, ';' or '#'", field, value)
-    return value
 
 
 def _ipv4(value, field):
-    try:
-        return str(ipaddress.IPv4Address(str(value)))
-    except ValueError:
+    if not isinstance(value, str):
         raise PicError("must be an IPv4 address (redsocks connects to the proxy by address)", field, value)
+    return parse_address(value, field, version=4, allow_loopback=True)
 
 
 def _dns_server(value, field):
@@ -110,11 +103,85 @@ def _dns_server(value, field):
     if isinstance(value, list):
         if len(value) != 1:
             raise PicError("must be one DNS server address (sshuttle forwards to one server)", field, value)
-        value = value[0]
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
+        field, value = field + '[0]', value[0]
+    if not isinstance(value, str):
         raise PicError("must be the IP address of a DNS server", field, value)
+    return parse_address(value, field)
+
+
+def _file_text(config, key, field):
+    """The text of a file (an SSH key, known_hosts): lines without other control characters."""
+    value = config.get(key)
+    if value is not None:
+        check_text(value, '%s.%s' % (field, key), secret=key in SECRET_KEYS, allow='\n\r\t')
+    return value
+
+
+def _common(config, field):
+    """The settings every type takes."""
+    public = {}
+    if config.get('health_target') is not None:
+        value = config['health_target']
+        if not isinstance(value, str):
+            raise PicError("must be an IP address", field + '.health_target', value)
+        public['health_target'] = parse_address(value, field + '.health_target')
+    for key in ('health_fail_after', 'health_recover_after'):
+        if config.get(key) is not None:
+            public[key] = parse_int(config[key], '%s.%s' % (field, key), 1, 100)
+    if config.get('interface') is not None:
+        public['interface'] = check_owned_ifname(config['interface'], field + '.interface')
+    return public
+
+
+def _sshuttle(config, field):
+    if not config.get('host'):
+        raise PicError("an sshuttle connection needs host (the SSH server)", field + '.host')
+    if config.get('subnets') is not None:
+        raise PicError("is not supported: an sshuttle exit carries every TCP connection of its peers "
+                       "(the cell redirects them to the instance)", field + '.subnets', config['subnets'])
+    public = {'host': _host(config['host'], field + '.host'),
+              'port': parse_int(config.get('port', 22), field + '.port', 1, 65535),
+              'user': check_user(config.get('user', 'root'), field + '.user')}
+    if config.get('dns') is not None:
+        public['dns'] = [_dns_server(config['dns'], field + '.dns')]
+    for key in ('ssh_key', 'known_hosts'):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise PicError("must be a string (the text of the file)", '%s.%s' % (field, key))
+        _file_text(config, key, field)
+    if config.get('python') is not None:
+        public['python'] = check_command(config['python'], field + '.python')
+    return public
+
+
+def _proxy(config, field):
+    if not config.get('host'):
+        raise PicError("a proxy connection needs host (the proxy server's IPv4 address)", field + '.host')
+    if config.get('port') is None:
+        raise PicError("a proxy connection needs port (the proxy server's port)", field + '.port')
+    public = {'host': _ipv4(config['host'], field + '.host'),
+              'port': parse_int(config['port'], field + '.port', 1, 65535)}
+    ptype = config.get('proxy_type', 'socks5')
+    if ptype not in ('socks5', 'http-connect'):
+        raise PicError("must be socks5 or http-connect", field + '.proxy_type', ptype)
+    public['proxy_type'] = ptype
+    if config.get('password') and not config.get('username'):
+        raise PicError("a proxy password needs a username", field + '.username')
+    if config.get('username') is not None:
+        public['username'] = check_word(config['username'], field + '.username')
+    if config.get('password') is not None:
+        # it goes into redsocks' configuration, inside double quotes
+        check_secret(config['password'], field + '.password')
+    return public
+
+
+def _openvpn_credentials(config, field):
+    """The auth-user-pass lines: one line each, never shown."""
+    if config.get('username') is not None:
+        check_text(config['username'], field + '.username')
+        if not config['username'] or len(config['username']) > 256:
+            raise PicError("must be 1-256 characters", field + '.username', config['username'])
+    if config.get('password') is not None:
+        check_secret(config['password'], field + '.password', forbid=())
 
 
 def validate_config(ctype, config, field='config'):
@@ -125,18 +192,15 @@ def validate_config(ctype, config, field='config'):
     ``secrets`` are strings to mask in every output; ``routes`` are what an
     interface exit carries per family.
     """
-    config = dict(config or {})
+    if config is None:
+        config = {}
     if not isinstance(config, dict):
-        raise PicError("must be a dict", field, config)
-    public = {}
-    if config.get('health_target') is not None:
-        public['health_target'] = str(parse_network(str(config['health_target']), field + '.health_target',
-                                                    host_only=True).network_address)
-    for key in ('health_fail_after', 'health_recover_after'):
-        if config.get(key) is not None:
-            public[key] = parse_int(config[key], '%s.%s' % (field, key), 1, 100)
-    if config.get('interface') is not None:
-        public['interface'] = check_ifname(config['interface'], field + '.interface')
+        raise PicError("must be a dict", field, None if isinstance(config, str) else config)
+    config = dict(config)
+    for key in config:
+        if not isinstance(key, str) or not re.fullmatch(r'[a-z][a-z0-9_]{0,31}', key):
+            raise PicError("is not a setting name", field, key if isinstance(key, str) else repr(key))
+    public = _common(config, field)
     if ctype == 'wireguard_ext':
         _check_keys(config, _WG_KEYS | _COMMON_KEYS, field)
         if config.get('wg_config') is None and config.get('private_key') is None:
@@ -148,6 +212,7 @@ def validate_config(ctype, config, field='config'):
         return public, wg, wgconf.secrets(wg), {'4': routes[4], '6': routes[6]}
     if ctype == 'openvpn':
         _check_keys(config, _COMMON_KEYS | {'ovpn_config', 'username', 'password'}, field)
+        _openvpn_credentials(config, field)
         public['remote'] = openvpn.validate(config, field)
         secrets = [s for s in (config.get('password'),) if s]
         public['fingerprint'] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
@@ -155,43 +220,12 @@ def validate_config(ctype, config, field='config'):
         return public, config, secrets, {'4': ['0.0.0.0/0'], '6': ['::/0']}
     if ctype == 'sshuttle':
         _check_keys(config, _COMMON_KEYS | _SSHUTTLE_KEYS, field)
-        if not config.get('host'):
-            raise PicError("an sshuttle connection needs host (the SSH server)", field + '.host')
-        if config.get('subnets') is not None:
-            raise PicError("is not supported: an sshuttle exit carries every TCP connection of its peers "
-                           "(the cell redirects them to the instance)", field + '.subnets', config['subnets'])
-        public['host'] = _host(config['host'], field + '.host')
-        public['port'] = parse_int(config.get('port', 22), field + '.port', 1, 65535)
-        public['user'] = _word(config.get('user', 'root'), field + '.user')
-        if config.get('dns') is not None:
-            public['dns'] = [_dns_server(config['dns'], field + '.dns')]
-        for key in ('ssh_key', 'known_hosts'):
-            if config.get(key) is not None and not isinstance(config[key], str):
-                raise PicError("must be a string (the text of the file)", '%s.%s' % (field, key))
-        if config.get('python') is not None:
-            public['python'] = _word(config['python'], field + '.python')
+        public.update(_sshuttle(config, field))
         secrets = [s for s in (config.get('ssh_key'),) if s]
         return public, config, secrets, {'4': [], '6': []}
     if ctype == 'proxy':
         _check_keys(config, _COMMON_KEYS | {'host', 'port', 'proxy_type', 'username', 'password'}, field)
-        if not config.get('host'):
-            raise PicError("a proxy connection needs host (the proxy server's IPv4 address)", field + '.host')
-        if config.get('port') is None:
-            raise PicError("a proxy connection needs port (the proxy server's port)", field + '.port')
-        public['host'] = _ipv4(config['host'], field + '.host')
-        public['port'] = parse_int(config['port'], field + '.port', 1, 65535)
-        ptype = config.get('proxy_type', 'socks5')
-        if ptype not in ('socks5', 'http-connect'):
-            raise PicError("must be socks5 or http-connect", field + '.proxy_type', ptype)
-        public['proxy_type'] = ptype
-        if config.get('password') and not config.get('username'):
-            raise PicError("a proxy password needs a username", field + '.username')
-        if config.get('username') is not None:
-            public['username'] = _word(config['username'], field + '.username')
-        password = config.get('password')
-        if password is not None and (not isinstance(password, str) or re.search(r'["\\\x00-\x1f]', password)):
-            raise PicError("must be a string without double quotes, backslashes or control characters "
-                           "(it goes into redsocks' configuration)", field + '.password')
+        public.update(_proxy(config, field))
         secrets = [s for s in (config.get('password'),) if s]
         return public, config, secrets, {'4': [], '6': []}
     if ctype == 'tor':
@@ -200,6 +234,69 @@ def validate_config(ctype, config, field='config'):
             public[key] = parse_int(config.get(key, default), '%s.%s' % (field, key), 1, 65535)
         return public, config, [], {'4': [], '6': []}
     raise PicError("unknown connection type", 'type', ctype)
+
+
+def existing_id_of(doc, name, conn_id):
+    """The id of the connection called ``name`` (matched by its exact name), or None.
+
+    A new name whose id is already another connection's is refused: ids never
+    collide, and a connection is never replaced by a look-alike name.
+    """
+    for cid, conn in doc['connections'].items():
+        if conn['name'] == name:
+            return cid
+    taken = doc['connections'].get(conn_id)
+    if taken is not None:
+        raise PicError("gives the id %r, which is already the id of connection %r; choose a name that differs "
+                       "in its letters or digits" % (conn_id, taken['name']), 'name', name)
+    return None
+
+
+def _check_interface_free(doc, settings, record):
+    """The exit interface is the collection's own: no other connection's, and never the peer
+    interface, a service network or a cell link (deleting the connection deletes it)."""
+    ifname = record['interface']
+    for cid, conn in doc['connections'].items():
+        if cid != record['id'] and conn.get('interface') == ifname:
+            raise PicError("is already the interface of connection %r" % conn['name'], 'config.interface', ifname)
+    others = [('the peer interface', settings['peer_interface'])]
+    others += [('the network of service %s' % n, s.get('interface')) for n, s in doc.get('services', {}).items()]
+    others += [('the link to cell %s' % c, link.get('interface')) for c, link in doc.get('links', {}).items()]
+    for what, other in others:
+        if other == ifname:
+            raise PicError("is %s, not an interface of the collection" % what, 'config.interface', ifname)
+
+
+def _remove(doc, existing_id, name):
+    """state=absent: the removed record, or None; refused while peers or services use it."""
+    if existing_id is None:
+        return None
+    conn = doc['connections'][existing_id]
+    if conn['type'] == 'cell_relay':
+        raise PicError("cell_relay connections are derived from cell links; stop offering the exit on the "
+                       "link instead", 'name', name)
+    users = users_of(doc, existing_id)
+    if users['peers'] or users['services']:
+        who = ['peer %s' % p for p in users['peers']] + ['service %s' % s for s in users['services']]
+        raise PicError("connection %r is in use by %s; assign them to another connection or 'default' first"
+                       % (name, ', '.join(who)), details={'users': users, 'status': 409})
+    return doc['connections'].pop(existing_id)
+
+
+def _place(doc, record, settings, layout, params):
+    """The record's mark, table, interface and local ports."""
+    index, table = model.allocate(doc, layout, settings, record['id'], params.get('mark'), params.get('table'))
+    record['index'] = index
+    record['table'] = table
+    record['mark'] = layout.mark(index, False)
+    if record['type'] in model.INTERFACE_TYPES:
+        override = record.get('config', {}).get('interface')
+        record['interface'] = model.interface_name(doc, record['id'], index, override)
+        _check_interface_free(doc, settings, record)
+    else:
+        record['interface'] = None
+    if record['type'] in model.PROXY_TYPES:
+        record['local_port'], record['dns_port'] = model.proxy_ports(settings, index)
 
 
 def plan(doc, params):
@@ -212,10 +309,7 @@ def plan(doc, params):
     conn_id = slugify(name)
     if not conn_id:
         raise PicError("must contain at least one letter or digit (it gives the connection's id)", 'name', name)
-    existing_id = None
-    for cid, conn in doc['connections'].items():
-        if conn['name'] == name or cid == conn_id:
-            existing_id = cid
+    existing_id = existing_id_of(doc, name, conn_id)
     state = params.get('state') or 'present'
     ctype = params.get('type')
     if ctype is not None and ctype not in model.TYPES:
@@ -223,21 +317,8 @@ def plan(doc, params):
     if ctype == 'cell_relay':
         raise PicError("cell_relay connections are derived from cell links (a linked cell that offers its "
                        "internet exit) and cannot be created or changed by hand", 'type', ctype)
-
     if state == 'absent':
-        if existing_id is None:
-            return doc, None, None, [], None
-        conn = doc['connections'][existing_id]
-        if conn['type'] == 'cell_relay':
-            raise PicError("cell_relay connections are derived from cell links; stop offering the exit on the "
-                           "link instead", 'name', name)
-        users = users_of(doc, existing_id)
-        if users['peers'] or users['services']:
-            who = ['peer %s' % p for p in users['peers']] + ['service %s' % s for s in users['services']]
-            raise PicError("connection %r is in use by %s; assign them to another connection or 'default' first"
-                           % (name, ', '.join(who)), details={'users': users, 'status': 409})
-        removed = doc['connections'].pop(existing_id)
-        return doc, None, None, [], removed
+        return doc, None, None, [], _remove(doc, existing_id, name)
 
     settings, layout = model.normalize_settings(doc.get('settings'))
     current = doc['connections'].get(existing_id) if existing_id else None
@@ -269,21 +350,7 @@ def plan(doc, params):
         record['fail_open'] = bool(fail_open)
     elif current is None:
         record['fail_open'] = model.DEFAULT_FAIL_OPEN[ctype]
-    index, table = model.allocate(doc, layout, settings, record['id'], params.get('mark'), params.get('table'))
-    record['index'] = index
-    record['table'] = table
-    record['mark'] = layout.mark(index, False)
-    if ctype in model.INTERFACE_TYPES:
-        override = record.get('config', {}).get('interface')
-        record['interface'] = model.interface_name(doc, record['id'], index, override)
-        for cid, conn in doc['connections'].items():
-            if cid != record['id'] and conn.get('interface') == record['interface']:
-                raise PicError("is already the interface of connection %r" % conn['name'], 'config.interface',
-                               record['interface'])
-    else:
-        record['interface'] = None
-    if ctype in model.PROXY_TYPES:
-        record['local_port'], record['dns_port'] = model.proxy_ports(settings, index)
+    _place(doc, record, settings, layout, params)
     record['dns'] = list(record.get('config', {}).get('dns') or [])
     doc['connections'][record['id']] = record
     return doc, record, payload, secrets, None

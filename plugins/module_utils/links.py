@@ -23,6 +23,45 @@ from .validation import check_ifname, check_peer_name, slugify
 RELAY_ROUTES = {'4': ['0.0.0.0/0'], '6': ['::/0']}
 
 
+def relay_id(doc, cell):
+    """The id of the relay through ``cell``: the one it has (ids in registries stay), or its slug."""
+    for cid, conn in doc['connections'].items():
+        if conn['type'] == 'cell_relay' and conn.get('cell', conn['name']) == cell:
+            return cid
+    return slugify(cell)
+
+
+def _check_link_interface(doc, settings, ifname, field):
+    """A link's interface is the cell software's: never the peer interface or an exit's."""
+    if ifname == settings['peer_interface']:
+        raise PicError("is the peer interface, not a cell link", field, ifname)
+    for conn in doc['connections'].values():
+        if conn['type'] != 'cell_relay' and conn.get('interface') == ifname:
+            raise PicError("is the interface of connection %r, not a cell link" % conn['name'], field, ifname)
+
+
+def _relay(doc, settings, layout, cell, link):
+    """Create or update the cell_relay connection through ``cell``; returns its id."""
+    cid = relay_id(doc, cell)
+    current = doc['connections'].get(cid)
+    if current is not None and current['type'] == 'cell_relay' and current.get('cell', cell) != cell:
+        raise PicError("the relay through cell %s would have the id %r of the relay through cell %s; the two "
+                       "cell names differ only in punctuation or case" % (cell, cid, current['cell']),
+                       'links', cell)
+    if current is not None and current['type'] != 'cell_relay':
+        raise PicError("the relay through cell %s would be connection %r, which already exists as a %s "
+                       "connection; rename that connection" % (cell, cid, current['type']), 'links', cell)
+    record = dict(current) if current else {'id': cid, 'name': cell, 'type': 'cell_relay', 'fail_open': False,
+                                            'config': {}, 'dns': []}
+    record['interface'] = link['interface']
+    record['routes'] = RELAY_ROUTES
+    record['cell'] = cell
+    index, table = model.allocate(doc, layout, settings, cid)
+    record.update(index=index, table=table, mark=layout.mark(index, False))
+    doc['connections'][cid] = record
+    return cid
+
+
 def plan(doc, links, known_cells=None, purge=True):
     """Apply the cell's link list to a copy of ``doc``.
 
@@ -45,6 +84,7 @@ def plan(doc, links, known_cells=None, purge=True):
         ifname = check_ifname(link.get('interface'), field + '.interface')
         if ifname in seen_if:
             raise PicError("is also the interface of the link to %s" % seen_if[ifname], field + '.interface', ifname)
+        _check_link_interface(doc, settings, ifname, field + '.interface')
         seen_if[ifname] = cell
         for key in ('offer_exit', 'remote_offers_exit'):
             if not isinstance(link.get(key, False), bool):
@@ -59,19 +99,7 @@ def plan(doc, links, known_cells=None, purge=True):
     for cell, link in sorted(links_now.items()):
         if not link['remote_offers']:
             continue
-        cid = slugify(cell)
-        current = doc['connections'].get(cid)
-        if current is not None and current['type'] != 'cell_relay':
-            raise PicError("the relay through cell %s would be connection %r, which already exists as a %s "
-                           "connection; rename that connection" % (cell, cid, current['type']), 'links', cell)
-        record = dict(current) if current else {'id': cid, 'name': cell, 'type': 'cell_relay', 'fail_open': False,
-                                                'config': {}, 'dns': []}
-        record['interface'] = link['interface']
-        record['routes'] = RELAY_ROUTES
-        record['cell'] = cell
-        index, table = model.allocate(doc, layout, settings, cid)
-        record.update(index=index, table=table, mark=layout.mark(index, False))
-        doc['connections'][cid] = record
+        cid = _relay(doc, settings, layout, cell, link)
         relays.append(cid)
     orphans = {}
     for cid, conn in list(doc['connections'].items()):

@@ -21,7 +21,7 @@ import hashlib
 import ipaddress
 
 from .errors import PicError
-from .validation import parse_int, parse_network, check_ifname, network
+from .validation import parse_int, check_ifname, check_local_networks, network
 
 NFT_FAMILY = 'inet'
 NFT_TABLE = 'pic_connectivity'
@@ -90,10 +90,7 @@ def normalize_settings(settings, field_prefix=''):
     out['port_base'] = parse_int(out['port_base'], field_prefix + 'port_base', 1024,
                                  65535 - 2 * (layout.max_index + 1))
     check_ifname(out['peer_interface'], field_prefix + 'peer_interface')
-    nets = []
-    for i, net in enumerate(out['local_networks'] or []):
-        nets.append(str(parse_network(str(net), '%slocal_networks[%d]' % (field_prefix, i))))
-    out['local_networks'] = nets
+    out['local_networks'] = check_local_networks(out['local_networks'] or [], field_prefix)
     return out, layout
 
 

@@ -119,7 +119,7 @@ def plan(doc, items, purge=False, bulk=False):
 def _parse_addresses(addresses, prefix):
     nets = []
     for j, addr in enumerate(addresses):
-        net = str(parse_network(addr, '%saddress[%d]' % (prefix, j)))
+        net = str(parse_network(addr, '%saddress[%d]' % (prefix, j), peer=True))
         if net in nets:
             raise PicError("is listed twice", '%saddress[%d]' % (prefix, j), addr)
         nets.append(net)

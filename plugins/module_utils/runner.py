@@ -17,6 +17,7 @@ from . import model
 from .commits import Commits
 from .errors import PicError
 from .registry import Registry, DEFAULT_STATE_DIR, open_nofollow, write_atomic
+from .validation import check_local_against_peers
 
 SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
 LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
@@ -163,6 +164,9 @@ def transact(module, planner):
             plan = planner(merge_settings(dict(base), module.params))
             add_secrets(module, plan.secrets)
             registry_changed = plan.doc != base
+            if registry_changed and plan.doc['settings'].get('local_networks'):
+                check_local_against_peers(plan.doc['settings']['local_networks'],
+                                          cell.facts(plan.doc)['peer_networks'])
             if module.check_mode:
                 if registry_changed or plan.wg:
                     cell.check(plan.doc, pending=plan.wg)

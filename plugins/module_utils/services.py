@@ -85,7 +85,7 @@ def plan(doc, params):
     if params.get('address') is not None:
         nets = []
         for j, addr in enumerate(params['address']):
-            nets.append(str(parse_network(addr, 'address[%d]' % j)))
+            nets.append(str(parse_network(addr, 'address[%d]' % j, peer=True)))
         record['address'] = nets
     if not record['address']:
         raise PicError("is required for a service the cell does not know yet (%s)" % name, 'address')

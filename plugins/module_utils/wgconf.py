@@ -12,87 +12,110 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
-import binascii
 import hashlib
 import ipaddress
 import re
 
 from .errors import PicError
-from .validation import parse_interface_address, parse_int
+from .validation import (check_host, check_text, check_wg_key, has_control, parse_address, parse_interface_address,
+                         parse_int, parse_route)
 
 SECRET_KEYS = ('private_key', 'preshared_key')
 # wg-quick keys that would make us run commands or touch tables we do not own.
 _REFUSED = {'preup', 'postup', 'predown', 'postdown', 'table', 'saveconfig'}
 _INTERFACE_KEYS = {'privatekey', 'address', 'listenport', 'mtu', 'dns', 'fwmark'}
 _PEER_KEYS = {'publickey', 'presharedkey', 'endpoint', 'allowedips', 'persistentkeepalive'}
-_HOST_RE = re.compile(r'^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$')
+# What of a refused line may be shown: a short word, never a key (44 characters).
+_SAFE_WORD_RE = re.compile(r'[A-Za-z][A-Za-z0-9]{0,23}')
+_ENDPOINT_V6_RE = re.compile(r'\[([0-9A-Fa-f:.]{2,45})\]:([0-9]{1,5})')
+_ENDPOINT_RE = re.compile(r'([A-Za-z0-9.-]{1,253}):([0-9]{1,5})')
 
 
 def check_key(value, field, secret):
-    """A WireGuard key: 44 characters of base64 for 32 bytes."""
-    shown = None if secret else value
-    if not isinstance(value, str):
-        raise PicError("must be a base64 WireGuard key" + (" (value hidden)" if secret else ""), field, shown)
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raw = b''
-    if len(raw) != 32 or len(value.strip()) != 44:
-        raise PicError("is not a valid WireGuard key (44 base64 characters for 32 bytes)"
-                       + (" (value hidden)" if secret else ""), field, shown)
-    return value.strip()
+    """A WireGuard key: canonical base64 of 32 bytes (what ``wg`` accepts)."""
+    return check_wg_key(value, field, secret)
 
 
 def check_endpoint(value, field):
-    """``host:port`` or ``[v6]:port``."""
+    """``host:port`` or ``[v6]:port`` -> its canonical text."""
     if not isinstance(value, str):
         raise PicError("must be host:port", field, value)
-    match = re.match(r'^\[([0-9A-Fa-f:.]+)\]:(\d+)$', value.strip()) or re.match(r'^([^:\s]+):(\d+)$', value.strip())
+    check_text(value, field)
+    match = _ENDPOINT_V6_RE.fullmatch(value) or _ENDPOINT_RE.fullmatch(value)
     if not match:
         raise PicError("must be host:port (IPv6 in brackets: [2001:db8::1]:51820)", field, value)
-    host, port = match.group(1), int(match.group(2))
+    try:
+        if value.startswith('['):
+            host = '[%s]' % parse_address(match.group(1), 'host', version=6)
+        else:
+            host = check_host(match.group(1), 'host')
+    except PicError as exc:
+        raise PicError("has an invalid %s" % str(exc).split(' (got ', 1)[0], field, value)
+    port = int(match.group(2), 10)
     if not 1 <= port <= 65535:
         raise PicError("port must be 1-65535", field, value)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not _HOST_RE.match(host):
-            raise PicError("host is neither an IP address nor a valid host name", field, value)
-    return value.strip()
+    return '%s:%d' % (host, port)
 
 
-def _split_list(value):
+def _split_list(value, field):
+    """A list given as a list of strings, or as text separated by commas."""
     if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [v.strip() for v in str(value).split(',') if v.strip()]
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise PicError("must be a string", '%s[%d]' % (field, i), item)
+        return list(value)
+    if not isinstance(value, str):
+        raise PicError("must be a list or a comma-separated string", field, value)
+    check_text(value, field)
+    return [v.strip(' \t') for v in value.split(',') if v.strip(' \t')]
 
 
 def _allowed(values, field):
     nets = []
-    for i, val in enumerate(_split_list(values)):
-        try:
-            nets.append(str(ipaddress.ip_network(val, strict=False)))
-        except ValueError:
-            raise PicError("is not a valid network", "%s[%d]" % (field, i), val)
+    for i, val in enumerate(_split_list(values, field)):
+        net = parse_route(val, "%s[%d]" % (field, i))
+        if net not in nets:
+            nets.append(net)
     return nets
 
 
-def parse_ini(text, field):
-    """Parse wg-quick text into [(section, [(key, value, lineno)])]."""
+def _shown_word(text):
+    """The part of a refused line that may be shown: a short safe word, or nothing."""
+    return text if _SAFE_WORD_RE.fullmatch(text) else None
+
+
+def _lines(text, field):
+    """The lines of a configuration text, split as wg reads it (on '\n' only)."""
     if not isinstance(text, str) or not text.strip():
         raise PicError("must be the text of a WireGuard configuration file", field)
+    for lineno, raw in enumerate(text.split('\n'), 1):
+        raw = raw[:-1] if raw.endswith('\r') else raw
+        if has_control(raw.replace('\t', ' ')):
+            raise PicError("line %d: contains a control character" % lineno, field)
+        yield lineno, raw.split('#', 1)[0].strip()
+
+
+def _section(line, lineno, field):
+    name = line[1:-1].strip().lower()
+    if name not in ('interface', 'peer'):
+        shown = _shown_word(line[1:-1].strip())
+        raise PicError("line %d: unknown section%s (expected [Interface] or [Peer])"
+                       % (lineno, ' [%s]' % shown if shown else ''), field)
+    return name
+
+
+def parse_ini(text, field):
+    """Parse wg-quick text into [(section, [(key, value, lineno)])].
+
+    Errors name the line number and, for a known key, the key: never a value
+    (it could be a key), never an unknown line's text beyond a short safe word.
+    """
     sections = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split('#', 1)[0].strip()
+    for lineno, line in _lines(text, field):
         if not line:
             continue
         if line.startswith('[') and line.endswith(']'):
-            name = line[1:-1].strip().lower()
-            if name not in ('interface', 'peer'):
-                raise PicError("line %d: unknown section [%s] (expected [Interface] or [Peer])"
-                               % (lineno, line[1:-1]), field)
-            sections.append((name, []))
+            sections.append((_section(line, lineno, field), []))
             continue
         if '=' not in line:
             raise PicError("line %d: expected 'Key = value'" % lineno, field)
@@ -119,9 +142,11 @@ def from_text(text, field):
                 raise PicError("line %d: %s is not supported: the collection runs no commands from an exit "
                                "configuration and keeps its routes in its own table" % (lineno, key), field)
             if low not in known:
-                raise PicError("line %d: unknown key %s in [%s]" % (lineno, key, name.capitalize()), field)
+                shown = _shown_word(key)
+                raise PicError("line %d: unknown key%s in [%s] (line not shown)"
+                               % (lineno, ' %s' % shown if shown else '', name.capitalize()), field)
             if low in ('address', 'allowedips', 'dns'):
-                target.setdefault(low, []).extend(_split_list(value))
+                target.setdefault(low, []).extend(_split_list(value, field))
             elif low in target:
                 raise PicError("line %d: %s given twice" % (lineno, key), field)
             else:
@@ -159,17 +184,14 @@ def normalize(raw, field):
     addrs = raw.get('address') or []
     if not addrs:
         raise PicError("at least one tunnel Address is required", field + '.address')
-    for i, addr in enumerate(_split_list(addrs)):
+    for i, addr in enumerate(_split_list(addrs, field + '.address')):
         result['address'].append(str(parse_interface_address(addr, '%s.address[%d]' % (field, i)).ip))
     if raw.get('listen_port') not in (None, ''):
         result['listen_port'] = parse_int(raw['listen_port'], field + '.listen_port', 1, 65535)
     if raw.get('mtu') not in (None, ''):
         result['mtu'] = parse_int(raw['mtu'], field + '.mtu', 1280, 9000)
-    for i, dns in enumerate(_split_list(raw.get('dns') or [])):
-        try:
-            result['dns'].append(str(ipaddress.ip_address(dns)))
-        except ValueError:
-            raise PicError("is not an IP address", '%s.dns[%d]' % (field, i), dns)
+    for i, dns in enumerate(_split_list(raw.get('dns') or [], field + '.dns')):
+        result['dns'].append(parse_address(dns, '%s.dns[%d]' % (field, i)))
     peers = raw.get('peers') or []
     if not peers:
         raise PicError("at least one [Peer] is required", field + '.peers')

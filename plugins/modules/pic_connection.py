@@ -38,6 +38,8 @@ options:
       - Display name, unique per cell (for example C(Home VPN)). Its slug (C(home-vpn)) is the connection's
         stable id, used in interface and file names.
       - At most 64 characters; control characters and shell metacharacters are refused.
+      - A slug longer than 32 characters becomes its first 23 characters, C(-) and 8 hex characters of the
+        name's SHA-256, so that two names never share an id; a name whose id is another connection's is refused.
     type: str
     required: true
   type:
@@ -63,7 +65,9 @@ options:
         C(endpoint), C(allowed_ips), C(preshared_key), C(persistent_keepalive), C(mtu).
         C(PostUp)-style commands and C(Table) are refused.
       - Every type takes C(interface) (interface name override) and C(health_target) (an address probed through
-        the exit by the cell's monitor).
+        the exit by the cell's monitor). The interface is the collection's own and is deleted with the connection:
+        it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other
+        interface of the cell is refused.
       - When omitted on an existing connection, its stored configuration is kept.
     type: dict
   fail_open:

@@ -21,7 +21,7 @@ def plan(ctype, config):
     ('sshuttle', {'host': 'ssh.example', 'subnets': ['10.0.0.0/8']}, 'config.subnets', 'every TCP'),
     ('sshuttle', {'host': 'ssh.example', 'dns': 'resolver'}, 'config.dns', 'IP address'),
     ('sshuttle', {'host': 'ssh.example', 'dns': ['192.0.2.1', '192.0.2.2']}, 'config.dns', 'one DNS server'),
-    ('sshuttle', {'host': 'ssh.example', 'user': 'root -oProxyCommand=x'}, 'config.user', 'one word'),
+    ('sshuttle', {'host': 'ssh.example', 'user': 'root -oProxyCommand=x'}, 'config.user', 'user name'),
     ('sshuttle', {'host': 'ssh.example', 'ssh_key': 42}, 'config.ssh_key', 'string'),
     ('sshuttle', {'host': 'ssh.example', 'port': 70000}, 'config.port', ''),
     ('proxy', {'host': '203.0.113.50'}, 'config.port', 'needs port'),
