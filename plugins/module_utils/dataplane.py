@@ -23,11 +23,12 @@ from .wgiface import WgInterface, config_matches, dump_all
 
 
 def _fmt_rule(rule):
+    iif = ' iif %s' % rule['iif'] if rule.get('iif') else ''
     if rule['action'] == 'table':
-        return 'ipv%d rule pref %d fwmark 0x%x/0x%x lookup %d' % (
-            rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['table'])
-    return 'ipv%d rule pref %d fwmark 0x%x/0x%x %s' % (rule['family'], rule['priority'], rule['fwmark'],
-                                                       rule['fwmask'], rule['action'])
+        return 'ipv%d rule pref %d%s fwmark 0x%x/0x%x lookup %d' % (
+            rule['family'], rule['priority'], iif, rule['fwmark'], rule['fwmask'], rule['table'])
+    return 'ipv%d rule pref %d%s fwmark 0x%x/0x%x %s' % (rule['family'], rule['priority'], iif, rule['fwmark'],
+                                                         rule['fwmask'], rule['action'])
 
 
 def _fmt_route(route):
