@@ -26,25 +26,70 @@ import time
 
 from . import model, openvpn
 from .commits import wait_and_revert
-from .dataplane import Cell
+from .dataplane import Cell, install_kill_switch, last_good_path
 from .errors import PicError
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .wgiface import handshake_age
 
 
-def restore(state_dir):
+RESTORED = 0
+KILL_SWITCH_ONLY = 3    # the kill switch holds, the registry's state is not restored
+NO_KILL_SWITCH = 1
+
+
+def checked_registry(registry):
+    """The registry document, refusing what the collection never writes (``{}``,
+    ``[]``, ``null``, a string, missing or mistyped sections): restoring such a
+    document would install an empty table and send every peer to the WAN."""
+    if not os.path.exists(registry.path):
+        raise PicError("the registry %s is missing" % registry.path)
+    try:
+        with open(registry.path) as handle:
+            raw = json.load(handle)
+    except (IOError, OSError, ValueError) as exc:
+        raise PicError("the registry %s is unreadable (%s)" % (registry.path, exc))
+    if not isinstance(raw, dict) or 'version' not in raw:
+        raise PicError("the registry %s is not a registry written by the collection (no version)" % registry.path)
+    for key in ('connections', 'peers'):
+        if not isinstance(raw.get(key), dict):
+            raise PicError("the registry %s has no %s mapping" % (registry.path, key))
+    return registry.load()
+
+
+def restore(state_dir, peer_interface='wg0'):
+    """Boot restore, fail-closed: first the kill switch (the last good compiled
+    state, or a block of the peer interface), then the registry's state with its
+    exits. Exit code 0 when restored, 3 when only the kill switch holds (the
+    reason on stderr), 1 when not even the kill switch could be installed."""
     registry = Registry(state_dir)
-    with registry:
-        doc = registry.load()
-        cell = Cell(registry)
-        try:
-            changes = cell.converge(doc)
-        finally:
-            cell.close()
+    fresh = not os.path.exists(registry.path) and not os.path.exists(last_good_path(state_dir))
+    if fresh:
+        print('nothing to restore: no registry in %s' % state_dir)  # pylint: disable=ansible-bad-function
+        return RESTORED
+    try:
+        shield = install_kill_switch(state_dir, peer_interface)
+    except PicError as exc:
+        print('pic-connectivity restore: NO kill switch could be installed: %s' % exc,  # pylint: disable=ansible-bad-function
+              file=sys.stderr)
+        return NO_KILL_SWITCH
+    print('kill switch: %s' % shield)  # pylint: disable=ansible-bad-function
+    try:
+        with registry:
+            doc = checked_registry(registry)
+            cell = Cell(registry)
+            try:
+                changes = cell.converge(doc)
+            finally:
+                cell.close()
+    except Exception as exc:  # pylint: disable=broad-except
+        # whatever went wrong, the kill switch installed above stays
+        print('pic-connectivity restore: the state was not restored, peers stay blocked by %s: %s'  # pylint: disable=ansible-bad-function
+              % (shield, exc), file=sys.stderr)
+        return KILL_SWITCH_ONLY
     for change in changes:
         print(change)  # pylint: disable=ansible-bad-function
-    return 0
+    return RESTORED
 
 
 class Monitor(object):
@@ -163,6 +208,9 @@ def main(argv=None):
     for name in ('restore', 'monitor', 'status'):
         cmd = sub.add_parser(name)
         cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
+        if name == 'restore':
+            cmd.add_argument('--peer-interface', default='wg0',
+                             help='blocked when there is no last good state to restore first')
         if name == 'monitor':
             cmd.add_argument('--interval', type=float, default=1.0)
             cmd.add_argument('--fail-after', type=int, default=2)
@@ -181,7 +229,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == 'restore':
-            return restore(args.state_dir)
+            return restore(args.state_dir, args.peer_interface)
         if args.command == 'monitor':
             return Monitor(args.state_dir, args.interval, args.fail_after, args.recover_after).run()
         if args.command == 'revert':

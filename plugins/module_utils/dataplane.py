@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import json
 import os
+import sys
 
 from . import model, wgconf
 from .errors import PicError
@@ -143,6 +144,8 @@ class Cell(object):
             changes.append('delete ' + _fmt_route(route))
             if not check_mode:
                 self.routing.del_route(route)
+        if not check_mode:
+            save_last_good(self.registry.state_dir, want)
         return changes
 
     def heal(self, doc):
@@ -202,3 +205,100 @@ class Cell(object):
             self.routing.del_route(route)
             changes.append('delete ' + _fmt_route(route))
         return changes
+
+
+# -- the last good compiled state (boot restore's first step) ----------------------
+LAST_GOOD = 'last-good.json'
+BOOT_BLOCK_COMMENT = 'pic:boot-block'
+
+
+def last_good_path(state_dir):
+    return os.path.join(state_dir, LAST_GOOD)
+
+
+def save_last_good(state_dir, want):
+    """Keep the compiled nftables table and ip rules of a successful apply beside
+    the registry (0600), rewritten only when they changed. Boot restore loads it
+    before anything else: it needs no secret, exit daemon or interface."""
+    from .registry import write_atomic
+    data = json.dumps({'version': 1, 'nft': want.render_nft(), 'rules': want.rules}, sort_keys=True) + '\n'
+    path = last_good_path(state_dir)
+    try:
+        with open(path) as handle:
+            if handle.read() == data:
+                return False
+    except (IOError, OSError):
+        pass
+    write_atomic(path, data, 0o600)
+    return True
+
+
+def load_last_good(state_dir):
+    """The saved state as (nft script, rules), or None when there is none.
+    A file that is not what save_last_good() wrote raises PicError."""
+    path = last_good_path(state_dir)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        script, rules = data['nft'], data['rules']
+        if not isinstance(script, str) or not isinstance(rules, list):
+            raise ValueError('unexpected types')
+        keys = ('family', 'priority', 'fwmark', 'fwmask', 'action', 'table', 'iif')
+        rules = [dict((k, rule.get(k)) for k in keys) for rule in rules]
+        if not script.startswith('table %s %s\n' % (model.NFT_FAMILY, model.NFT_TABLE)):
+            raise ValueError('not a script of table %s' % model.NFT_TABLE)
+    except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PicError("the last good state %s is unreadable (%s)" % (path, exc))
+    return script, rules
+
+
+def boot_block_script(peer_interface):
+    """The minimal kill switch: nothing forwarded from the peer interface, except
+    back to it (peer to peer inside the cell); the cell itself stays reachable."""
+    from .validation import check_ifname
+    check_ifname(peer_interface, 'peer_interface')
+    table = '%s %s' % (model.NFT_FAMILY, model.NFT_TABLE)
+    return ('table %s\ndelete table %s\ntable %s {\n\tchain forward {\n'
+            '\t\ttype filter hook forward priority filter; policy accept;\n'
+            '\t\tiifname "%s" oifname != "%s" counter drop comment "%s"\n\t}\n}\n'
+            % (table, table, table, peer_interface, peer_interface, BOOT_BLOCK_COMMENT))
+
+
+def install_kill_switch(state_dir, peer_interface, log=None):
+    """Boot restore's first step: the last good compiled table and ip rules, or,
+    without a usable one, the minimal block of the peer interface. Needs no
+    secret, registry, exit daemon or interface. Returns what was installed;
+    raises PicError only when not even the block could be installed."""
+    log = log or (lambda msg: sys.stderr.write('pic-connectivity restore: %s\n' % msg))
+    nft = Nft()
+    try:
+        saved = load_last_good(state_dir)
+    except PicError as exc:
+        log('%s; blocking forwarding from %s instead' % (exc, peer_interface))
+        saved = None
+    if saved is not None:
+        try:
+            nft.cmd(saved[0])
+            _install_rules(saved[1], log)
+            return 'the last good state of %s' % last_good_path(state_dir)
+        except PicError as exc:
+            log('the last good state could not be installed (%s); blocking forwarding from %s instead'
+                % (exc, peer_interface))
+    nft.cmd(boot_block_script(peer_interface))
+    return 'a block of everything forwarded from %s' % peer_interface
+
+
+def _install_rules(rules, log):
+    """Add the saved ip rules (the guard and the fail-closed unreachable rules)."""
+    try:
+        routing = Routing()
+    except PicError as exc:
+        log('ip rules not restored: %s (the nftables kill switch holds)' % exc)
+        return
+    try:
+        for rule in rules:
+            routing.add_rule(rule)
+    finally:
+        routing.close()
