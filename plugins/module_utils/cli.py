@@ -21,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 
 from . import model, openvpn
@@ -30,6 +32,7 @@ from .dataplane import Cell, install_kill_switch, last_good_path
 from .errors import PicError
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
+from .routing import watch_deletions
 from .wgiface import handshake_age
 
 
@@ -90,6 +93,129 @@ def restore(state_dir, peer_interface='wg0'):
     for change in changes:
         print(change)  # pylint: disable=ansible-bad-function
     return RESTORED
+
+
+class StateGuard(object):
+    """Keeps the nftables table, the ip rules and the fixed routes in place.
+
+    Woken by events (``nft monitor destroy`` for the table, its chains and
+    rules; rtnetlink for ip rule and route deletions) and every ``interval``
+    seconds anyway; checks cheaply what is missing and then re-converges the
+    whole data plane from the registry, the same code path as the modules,
+    under the registry lock (never waiting for it: a run that holds it
+    converges itself, and the next pass looks again). A registry that changed
+    since the last pass (say a run killed between its registry write and its
+    apply) is converged once too, and so is everything every ``full_every``
+    seconds.
+    """
+
+    def __init__(self, state_dir, interval=0.5, full_every=60.0, log=None):
+        self.registry = Registry(state_dir)
+        self.interval = interval
+        self.full_every = full_every
+        self.log = log or _log
+        self.wake = threading.Event()
+        self.stopping = False
+        self.nft_proc = None
+        self.last_full = 0.0
+        self.seen_registry = None
+        self.cache = (None, None)   # (registry signature, desired)
+        self.recoveries = []
+
+    def _signature(self):
+        try:
+            st = os.stat(self.registry.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _desired(self, doc, cell):
+        sig = self._signature()
+        if self.cache[0] != sig or sig is None:
+            self.cache = (sig, model.desired(doc, cell.facts(doc)))
+        return self.cache[1]
+
+    def lost(self, why):
+        self.log('guard: %s' % why)
+        self.wake.set()
+
+    def check(self):
+        """One pass; returns the changes made (empty when all was in place or the lock was busy)."""
+        sig = self._signature()
+        if sig is None:
+            return []   # nothing configured on this cell
+        doc = self.registry.load()
+        cell = Cell(self.registry)
+        try:
+            losses = cell.losses(doc, self._desired(doc, cell))
+            full = sig != self.seen_registry or time.time() - self.last_full > self.full_every
+            if not losses and not full:
+                return []
+            try:
+                self.registry.lock(timeout=0)
+            except PicError:
+                return []   # a run converges now; look again at the next pass
+            try:
+                doc = checked_registry(self.registry)
+                changes = cell.converge(doc)
+            finally:
+                self.registry.unlock()
+        finally:
+            cell.close()
+        self.seen_registry, self.last_full = sig, time.time()
+        if losses:
+            self.log('guard: restored the data plane (%s): %s' % ('; '.join(losses), '; '.join(changes)))
+        elif changes:
+            self.log('guard: converged drift: %s' % '; '.join(changes))
+        return changes
+
+    def _nft_events(self):
+        try:
+            self.nft_proc = subprocess.Popen(['nft', 'monitor', 'destroy'], stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                             stderr=subprocess.DEVNULL, text=True)
+        except OSError as exc:
+            self.log('guard: no nftables events (%s); polling only' % exc)
+            return
+        for line in self.nft_proc.stdout:
+            if ' %s %s' % (model.NFT_FAMILY, model.NFT_TABLE) in line:
+                self.lost(line.strip())
+
+    def _netlink_events(self, table_range):
+        try:
+            watch_deletions(self.lost, table_range, lambda: self.stopping)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.log('guard: no netlink events (%s); polling only' % exc)
+
+    def start(self):
+        settings, layout = model.normalize_settings(self.registry.load().get('settings'))
+        for target, args in ((self._nft_events, ()),
+                             (self._netlink_events, (model.owned_table_range(settings, layout),)),
+                             (self._loop, ())):
+            threading.Thread(target=target, args=args, daemon=True).start()
+
+    def _loop(self):
+        while not self.stopping:
+            woken = self.wake.wait(self.interval)
+            self.wake.clear()
+            if woken:
+                time.sleep(0.02)     # one pass for a burst of events (a flushed ruleset)
+                self.wake.clear()
+            try:
+                self.check()
+            except Exception as exc:  # pylint: disable=broad-except
+                self.log('guard: %s' % exc)
+
+    def close(self):
+        self.stopping = True
+        self.wake.set()
+        if self.nft_proc is not None and self.nft_proc.poll() is None:
+            self.nft_proc.terminate()
+            self.nft_proc.wait()
+
+
+def _log(msg):
+    print(msg)  # pylint: disable=ansible-bad-function
+    sys.stdout.flush()
 
 
 class Monitor(object):
@@ -192,13 +318,23 @@ class Monitor(object):
 
     def run(self):
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, 'stop', True))
-        while not self.stop:
-            started = time.time()
-            try:
-                self.tick()
-            except PicError as exc:
-                print('monitor: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
-            time.sleep(max(0.05, self.interval - (time.time() - started)))
+        guard = StateGuard(self.registry.state_dir)
+        try:
+            guard.start()
+        except PicError as exc:
+            print('monitor: the state guard did not start: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
+        try:
+            while not self.stop:
+                started = time.time()
+                try:
+                    self.tick()
+                except PicError as exc:
+                    print('monitor: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
+                end = started + max(0.05, self.interval)
+                while not self.stop and time.time() < end:
+                    time.sleep(min(0.1, max(0.0, end - time.time())))
+        finally:
+            guard.close()
         return 0
 
 

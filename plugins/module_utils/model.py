@@ -242,6 +242,9 @@ def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None
         if not base < table <= base + layout.max_index:
             raise PicError("must be inside the reserved table range %d-%d" % (base + 1, base + layout.max_index),
                            field_prefix + 'table', pinned_table)
+        if table == guard_table(settings, layout):
+            raise PicError("is the table of the kill switch's guard; use %d-%d"
+                           % (base + 1, base + layout.max_conn_index), field_prefix + 'table', pinned_table)
         if table in used_tables:
             owner = [c['name'] for c in others.values() if c['table'] == table][0]
             raise PicError("is already used by connection %r" % owner, field_prefix + 'table', pinned_table)
@@ -250,7 +253,7 @@ def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None
     else:
         table = base + index
         if table in used_tables:
-            table = [t for t in range(base + 1, base + layout.max_index + 1) if t not in used_tables][0]
+            table = [t for t in range(base + 1, base + layout.max_conn_index + 1) if t not in used_tables][0]
     return index, table
 
 
@@ -409,7 +412,7 @@ def desired(doc, facts):
         for family in (4, 6):
             want.rules.append({'family': family, 'priority': base + 1, 'fwmark': layout.kill,
                                'fwmask': layout.kill, 'action': 'unreachable', 'table': None, 'iif': None})
-    _add_guard(want, layout, base, ingress)
+    _add_guard(want, layout, base, guard_table(settings, layout), settings['peer_interface'])
     return want
 
 
@@ -422,16 +425,19 @@ def _has_closed_users(want):
     return False
 
 
-def _add_guard(want, layout, base, ingress):
+def _add_guard(want, layout, base, table, peer_interface):
     """The guard of the kill switch against a lost nftables table.
 
     Every packet the table classifies leaves prerouting with a non-zero value
     in the mark mask (a connection, the kill bit, or the direct mark). When the
     table is gone (``nft flush ruleset``, a firewall manager's reload, a
     deleted table), packets from the ingress interfaces carry none, and this
-    rule sends them to ``unreachable`` before the main table could send them to
-    the WAN. One rule per ingress interface and family, whatever the number of
-    peers; never matched while the table is in place. Local destinations (the
+    rule sends them to ``unreachable`` (IPv6) or back to the peer interface
+    (IPv4, see below) before the main table could send them to the WAN. One
+    rule per ingress interface and family, whatever the number of peers; never
+    matched while the table is in place. Reverse-path filtering must be loose
+    (2, Debian's systemd default, and what the collection sets on its exits)
+    or off on the WAN: a strict one would refuse replies to peers. Local destinations (the
     cell itself) are found by the ``local`` table at priority 0 first.
 
     During such a gap (until the monitor has restored the table, within a
@@ -445,9 +451,23 @@ def _add_guard(want, layout, base, ingress):
     if not _has_closed_users(want):
         return
     for ifname in sorted(want.sets['ingress']['elements']):
-        for family in (4, 6):
-            want.rules.append({'family': family, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
-                               'action': 'unreachable', 'table': None, 'iif': ifname})
+        # IPv4: a table whose only route leads back to the peer interface, where
+        # no peer takes the packet (the WireGuard server has no peer for an
+        # internet address): an "unreachable" here would also answer the
+        # reverse-path lookups (rp_filter) of replies from the WAN and the exits
+        # to peers, which ask exactly "from the peer, by the peer interface,
+        # unmarked?", and drop every reply.
+        want.rules.append({'family': 4, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
+                           'action': 'table', 'table': table, 'iif': ifname})
+        want.rules.append({'family': 6, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
+                           'action': 'unreachable', 'table': None, 'iif': ifname})
+    want.routes[table] = [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_interface}]
+
+
+def guard_table(settings, layout):
+    """The routing table of the IPv4 guard: the last of the reserved range (the
+    direct mark's index, never a connection's)."""
+    return settings['table_base'] + layout.max_index
 
 
 def owned_priorities(settings):

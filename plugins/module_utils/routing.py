@@ -241,6 +241,34 @@ class Routing(object):
             raise PicError("netlink refused %s %s: %s" % (op, kwargs, exc))
 
 
+# rtnetlink multicast groups (linux/rtnetlink.h RTMGRP_*): rule and route changes
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV4_RULE = 0x80
+RTMGRP_IPV6_ROUTE = 0x400
+RTMGRP_IPV6_RULE = 1 << (19 - 1)
+
+
+def watch_deletions(on_loss, table_range, stopped):
+    """Call ``on_loss(what)`` for every ip rule deleted, and every route deleted
+    from a table in ``table_range``, until ``stopped()`` (netlink events: no
+    polling). Runs in the caller's thread; returns when stopped or on error."""
+    if not HAS_PYROUTE2:
+        raise PicError("the Python library pyroute2 is required on the cell (Debian: python3-pyroute2)")
+    low, high = table_range
+    ipr = IPRoute()
+    try:
+        ipr.bind(groups=RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        while not stopped():
+            for msg in ipr.get():
+                event = msg.get('event')
+                if event == 'RTM_DELRULE':
+                    on_loss('ip rule deleted (priority %s)' % _attr(msg, 'FRA_PRIORITY', 0))
+                elif event == 'RTM_DELROUTE' and low <= _attr(msg, 'RTA_TABLE', msg['table']) <= high:
+                    on_loss('route deleted from table %s' % _attr(msg, 'RTA_TABLE', msg['table']))
+    finally:
+        ipr.close()
+
+
 def diff(have, want, key):
     """(to_add, to_delete) between two lists of dicts, by ``key``."""
     have_keys = dict((key(x), x) for x in have)

@@ -96,10 +96,11 @@ def test_guard_rule_per_ingress_interface_and_family_only_with_closed_users(keys
     closed = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
     want = model.desired(closed, {'peer_networks': ['10.0.0.0/24'], 'interfaces': ['pic-exit-wg']})
     assert guards(want) == [
-        {'family': 4, 'priority': 10001, 'fwmark': 0, 'fwmask': 0x00ff0000, 'action': 'unreachable',
-         'table': None, 'iif': 'wg0'},
+        {'family': 4, 'priority': 10001, 'fwmark': 0, 'fwmask': 0x00ff0000, 'action': 'table',
+         'table': 10127, 'iif': 'wg0'},
         {'family': 6, 'priority': 10001, 'fwmark': 0, 'fwmask': 0x00ff0000, 'action': 'unreachable',
          'table': None, 'iif': 'wg0'}]
+    assert want.routes[10127] == [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': 'wg0'}]
     assert model.owned_priorities(model.normalize_settings({})[0]) == (10000, 10001)
     opened = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg', 'fail_open': True}])
     assert guards(model.desired(opened, {'peer_networks': [], 'interfaces': []})) == []
@@ -120,3 +121,10 @@ def test_rule_key_tells_interfaces_apart():
             'table': None}
     assert routing.rule_key(dict(base, iif='wg0')) != routing.rule_key(dict(base, iif=None))
     assert routing.rule_key(dict(base, iif=None)) == routing.rule_key(base)
+
+
+def test_guard_table_cannot_be_pinned(keys):
+    with pytest.raises(PicError) as err:
+        connections.plan(empty(), {'name': 'Exit WG', 'type': 'wireguard_ext', 'table': 10127,
+                                   'config': {'wg_config': wg_text(keys)}})
+    assert str(err.value).startswith('table:') and 'guard' in str(err.value)
