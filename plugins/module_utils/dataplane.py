@@ -230,6 +230,8 @@ class Cell(object):
         for route in self.routing.routes(model.owned_table_range(settings, layout)):
             self.routing.del_route(route)
             changes.append('delete ' + _fmt_route(route))
+        if os.path.exists(last_good_path(self.registry.state_dir)):
+            os.unlink(last_good_path(self.registry.state_dir))   # boot restore must not bring it back
         return changes
 
 

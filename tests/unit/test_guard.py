@@ -128,3 +128,39 @@ def test_guard_table_cannot_be_pinned(keys):
         connections.plan(empty(), {'name': 'Exit WG', 'type': 'wireguard_ext', 'table': 10127,
                                    'config': {'wg_config': wg_text(keys)}})
     assert str(err.value).startswith('table:') and 'guard' in str(err.value)
+
+
+def test_last_good_state_round_trip_and_refusal(tmp_path, keys):
+    from ansible_collections.pic.connectivity.plugins.module_utils import dataplane
+    doc = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
+    want = model.desired(doc, {'peer_networks': ['10.0.0.0/24'], 'interfaces': []})
+    assert dataplane.load_last_good(str(tmp_path)) is None
+    assert dataplane.save_last_good(str(tmp_path), want) is True
+    assert dataplane.save_last_good(str(tmp_path), want) is False     # unchanged: not rewritten
+    path = dataplane.last_good_path(str(tmp_path))
+    assert oct(__import__('os').stat(path).st_mode & 0o777) == '0o600'
+    script, rules = dataplane.load_last_good(str(tmp_path))
+    assert script == want.render_nft() and rules == want.rules
+    with open(path, 'w') as handle:
+        handle.write('{"nft": "flush ruleset\\n", "rules": []}')
+    with pytest.raises(PicError) as err:
+        dataplane.load_last_good(str(tmp_path))
+    assert 'last good state' in str(err.value)
+
+
+def test_boot_block_refuses_a_bad_interface_name():
+    from ansible_collections.pic.connectivity.plugins.module_utils import dataplane
+    assert 'iifname "wg0" oifname != "wg0" counter drop' in dataplane.boot_block_script('wg0')
+    with pytest.raises(PicError) as err:
+        dataplane.boot_block_script('wg0"; flush ruleset')
+    assert str(err.value).startswith('peer_interface:')
+
+
+@pytest.mark.parametrize('text', ['{}', '[]', 'null', '"x"', '{"version": 1, "connections": []}', 'garbage'])
+def test_restore_refuses_what_the_collection_never_writes(tmp_path, text):
+    from ansible_collections.pic.connectivity.plugins.module_utils import cli
+    from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+    (tmp_path / 'registry.json').write_text(text)
+    with pytest.raises(PicError) as err:
+        cli.checked_registry(Registry(str(tmp_path)))
+    assert 'registry' in str(err.value)
