@@ -28,7 +28,7 @@ import time
 
 from . import model, openvpn
 from .commits import wait_and_revert
-from .dataplane import Cell, install_kill_switch, last_good_path
+from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
@@ -118,22 +118,16 @@ class StateGuard(object):
         self.stopping = False
         self.nft_proc = None
         self.last_full = 0.0
-        self.seen_registry = None
-        self.cache = (None, None)   # (registry signature, desired)
-        self.recoveries = []
+        self.cache = (None, None, None)   # (registry signature, document, desired)
 
-    def _signature(self):
-        try:
-            st = os.stat(self.registry.path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def _desired(self, doc, cell):
-        sig = self._signature()
-        if self.cache[0] != sig or sig is None:
-            self.cache = (sig, model.desired(doc, cell.facts(doc)))
-        return self.cache[1]
+    def _desired(self, sig, cell):
+        """The registry document and its desired state, computed again only
+        when the registry changed (what is checked does not depend on the
+        monitor's runtime state)."""
+        if self.cache[0] != sig:
+            doc = self.registry.load()
+            self.cache = (sig, doc, model.desired(doc, cell.facts(doc)))
+        return self.cache[1], self.cache[2]
 
     def lost(self, why):
         self.log('guard: %s' % why)
@@ -141,30 +135,30 @@ class StateGuard(object):
 
     def check(self):
         """One pass; returns the changes made (empty when all was in place or the lock was busy)."""
-        sig = self._signature()
+        sig = registry_signature(self.registry.path)
         if sig is None:
             return []   # nothing configured on this cell
-        doc = self.registry.load()
         cell = Cell(self.registry)
         try:
-            losses = cell.losses(doc, self._desired(doc, cell))
-            full = sig != self.seen_registry or time.time() - self.last_full > self.full_every
-            if not losses and not full:
+            doc, want = self._desired(sig, cell)
+            losses = cell.losses(doc, want)
+            drift = converged_signature(self.registry.state_dir) != sig
+            if not losses and not drift and time.time() - self.last_full < self.full_every:
                 return []
             try:
                 self.registry.lock(timeout=0)
             except PicError:
                 return []   # a run converges now; look again at the next pass
             try:
-                doc = checked_registry(self.registry)
-                changes = cell.converge(doc)
+                changes = cell.converge(checked_registry(self.registry))
             finally:
                 self.registry.unlock()
         finally:
             cell.close()
-        self.seen_registry, self.last_full = sig, time.time()
-        if losses:
-            self.log('guard: restored the data plane (%s): %s' % ('; '.join(losses), '; '.join(changes)))
+        self.last_full = time.time()
+        if losses or drift:
+            self.log('guard: %s: %s' % ('; '.join(losses) or 'the registry changed without a converge',
+                                        '; '.join(changes) or 'no change'))
         elif changes:
             self.log('guard: converged drift: %s' % '; '.join(changes))
         return changes
@@ -203,7 +197,9 @@ class StateGuard(object):
             try:
                 self.check()
             except Exception as exc:  # pylint: disable=broad-except
+                # say it, then look again in 5 s (or at the next event), not twice a second
                 self.log('guard: %s' % exc)
+                self.wake.wait(5.0)
 
     def close(self):
         self.stopping = True

@@ -147,6 +147,7 @@ class Cell(object):
                 self.routing.del_route(route)
         if not check_mode:
             save_last_good(self.registry.state_dir, want)
+            record_converged(self.registry)
         return changes
 
     def losses(self, doc, want):
@@ -249,6 +250,35 @@ def _terse_table():
 # -- the last good compiled state (boot restore's first step) ----------------------
 LAST_GOOD = 'last-good.json'
 BOOT_BLOCK_COMMENT = 'pic:boot-block'
+
+
+CONVERGED = 'converged.json'
+
+
+def registry_signature(path):
+    """(inode, mtime, size) of the registry file (replaced atomically: a new
+    inode for every write), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
+def record_converged(registry):
+    """Note which registry the running state was last converged to (a run
+    killed between its registry write and its apply leaves them different)."""
+    from .registry import write_atomic
+    write_atomic(os.path.join(registry.state_dir, CONVERGED),
+                 json.dumps({'registry': registry_signature(registry.path)}) + '\n', 0o600)
+
+
+def converged_signature(state_dir):
+    try:
+        with open(os.path.join(state_dir, CONVERGED)) as handle:
+            return json.load(handle).get('registry')
+    except (IOError, OSError, ValueError, AttributeError):
+        return None
 
 
 def last_good_path(state_dir):
