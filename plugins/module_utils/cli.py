@@ -109,7 +109,7 @@ class StateGuard(object):
     seconds.
     """
 
-    def __init__(self, state_dir, interval=0.5, full_every=60.0, log=None):
+    def __init__(self, state_dir, interval=1.0, full_every=60.0, log=None):
         self.registry = Registry(state_dir)
         self.interval = interval
         self.full_every = full_every

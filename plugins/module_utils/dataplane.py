@@ -88,6 +88,7 @@ class Cell(object):
             'interfaces': sorted(c['interface'] for c in doc['connections'].values()
                                  if c.get('interface') in links),
             'down': self.registry.load_runtime().get('down', []),
+            'present': [settings['peer_interface']] if settings['peer_interface'] in links else [],
         }
 
     # -- converge ------------------------------------------------------------------

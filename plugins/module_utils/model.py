@@ -271,8 +271,9 @@ def desired(doc, facts):
     """Compute the desired data plane.
 
     ``facts``: ``peer_networks`` (list of networks of the peer interface),
-    ``interfaces`` (names of exit interfaces that exist now) and ``down``
-    (ids of connections the monitor holds down).
+    ``interfaces`` (names of exit interfaces that exist now), ``down``
+    (ids of connections the monitor holds down) and ``present`` (whether the
+    peer interface exists: ``[name]`` or ``[]``; assumed when absent).
     """
     settings, layout = normalize_settings(doc.get('settings'))
     want = Desired()
@@ -412,7 +413,9 @@ def desired(doc, facts):
         for family in (4, 6):
             want.rules.append({'family': family, 'priority': base + 1, 'fwmark': layout.kill,
                                'fwmask': layout.kill, 'action': 'unreachable', 'table': None, 'iif': None})
-    _add_guard(want, layout, base, guard_table(settings, layout), settings['peer_interface'])
+    peer_if = settings['peer_interface']
+    _add_guard(want, layout, base, guard_table(settings, layout),
+               peer_if if peer_if in facts.get('present', [peer_if]) else None)
     return want
 
 
@@ -461,7 +464,9 @@ def _add_guard(want, layout, base, table, peer_interface):
                            'action': 'table', 'table': table, 'iif': ifname})
         want.rules.append({'family': 6, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
                            'action': 'unreachable', 'table': None, 'iif': ifname})
-    want.routes[table] = [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_interface}]
+    # (a route through the peer interface exists only while it does)
+    want.routes[table] = [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_interface}] \
+        if peer_interface else []
 
 
 def guard_table(settings, layout):

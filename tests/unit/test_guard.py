@@ -164,3 +164,11 @@ def test_restore_refuses_what_the_collection_never_writes(tmp_path, text):
     with pytest.raises(PicError) as err:
         cli.checked_registry(Registry(str(tmp_path)))
     assert 'registry' in str(err.value)
+
+
+def test_guard_route_only_while_the_peer_interface_exists(keys):
+    doc = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
+    gone = model.desired(doc, {'peer_networks': [], 'interfaces': [], 'present': []})
+    assert gone.routes[10127] == [] and len(guards(gone)) == 2
+    there = model.desired(doc, {'peer_networks': [], 'interfaces': [], 'present': ['wg0']})
+    assert there.routes[10127] == [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': 'wg0'}]
