@@ -30,6 +30,7 @@ from . import model, openvpn
 from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
+from .exitguard import parent_death_signal
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
@@ -165,8 +166,10 @@ class StateGuard(object):
 
     def _nft_events(self):
         try:
+            # (gets SIGTERM when the monitor dies, even by SIGKILL)
             self.nft_proc = subprocess.Popen(['nft', 'monitor', 'destroy'], stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
-                                             stderr=subprocess.DEVNULL, text=True)
+                                             stderr=subprocess.DEVNULL, text=True,
+                                             preexec_fn=parent_death_signal)
         except OSError as exc:
             self.log('guard: no nftables events (%s); polling only' % exc)
             return
