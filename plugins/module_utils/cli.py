@@ -21,30 +21,200 @@ from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 
 from . import model, openvpn
 from .commits import wait_and_revert
-from .dataplane import Cell
+from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
+from .exitguard import parent_death_signal
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
+from .routing import watch_deletions
 from .wgiface import handshake_age
 
 
-def restore(state_dir):
+RESTORED = 0
+KILL_SWITCH_ONLY = 3    # the kill switch holds, the registry's state is not restored
+NO_KILL_SWITCH = 1
+
+
+def checked_registry(registry):
+    """The registry document, refusing what the collection never writes (``{}``,
+    ``[]``, ``null``, a string, missing or mistyped sections): restoring such a
+    document would install an empty table and send every peer to the WAN."""
+    if not os.path.exists(registry.path):
+        raise PicError("the registry %s is missing" % registry.path)
+    try:
+        with open(registry.path) as handle:
+            raw = json.load(handle)
+    except (IOError, OSError, ValueError) as exc:
+        raise PicError("the registry %s is unreadable (%s)" % (registry.path, exc))
+    if not isinstance(raw, dict) or 'version' not in raw:
+        raise PicError("the registry %s is not a registry written by the collection (no version)" % registry.path)
+    for key in ('connections', 'peers'):
+        if not isinstance(raw.get(key), dict):
+            raise PicError("the registry %s has no %s mapping" % (registry.path, key))
+    return registry.load()
+
+
+def restore(state_dir, peer_interface='wg0'):
+    """Boot restore, fail-closed: first the kill switch (the last good compiled
+    state, or a block of the peer interface), then the registry's state with its
+    exits. Exit code 0 when restored, 3 when only the kill switch holds (the
+    reason on stderr), 1 when not even the kill switch could be installed."""
     registry = Registry(state_dir)
-    with registry:
-        doc = registry.load()
-        cell = Cell(registry)
-        try:
-            changes = cell.converge(doc)
-        finally:
-            cell.close()
+    fresh = not os.path.exists(registry.path) and not os.path.exists(last_good_path(state_dir))
+    if fresh:
+        print('nothing to restore: no registry in %s' % state_dir)  # pylint: disable=ansible-bad-function
+        return RESTORED
+    try:
+        shield = install_kill_switch(state_dir, peer_interface)
+    except PicError as exc:
+        print('pic-connectivity restore: NO kill switch could be installed: %s' % exc,  # pylint: disable=ansible-bad-function
+              file=sys.stderr)
+        return NO_KILL_SWITCH
+    print('kill switch: %s' % shield)  # pylint: disable=ansible-bad-function
+    try:
+        with registry:
+            doc = checked_registry(registry)
+            cell = Cell(registry)
+            try:
+                changes = cell.converge(doc)
+            finally:
+                cell.close()
+    except Exception as exc:  # pylint: disable=broad-except
+        # whatever went wrong, the kill switch installed above stays
+        print('pic-connectivity restore: the state was not restored, peers stay blocked by %s: %s'  # pylint: disable=ansible-bad-function
+              % (shield, exc), file=sys.stderr)
+        return KILL_SWITCH_ONLY
     for change in changes:
         print(change)  # pylint: disable=ansible-bad-function
-    return 0
+    return RESTORED
+
+
+class StateGuard(object):
+    """Keeps the nftables table, the ip rules and the fixed routes in place.
+
+    Woken by events (``nft monitor destroy`` for the table, its chains and
+    rules; rtnetlink for ip rule and route deletions) and every ``interval``
+    seconds anyway; checks cheaply what is missing and then re-converges the
+    whole data plane from the registry, the same code path as the modules,
+    under the registry lock (never waiting for it: a run that holds it
+    converges itself, and the next pass looks again). A registry that changed
+    since the last pass (say a run killed between its registry write and its
+    apply) is converged once too, and so is everything every ``full_every``
+    seconds.
+    """
+
+    def __init__(self, state_dir, interval=1.0, full_every=60.0, log=None):
+        self.registry = Registry(state_dir)
+        self.interval = interval
+        self.full_every = full_every
+        self.log = log or _log
+        self.wake = threading.Event()
+        self.stopping = False
+        self.nft_proc = None
+        self.last_full = 0.0
+        self.cache = (None, None, None)   # (registry signature, document, desired)
+
+    def _desired(self, sig, cell):
+        """The registry document and its desired state, computed again only
+        when the registry changed (what is checked does not depend on the
+        monitor's runtime state)."""
+        if self.cache[0] != sig:
+            doc = self.registry.load()
+            self.cache = (sig, doc, model.desired(doc, cell.facts(doc)))
+        return self.cache[1], self.cache[2]
+
+    def lost(self, why):
+        self.log('guard: %s' % why)
+        self.wake.set()
+
+    def check(self):
+        """One pass; returns the changes made (empty when all was in place or the lock was busy)."""
+        sig = registry_signature(self.registry.path)
+        if sig is None:
+            return []   # nothing configured on this cell
+        cell = Cell(self.registry)
+        try:
+            doc, want = self._desired(sig, cell)
+            losses = cell.losses(doc, want)
+            drift = converged_signature(self.registry.state_dir) != sig
+            if not losses and not drift and time.time() - self.last_full < self.full_every:
+                return []
+            try:
+                self.registry.lock(timeout=0)
+            except PicError:
+                return []   # a run converges now; look again at the next pass
+            try:
+                changes = cell.converge(checked_registry(self.registry))
+            finally:
+                self.registry.unlock()
+        finally:
+            cell.close()
+        self.last_full = time.time()
+        if losses or drift:
+            self.log('guard: %s: %s' % ('; '.join(losses) or 'the registry changed without a converge',
+                                        '; '.join(changes) or 'no change'))
+        elif changes:
+            self.log('guard: converged drift: %s' % '; '.join(changes))
+        return changes
+
+    def _nft_events(self):
+        try:
+            # (gets SIGTERM when the monitor dies, even by SIGKILL)
+            self.nft_proc = subprocess.Popen(['nft', 'monitor', 'destroy'], stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                             stderr=subprocess.DEVNULL, text=True,
+                                             preexec_fn=parent_death_signal)
+        except OSError as exc:
+            self.log('guard: no nftables events (%s); polling only' % exc)
+            return
+        for line in self.nft_proc.stdout:
+            if ' %s %s' % (model.NFT_FAMILY, model.NFT_TABLE) in line:
+                self.lost(line.strip())
+
+    def _netlink_events(self, table_range):
+        try:
+            watch_deletions(self.lost, table_range, lambda: self.stopping)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.log('guard: no netlink events (%s); polling only' % exc)
+
+    def start(self):
+        settings, layout = model.normalize_settings(self.registry.load().get('settings'))
+        for target, args in ((self._nft_events, ()),
+                             (self._netlink_events, (model.owned_table_range(settings, layout),)),
+                             (self._loop, ())):
+            threading.Thread(target=target, args=args, daemon=True).start()
+
+    def _loop(self):
+        while not self.stopping:
+            woken = self.wake.wait(self.interval)
+            self.wake.clear()
+            if woken:
+                time.sleep(0.02)     # one pass for a burst of events (a flushed ruleset)
+                self.wake.clear()
+            try:
+                self.check()
+            except Exception as exc:  # pylint: disable=broad-except
+                # say it, then look again in 5 s (or at the next event), not twice a second
+                self.log('guard: %s' % exc)
+                self.wake.wait(5.0)
+
+    def close(self):
+        self.stopping = True
+        self.wake.set()
+        if self.nft_proc is not None and self.nft_proc.poll() is None:
+            self.nft_proc.terminate()
+            self.nft_proc.wait()
+
+
+def _log(msg):
+    print(msg)  # pylint: disable=ansible-bad-function
+    sys.stdout.flush()
 
 
 class Monitor(object):
@@ -147,13 +317,23 @@ class Monitor(object):
 
     def run(self):
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, 'stop', True))
-        while not self.stop:
-            started = time.time()
-            try:
-                self.tick()
-            except PicError as exc:
-                print('monitor: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
-            time.sleep(max(0.05, self.interval - (time.time() - started)))
+        guard = StateGuard(self.registry.state_dir)
+        try:
+            guard.start()
+        except PicError as exc:
+            print('monitor: the state guard did not start: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
+        try:
+            while not self.stop:
+                started = time.time()
+                try:
+                    self.tick()
+                except PicError as exc:
+                    print('monitor: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
+                end = started + max(0.05, self.interval)
+                while not self.stop and time.time() < end:
+                    time.sleep(min(0.1, max(0.0, end - time.time())))
+        finally:
+            guard.close()
         return 0
 
 
@@ -163,6 +343,9 @@ def main(argv=None):
     for name in ('restore', 'monitor', 'status'):
         cmd = sub.add_parser(name)
         cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
+        if name == 'restore':
+            cmd.add_argument('--peer-interface', default='wg0',
+                             help='blocked when there is no last good state to restore first')
         if name == 'monitor':
             cmd.add_argument('--interval', type=float, default=1.0)
             cmd.add_argument('--fail-after', type=int, default=2)
@@ -181,7 +364,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == 'restore':
-            return restore(args.state_dir)
+            return restore(args.state_dir, args.peer_interface)
         if args.command == 'monitor':
             return Monitor(args.state_dir, args.interval, args.fail_after, args.recover_after).run()
         if args.command == 'revert':

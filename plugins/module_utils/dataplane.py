@@ -15,6 +15,7 @@ __metaclass__ = type
 import json
 import os
 import subprocess
+import sys
 
 from . import model, wgconf
 from .errors import PicError
@@ -24,11 +25,12 @@ from .wgiface import WgInterface, config_matches, dump_all
 
 
 def _fmt_rule(rule):
+    iif = ' iif %s' % rule['iif'] if rule.get('iif') else ''
     if rule['action'] == 'table':
-        return 'ipv%d rule pref %d fwmark 0x%x/0x%x lookup %d' % (
-            rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['table'])
-    return 'ipv%d rule pref %d fwmark 0x%x/0x%x %s' % (rule['family'], rule['priority'], rule['fwmark'],
-                                                       rule['fwmask'], rule['action'])
+        return 'ipv%d rule pref %d%s fwmark 0x%x/0x%x lookup %d' % (
+            rule['family'], rule['priority'], iif, rule['fwmark'], rule['fwmask'], rule['table'])
+    return 'ipv%d rule pref %d%s fwmark 0x%x/0x%x %s' % (rule['family'], rule['priority'], iif, rule['fwmark'],
+                                                         rule['fwmask'], rule['action'])
 
 
 def _fmt_route(route):
@@ -103,6 +105,7 @@ class Cell(object):
             'interfaces': sorted(c['interface'] for c in doc['connections'].values()
                                  if c.get('interface') in links),
             'down': self.registry.load_runtime().get('down', []),
+            'present': [settings['peer_interface']] if settings['peer_interface'] in links else [],
         }
 
     # -- converge ------------------------------------------------------------------
@@ -160,6 +163,9 @@ class Cell(object):
             changes.append('delete ' + _fmt_route(route))
             if not check_mode:
                 self.routing.del_route(route)
+        if not check_mode:
+            save_last_good(self.registry.state_dir, want)
+            record_converged(self.registry)
         return changes
 
     # -- before saving: would the kernel take it? ---------------------------------
@@ -187,6 +193,31 @@ class Cell(object):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
         changes.extend(self.converge(previous))
         return changes
+
+    def losses(self, doc, want):
+        """What of the table's chains and rules, the ip rules and the fixed
+        (unreachable) routes of ``want`` is missing or changed now. Cheap enough
+        to run twice a second at 10,000 peers: the table is listed without set
+        and map contents, rules and routes come from netlink dumps."""
+        settings, layout = model.normalize_settings(doc.get('settings'))
+        lost = []
+        have = nft_summary(_terse_table())
+        if have is None:
+            return ['nftables table %s %s missing' % (model.NFT_FAMILY, model.NFT_TABLE)]
+        wanted = want.nft_summary()
+        for name, comments in sorted(wanted['chains'].items()):
+            if have['chains'].get(name) != comments:
+                lost.append('nftables chain %s changed' % name)
+        for kind in ('sets', 'maps'):
+            lost.extend('nftables %s %s missing' % (kind[:-1], n) for n in sorted(set(wanted[kind]) - set(have[kind])))
+        add_rules, _del = diff(self.routing.rules(model.owned_priorities(settings)), want.rules, rule_key)
+        lost.extend('missing ' + _fmt_rule(rule) for rule in add_rules)
+        fixed = [dict(r, table=t) for t, rs in want.routes.items() for r in rs if r['type'] != 'unicast']
+        if fixed:
+            add_routes, _del = diff(self.routing.routes(model.owned_table_range(settings, layout)), fixed, route_key)
+            lost.extend('missing ' + _fmt_route(route) for route in add_routes
+                        if route['type'] != 'unicast')
+        return lost
 
     def heal(self, doc):
         """What the monitor does each pass: bring back missing exit interfaces and
@@ -244,4 +275,143 @@ class Cell(object):
         for route in self.routing.routes(model.owned_table_range(settings, layout)):
             self.routing.del_route(route)
             changes.append('delete ' + _fmt_route(route))
+        if os.path.exists(last_good_path(self.registry.state_dir)):
+            os.unlink(last_good_path(self.registry.state_dir))   # boot restore must not bring it back
         return changes
+
+
+def _terse_table():
+    """The collection's table as nft JSON objects without set contents (None if absent)."""
+    proc = subprocess.run(['nft', '-t', '-j', 'list', 'table', model.NFT_FAMILY, model.NFT_TABLE],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        if 'No such file or directory' in proc.stderr:
+            return None
+        raise PicError("nft could not list the table: %s" % proc.stderr.strip())
+    return json.loads(proc.stdout).get('nftables', [])
+
+
+# -- the last good compiled state (boot restore's first step) ----------------------
+LAST_GOOD = 'last-good.json'
+BOOT_BLOCK_COMMENT = 'pic:boot-block'
+
+
+CONVERGED = 'converged.json'
+
+
+def registry_signature(path):
+    """(inode, mtime, size) of the registry file (replaced atomically: a new
+    inode for every write), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_mtime_ns, st.st_size]
+
+
+def record_converged(registry):
+    """Note which registry the running state was last converged to (a run
+    killed between its registry write and its apply leaves them different)."""
+    from .registry import write_atomic
+    write_atomic(os.path.join(registry.state_dir, CONVERGED),
+                 json.dumps({'registry': registry_signature(registry.path)}) + '\n', 0o600)
+
+
+def converged_signature(state_dir):
+    try:
+        with open(os.path.join(state_dir, CONVERGED)) as handle:
+            return json.load(handle).get('registry')
+    except (IOError, OSError, ValueError, AttributeError):
+        return None
+
+
+def last_good_path(state_dir):
+    return os.path.join(state_dir, LAST_GOOD)
+
+
+def save_last_good(state_dir, want):
+    """Keep the compiled nftables table and ip rules of a successful apply beside
+    the registry (0600), rewritten only when they changed. Boot restore loads it
+    before anything else: it needs no secret, exit daemon or interface."""
+    from .registry import write_atomic
+    data = json.dumps({'version': 1, 'nft': want.render_nft(), 'rules': want.rules}, sort_keys=True) + '\n'
+    path = last_good_path(state_dir)
+    try:
+        with open(path) as handle:
+            if handle.read() == data:
+                return False
+    except (IOError, OSError):
+        pass
+    write_atomic(path, data, 0o600)
+    return True
+
+
+def load_last_good(state_dir):
+    """The saved state as (nft script, rules), or None when there is none.
+    A file that is not what save_last_good() wrote raises PicError."""
+    path = last_good_path(state_dir)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+        script, rules = data['nft'], data['rules']
+        if not isinstance(script, str) or not isinstance(rules, list):
+            raise ValueError('unexpected types')
+        keys = ('family', 'priority', 'fwmark', 'fwmask', 'action', 'table', 'iif')
+        rules = [dict((k, rule.get(k)) for k in keys) for rule in rules]
+        if not script.startswith('table %s %s\n' % (model.NFT_FAMILY, model.NFT_TABLE)):
+            raise ValueError('not a script of table %s' % model.NFT_TABLE)
+    except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PicError("the last good state %s is unreadable (%s)" % (path, exc))
+    return script, rules
+
+
+def boot_block_script(peer_interface):
+    """The minimal kill switch: nothing forwarded from the peer interface, except
+    back to it (peer to peer inside the cell); the cell itself stays reachable."""
+    from .validation import check_ifname
+    check_ifname(peer_interface, 'peer_interface')
+    table = '%s %s' % (model.NFT_FAMILY, model.NFT_TABLE)
+    return ('table %s\ndelete table %s\ntable %s {\n\tchain forward {\n'
+            '\t\ttype filter hook forward priority filter; policy accept;\n'
+            '\t\tiifname "%s" oifname != "%s" counter drop comment "%s"\n\t}\n}\n'
+            % (table, table, table, peer_interface, peer_interface, BOOT_BLOCK_COMMENT))
+
+
+def install_kill_switch(state_dir, peer_interface, log=None):
+    """Boot restore's first step: the last good compiled table and ip rules, or,
+    without a usable one, the minimal block of the peer interface. Needs no
+    secret, registry, exit daemon or interface. Returns what was installed;
+    raises PicError only when not even the block could be installed."""
+    log = log or (lambda msg: sys.stderr.write('pic-connectivity restore: %s\n' % msg))
+    nft = Nft()
+    try:
+        saved = load_last_good(state_dir)
+    except PicError as exc:
+        log('%s; blocking forwarding from %s instead' % (exc, peer_interface))
+        saved = None
+    if saved is not None:
+        try:
+            nft.cmd(saved[0])
+            _install_rules(saved[1], log)
+            return 'the last good state of %s' % last_good_path(state_dir)
+        except PicError as exc:
+            log('the last good state could not be installed (%s); blocking forwarding from %s instead'
+                % (exc, peer_interface))
+    nft.cmd(boot_block_script(peer_interface))
+    return 'a block of everything forwarded from %s' % peer_interface
+
+
+def _install_rules(rules, log):
+    """Add the saved ip rules (the guard and the fail-closed unreachable rules)."""
+    try:
+        routing = Routing()
+    except PicError as exc:
+        log('ip rules not restored: %s (the nftables kill switch holds)' % exc)
+        return
+    try:
+        for rule in rules:
+            routing.add_rule(rule)
+    finally:
+        routing.close()

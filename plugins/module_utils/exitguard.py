@@ -66,6 +66,9 @@ def _parent_death_signal():
         pass
 
 
+parent_death_signal = _parent_death_signal   # also used by the monitor for its `nft monitor`
+
+
 def _cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:

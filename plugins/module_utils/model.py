@@ -49,9 +49,16 @@ RESERVED_TABLES = (0, 253, 254, 255)
 class MarkLayout(object):
     """How connection indexes map to packet marks inside ``mark_mask``.
 
-    The mask must be one contiguous run of at least two bits. Its highest bit
-    is the kill bit (set on fail-closed peers); the bits below carry the
+    The mask must be one contiguous run of at least three bits. Its highest
+    bit is the kill bit (set on fail-closed peers); the bits below carry the
     connection index, so index N has mark ``N << shift``.
+
+    The highest index (all index bits set) is never a connection's: it is the
+    ``direct`` mark, which the nftables table gives every packet from an
+    ingress interface that it classified and sent to no exit. So every packet
+    the table has seen carries a non-zero value in the mask, and a packet from
+    a peer interface with none (the table is gone: flushed, deleted, replaced
+    by a firewall manager) is caught by the guard rule (see ``desired()``).
     """
 
     def __init__(self, mask):
@@ -61,6 +68,8 @@ class MarkLayout(object):
         self.kill = 1 << (self.shift + self.bits - 1)
         self.index_mask = mask & ~self.kill
         self.max_index = (1 << (self.bits - 1)) - 1
+        self.direct = self.max_index << self.shift
+        self.max_conn_index = self.max_index - 1
 
     def mark(self, index, closed):
         return (index << self.shift) | (self.kill if closed else 0)
@@ -75,8 +84,8 @@ def normalize_settings(settings, field_prefix=''):
     out.update(dict((k, v) for k, v in (settings or {}).items() if v is not None))
     mask = parse_int(out['mark_mask'], field_prefix + 'mark_mask', 1, 0xffffffff)
     low = mask & -mask
-    if (mask + low) & mask or bin(mask).count('1') < 2:
-        raise PicError("must be one contiguous run of at least 2 bits (for example 0x00ff0000)",
+    if (mask + low) & mask or bin(mask).count('1') < 3:
+        raise PicError("must be one contiguous run of at least 3 bits (for example 0x00ff0000)",
                        field_prefix + 'mark_mask', settings.get('mark_mask') if settings else mask)
     out['mark_mask'] = mask
     layout = MarkLayout(mask)
@@ -206,11 +215,12 @@ def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None
     base = settings['table_base']
     if pinned_mark is not None:
         mark = parse_int(pinned_mark, field_prefix + 'mark', 1, 0xffffffff)
-        if mark & ~layout.index_mask or not mark & layout.index_mask:
+        if mark & ~layout.index_mask or not mark & layout.index_mask or mark == layout.direct:
             raise PicError("must be a non-zero value inside the reserved mark bits 0x%08x (kill bit 0x%08x "
-                           "excluded); valid marks are 0x%08x-0x%08x in steps of 0x%x"
-                           % (layout.mask, layout.kill, layout.mark(1, False),
-                              layout.mark(layout.max_index, False), 1 << layout.shift),
+                           "and the peers' direct mark 0x%08x excluded); valid marks are 0x%08x-0x%08x in "
+                           "steps of 0x%x"
+                           % (layout.mask, layout.kill, layout.direct, layout.mark(1, False),
+                              layout.mark(layout.max_conn_index, False), 1 << layout.shift),
                            field_prefix + 'mark', pinned_mark)
         index = layout.index_of(mark)
         if index in used_idx:
@@ -219,16 +229,19 @@ def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None
     elif current is not None:
         index = current['index']
     else:
-        free = [i for i in range(1, layout.max_index + 1) if i not in used_idx]
+        free = [i for i in range(1, layout.max_conn_index + 1) if i not in used_idx]
         if not free:
             raise PicError("no free connection slot: the mark mask 0x%08x allows %d connections"
-                           % (layout.mask, layout.max_index))
+                           % (layout.mask, layout.max_conn_index))
         index = free[0]
     if pinned_table is not None:
         table = parse_int(pinned_table, field_prefix + 'table', 0, 0xffffffff)
         if not base < table <= base + layout.max_index:
             raise PicError("must be inside the reserved table range %d-%d" % (base + 1, base + layout.max_index),
                            field_prefix + 'table', pinned_table)
+        if table == guard_table(settings, layout):
+            raise PicError("is the table of the kill switch's guard; use %d-%d"
+                           % (base + 1, base + layout.max_conn_index), field_prefix + 'table', pinned_table)
         if table in used_tables:
             owner = [c['name'] for c in others.values() if c['table'] == table][0]
             raise PicError("is already used by connection %r" % owner, field_prefix + 'table', pinned_table)
@@ -237,7 +250,7 @@ def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None
     else:
         table = base + index
         if table in used_tables:
-            table = [t for t in range(base + 1, base + layout.max_index + 1) if t not in used_tables][0]
+            table = [t for t in range(base + 1, base + layout.max_conn_index + 1) if t not in used_tables][0]
     return index, table
 
 
@@ -255,8 +268,9 @@ def desired(doc, facts):
     """Compute the desired data plane.
 
     ``facts``: ``peer_networks`` (list of networks of the peer interface),
-    ``interfaces`` (names of exit interfaces that exist now) and ``down``
-    (ids of connections the monitor holds down).
+    ``interfaces`` (names of exit interfaces that exist now), ``down``
+    (ids of connections the monitor holds down) and ``present`` (whether the
+    peer interface exists: ``[name]`` or ``[]``; assumed when absent).
     """
     settings, layout = normalize_settings(doc.get('settings'))
     want = Desired()
@@ -288,9 +302,11 @@ def desired(doc, facts):
         if conn['id'] in down:
             want.sets['down_open']['elements'].add(layout.mark(conn['index'], False))
 
-    unmark = 'meta mark set meta mark & 0x%08x' % (0xffffffff & ~layout.mask)
+    # "unmark" = no exit, but seen by this table: the direct mark (see MarkLayout)
+    unmark = 'meta mark set meta mark & 0x%08x | 0x%08x' % (0xffffffff & ~layout.mask, layout.direct)
     want.add_chain('prerouting', {'type': 'filter', 'hook': 'prerouting', 'priority': 'mangle'})
     want.add_rule('prerouting', 'iifname != @ingress return')
+    want.add_rule('prerouting', unmark)
     want.add_rule('prerouting', 'ip saddr vmap @peer4')
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
     want.add_rule('prerouting', 'meta mark & 0x%08x @down_open %s' % (layout.mask, unmark))
@@ -358,7 +374,7 @@ def desired(doc, facts):
         table = conn['table']
         for family in (4, 6):
             want.rules.append({'family': family, 'priority': base, 'fwmark': layout.mark(conn['index'], False),
-                               'fwmask': layout.index_mask, 'action': 'table', 'table': table})
+                               'fwmask': layout.index_mask, 'action': 'table', 'table': table, 'iif': None})
         routes = want.routes.setdefault(table, [])
         carried = conn.get('routes') or {'4': [], '6': []}
         for family in (4, 6):
@@ -393,8 +409,67 @@ def desired(doc, facts):
     if conns or orphans:
         for family in (4, 6):
             want.rules.append({'family': family, 'priority': base + 1, 'fwmark': layout.kill,
-                               'fwmask': layout.kill, 'action': 'unreachable', 'table': None})
+                               'fwmask': layout.kill, 'action': 'unreachable', 'table': None, 'iif': None})
+    peer_if = settings['peer_interface']
+    _add_guard(want, layout, base, guard_table(settings, layout),
+               peer_if if peer_if in facts.get('present', [peer_if]) else None)
     return want
+
+
+def _has_closed_users(want):
+    """Does any address jump to a fail-closed chain (or the orphan chain)?"""
+    for name in ('peer4', 'peer6'):
+        for verdict in want.maps[name]['elements'].values():
+            if verdict.endswith('_closed') or verdict == 'jump orphan':
+                return True
+    return False
+
+
+def _add_guard(want, layout, base, table, peer_interface):
+    """The guard of the kill switch against a lost nftables table.
+
+    Every packet the table classifies leaves prerouting with a non-zero value
+    in the mark mask (a connection, the kill bit, or the direct mark). When the
+    table is gone (``nft flush ruleset``, a firewall manager's reload, a
+    deleted table), packets from the ingress interfaces carry none, and this
+    rule sends them to ``unreachable`` (IPv6) or back to the peer interface
+    (IPv4, see below) before the main table could send them to the WAN. One
+    rule per ingress interface and family, whatever the number of peers; never
+    matched while the table is in place. Reverse-path filtering must be loose
+    (2, Debian's systemd default, and what the collection sets on its exits)
+    or off on the WAN: a strict one would refuse replies to peers. Local destinations (the
+    cell itself) are found by the ``local`` table at priority 0 first.
+
+    During such a gap (until the monitor has restored the table, within a
+    second) the fail-open and default peers of the interface are blocked too:
+    without the table nothing tells them apart from the fail-closed ones. The
+    guard exists only while some peer or service is fail-closed.
+
+    The other way round, while the ip rules are missing the forward chain of
+    the table drops what carries a fail-closed mark (the kill switch).
+    """
+    if not _has_closed_users(want):
+        return
+    for ifname in sorted(want.sets['ingress']['elements']):
+        # IPv4: a table whose only route leads back to the peer interface, where
+        # no peer takes the packet (the WireGuard server has no peer for an
+        # internet address): an "unreachable" here would also answer the
+        # reverse-path lookups (rp_filter) of replies from the WAN and the exits
+        # to peers, which ask exactly "from the peer, by the peer interface,
+        # unmarked?", and drop every reply.
+        want.rules.append({'family': 4, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
+                           'action': 'table', 'table': table, 'iif': ifname})
+        want.rules.append({'family': 6, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
+                           'action': 'unreachable', 'table': None, 'iif': ifname})
+    # (a route through the peer interface exists only while it does)
+    want.routes[table] = [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_interface}] \
+        if peer_interface else []
+
+
+def guard_table(settings, layout):
+    """The routing table of the IPv4 guard: the last of the reserved range (the
+    direct mark's index, never a connection's)."""
+    return settings['table_base'] + layout.max_index
 
 
 def owned_priorities(settings):

@@ -68,7 +68,8 @@ def _attr(msg, name, default=None):
 
 
 def _rule_key(rule):
-    return (rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['action'], rule['table'])
+    return (rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['action'], rule['table'],
+            rule.get('iif'))
 
 
 def _route_key(route):
@@ -147,7 +148,8 @@ class Routing(object):
                     'unreachable' if rule['action'] == FR_ACT_UNREACHABLE else 'other:%d' % rule['action'])
                 out.append({'family': family, 'priority': prio, 'fwmark': _attr(rule, 'FRA_FWMARK', 0),
                             'fwmask': _attr(rule, 'FRA_FWMASK', 0), 'action': action,
-                            'table': (_attr(rule, 'FRA_TABLE') or rule['table']) if action == 'table' else None})
+                            'table': (_attr(rule, 'FRA_TABLE') or rule['table']) if action == 'table' else None,
+                            'iif': _attr(rule, 'FRA_IIFNAME')})
         return out
 
     def routes(self, table_range):
@@ -163,15 +165,24 @@ class Routing(object):
                 dst = '%s/%d' % (dst, route['dst_len']) if dst else ('0.0.0.0/0' if family == 4 else '::/0')
                 rtype = {RTN_UNICAST: 'unicast', RTN_UNREACHABLE: 'unreachable'}.get(
                     route['type'], 'other:%d' % route['type'])
-                oif = _attr(route, 'RTA_OIF')
+                # The kernel gives an IPv6 unreachable route the device lo: an
+                # output interface means something only for a unicast route.
+                oif = _attr(route, 'RTA_OIF') if rtype == 'unicast' else None
                 out.append({'family': family, 'table': table, 'dst': dst, 'type': rtype,
                             'oif': names.get(oif, oif) if oif else None})
         return out
 
     # -- changes -------------------------------------------------------------------
-    def add_rule(self, rule):
+    @staticmethod
+    def _rule_args(rule):
         kwargs = {'family': FAMILIES[rule['family']], 'priority': rule['priority'],
                   'fwmark': rule['fwmark'], 'fwmask': rule['fwmask']}
+        if rule.get('iif'):
+            kwargs['iifname'] = rule['iif']
+        return kwargs
+
+    def add_rule(self, rule):
+        kwargs = self._rule_args(rule)
         if rule['action'] == 'table':
             kwargs['table'] = rule['table']
         else:
@@ -179,8 +190,7 @@ class Routing(object):
         self._nl(self.ipr.rule, 'add', **kwargs)
 
     def del_rule(self, rule):
-        kwargs = {'family': FAMILIES[rule['family']], 'priority': rule['priority'],
-                  'fwmark': rule['fwmark'], 'fwmask': rule['fwmask']}
+        kwargs = self._rule_args(rule)
         if rule['action'] == 'table':
             kwargs['table'] = rule['table']
         elif rule['action'] == 'unreachable':
@@ -229,6 +239,34 @@ class Routing(object):
             if op == 'del' and exc.code in (2, 3):
                 return
             raise PicError("netlink refused %s %s: %s" % (op, kwargs, exc))
+
+
+# rtnetlink multicast groups (linux/rtnetlink.h RTMGRP_*): rule and route changes
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV4_RULE = 0x80
+RTMGRP_IPV6_ROUTE = 0x400
+RTMGRP_IPV6_RULE = 1 << (19 - 1)
+
+
+def watch_deletions(on_loss, table_range, stopped):
+    """Call ``on_loss(what)`` for every ip rule deleted, and every route deleted
+    from a table in ``table_range``, until ``stopped()`` (netlink events: no
+    polling). Runs in the caller's thread; returns when stopped or on error."""
+    if not HAS_PYROUTE2:
+        raise PicError("the Python library pyroute2 is required on the cell (Debian: python3-pyroute2)")
+    low, high = table_range
+    ipr = IPRoute()
+    try:
+        ipr.bind(groups=RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        while not stopped():
+            for msg in ipr.get():
+                event = msg.get('event')
+                if event == 'RTM_DELRULE':
+                    on_loss('ip rule deleted (priority %s)' % _attr(msg, 'FRA_PRIORITY', 0))
+                elif event == 'RTM_DELROUTE' and low <= _attr(msg, 'RTA_TABLE', msg['table']) <= high:
+                    on_loss('route deleted from table %s' % _attr(msg, 'RTA_TABLE', msg['table']))
+    finally:
+        ipr.close()
 
 
 def diff(have, want, key):

@@ -203,7 +203,7 @@ def test_desired_fail_modes_and_routes(keys):
     assert m4 == {'10.0.0.11/32': 'jump c_exit_wg_closed', '10.0.0.12/32': 'jump c_exit_wg_open'}
     assert want.maps['peer6']['elements'] == {'fd00:10::11/128': 'jump c_exit_wg_closed'}
     assert {'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': 'pic-exit-wg'} in want.routes[10001]
-    kill = [r for r in want.rules if r['action'] == 'unreachable']
+    kill = [r for r in want.rules if r['action'] == 'unreachable' and not r['iif']]
     assert len(kill) == 2 and all(r['fwmark'] == 0x00800000 for r in kill)
     script = want.render_nft()
     assert 'oifname != "pic-exit-wg" counter drop' in script

@@ -382,14 +382,15 @@ def test_connectivity_units_verify_and_read_the_entry_point(tmp_path):
     for name in ('pic-connectivity-monitor.service.j2', 'pic-connectivity-restore.service.j2'):
         unit = tmp_path / ('picr-' + name[:-3])
         unit.write_text(render_template('connectivity', name, pic_entry_point='/bin/true',
-                                        pic_state_dir='/var/lib/pic state;$x%n'))
+                                        pic_state_dir='/var/lib/pic state;$x%n', pic_peer_interface='wg0'))
         proc = subprocess.run(['systemd-analyze', 'verify', '--man=no', str(unit)], capture_output=True, text=True,
                               check=False, timeout=30)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         verb = name.split('.', maxsplit=1)[0].split('-')[-1]
-        assert 'ExecStart="/bin/true" "' + verb + '" "--state-dir" "/var/lib/pic state;$$x%%n"\n' in unit.read_text()
+        assert 'ExecStart="/bin/true" "' + verb + '" "--state-dir" "/var/lib/pic state;$$x%%n"' in unit.read_text()
         with pytest.raises(AnsibleFilterError):
-            render_template('connectivity', name, pic_entry_point='/bin/true', pic_state_dir='/x\nExecStartPre=/bin/sh')
+            render_template('connectivity', name, pic_entry_point='/bin/true', pic_state_dir='/x\nExecStartPre=/bin/sh',
+                            pic_peer_interface='wg0')
 
 
 # -- the boot hook (POSIX shell) and the entry point (Python) -----------------------------------------
@@ -401,10 +402,11 @@ def test_restore_hook_runs_the_entry_point_with_exactly_the_state_dir(state_dir,
     hook = tmp_path / 'restore.sh'
     hook.write_text(render_template('connectivity', 'restore.sh.j2', pic_entry_point=str(entry),
                                     pic_state_dir=state_dir, connectivity_restore_hook=str(hook),
+                                    pic_peer_interface='wg0',
                                     connectivity_service_manager='systemd',
                                     connectivity_supervisord_conf='/x/supervisord.conf'))
     proc = subprocess.run(['/bin/sh', str(hook)], capture_output=True, text=True, check=True, cwd=str(tmp_path))
-    assert proc.stdout == 'restore\n--state-dir\n%s\n' % state_dir
+    assert proc.stdout == 'restore\n--state-dir\n%s\n--peer-interface\nwg0\n' % state_dir
     assert not (tmp_path / 'x').exists()
 
 
@@ -413,7 +415,8 @@ def test_restore_hook_runs_the_entry_point_with_exactly_the_state_dir(state_dir,
                                        {'pic_entry_point': '/x\r'}])
 def test_restore_hook_refuses_line_breaks(variables):
     base = {'pic_entry_point': '/e', 'pic_state_dir': '/s', 'connectivity_restore_hook': '/h',
-            'connectivity_service_manager': 'supervisord', 'connectivity_supervisord_conf': '/x/supervisord.conf'}
+            'connectivity_service_manager': 'supervisord', 'connectivity_supervisord_conf': '/x/supervisord.conf',
+            'pic_peer_interface': 'wg0'}
     base.update(variables)
     with pytest.raises(AnsibleFilterError):
         render_template('connectivity', 'restore.sh.j2', **base)
