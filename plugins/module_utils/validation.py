@@ -290,8 +290,8 @@ def check_host(value, field):
     check_text(value, field)
     if ':' in value or re.fullmatch(r'[0-9.]+', value):
         return parse_address(value, field)
-    if len(value) > 253 or not _HOSTNAME_RE.fullmatch(value) or re.fullmatch(r'[0-9]+', value.rstrip('.')
-                                                                            .split('.')[-1]):
+    last_label = value.rstrip('.').split('.')[-1]
+    if len(value) > 253 or not _HOSTNAME_RE.fullmatch(value) or re.fullmatch(r'[0-9]+', last_label):
         raise PicError("must be a host name (RFC 1123: labels of letters, digits and '-', dot-separated, at most "
                        "253 characters) or an IP address", field, value)
     return value
@@ -322,14 +322,15 @@ def check_command(value, field):
                  "'_.+-', not starting with '-' or '.')")
 
 
-def check_secret(value, field, forbid=_SECRET_FORBIDDEN):
+def check_secret(value, field, forbid=None):
     """A password: 1-256 characters, no control characters, none of ``forbid``. Never shown."""
     check_text(value, field, secret=True)
+    forbid = _SECRET_FORBIDDEN if forbid is None else forbid
     if not value or len(value) > SECRET_MAX:
         raise PicError("must be 1-%d characters (value hidden)" % SECRET_MAX, field)
     if any(c in forbid for c in value):
-        raise PicError("must not contain %s (value hidden)" % ', '.join(_CHAR_NAMES.get(c, repr(c))
-                                                                    for c in sorted(forbid)), field)
+        names = ', '.join(_CHAR_NAMES.get(c, repr(c)) for c in sorted(forbid))
+        raise PicError("must not contain %s (value hidden)" % names, field)
     return value
 
 

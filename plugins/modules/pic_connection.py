@@ -65,7 +65,7 @@ options:
         C(endpoint), C(allowed_ips), C(preshared_key), C(persistent_keepalive), C(mtu).
         C(PostUp)-style commands and C(Table) are refused.
       - Every type takes C(interface) (interface name override) and C(health_target) (an address probed through
-        the exit by the cell's monitor). The interface is the collection's own and is deleted with the connection:
+        the exit by the cell's monitor). The interface is the collection's own and is deleted with the connection, so
         it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other
         interface of the cell is refused.
       - When omitted on an existing connection, its stored configuration is kept.

@@ -55,9 +55,8 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     for name in ('pic-connectivity-restore.service', 'pic-connectivity-monitor.service'):
         text = render(name + '.j2', pic_entry_point='/bin/true')
         (tmp_path / name).write_text(text)
-    proc = subprocess.run(['systemd-analyze', 'verify'] + [str(tmp_path / n) for n in
-                                                          ('pic-connectivity-restore.service',
-                                                           'pic-connectivity-monitor.service')],
+    names = ('pic-connectivity-restore.service', 'pic-connectivity-monitor.service')
+    proc = subprocess.run(['systemd-analyze', 'verify'] + [str(tmp_path / n) for n in names],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
 

@@ -107,8 +107,8 @@ def test_hostile_config_is_refused(ctype, config, field, value):
 
 def test_long_names_get_distinct_ids():
     one, two = 'Commercial provider exit in Frankfurt 1', 'Commercial provider exit in Frankfurt 2'
-    doc, first, _p, _s, _r = connections.plan(empty(), {'name': one, 'type': 'proxy',
-                                                         'config': {'host': '203.0.113.5', 'port': 1080}})
+    proxy = {'host': '203.0.113.5', 'port': 1080}
+    doc, first, _p, _s, _r = connections.plan(empty(), {'name': one, 'type': 'proxy', 'config': proxy})
     doc, second, _p, _s, _r = connections.plan(doc, {'name': two, 'type': 'proxy',
                                                      'config': {'host': '203.0.113.6', 'port': 1080}})
     assert first['id'] != second['id']

@@ -10,8 +10,8 @@ from ansible_collections.pic.connectivity.plugins.module_utils.errors import Pic
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
 
 
-@pytest.mark.parametrize('nets,field', [(['0.0.0.0/0'], 'local_networks[0]'), (['192.168.0.0/16', '::/0'],
-                                                                                'local_networks[1]'),
+@pytest.mark.parametrize('nets,field', [(['0.0.0.0/0'], 'local_networks[0]'),
+                                        (['192.168.0.0/16', '::/0'], 'local_networks[1]'),
                                         (['192.168.0.0/16', '192.168.1.0/24'], 'local_networks[1]'),
                                         (['192.168.1.0/24\n'], 'local_networks[0]')])
 def test_bad_local_networks(nets, field):
