@@ -30,22 +30,34 @@ options:
     elements: str
   mark_mask:
     description:
-      - The packet mark bits the collection owns, one contiguous run of at least two bits, as an integer or
+      - The packet mark bits the collection owns, one contiguous run of at least three bits, as an integer or
         a C(0x) string. Its highest bit is the kill bit of fail-closed peers; the bits below number the
-        connections, so C(0x00ff0000) allows 127 connections.
+        connections.
+      - The highest number (all bits below the kill bit set) is no connection's; it is the direct mark, which
+        the nftables table gives every packet of an ingress interface that goes to no exit. So every packet the
+        table has classified carries a non-zero value in the mask, and the guard rules (see I(priority_base))
+        catch those that carry none because the table is gone.
+      - C(0x00ff0000) thus allows 126 connections (marks C(0x00010000)-C(0x007e0000); direct mark
+        C(0x007f0000); kill bit C(0x00800000)); the smallest mask, three bits, allows 2.
       - Cannot change while connections exist. When omitted, the registry's value is kept (C(0x00ff0000) on a
         new cell).
     type: raw
   table_base:
     description:
-      - Connection N uses routing table I(table_base + N). The reserved range must not include the kernel's
-        tables 253-255.
+      - Connection N uses routing table I(table_base + N). The reserved range is I(table_base)+1 to
+        I(table_base) + the direct mark's number (10001-10127 with the defaults); it must not include the
+        kernel's tables 253-255.
+      - The last table of the range is the kill switch's guard table (its only route leads IPv4 back to the peer
+        interface) and is never a connection's.
       - Cannot change while connections exist. When omitted, the registry's value is kept (C(10000) on a new cell).
     type: int
   priority_base:
     description:
       - The C(ip rule) priorities used are I(priority_base) (one rule per connection and family) and
-        I(priority_base + 1) (the kill-switch rule). Must be below the main table's 32766.
+        I(priority_base + 1) (the kill switch; C(fwmark <kill bit>/<kill bit>) to C(unreachable), and while a
+        peer or service is fail-closed the guard rules C(iif <ingress interface> fwmark 0/<mask>), one per
+        ingress interface and family, to the guard table for IPv4 and C(unreachable) for IPv6).
+      - At most 32764, below the main table's 32766.
       - Cannot change while connections exist. When omitted, the registry's value is kept (C(10000) on a new cell).
     type: int
   port_base:

@@ -79,13 +79,17 @@ options:
     type: bool
   mark:
     description:
-      - Pin the connection's packet mark. It must lie inside I(mark_mask) below the kill bit
-        (C(0x00010000)-C(0x007f0000) in steps of C(0x00010000) with the default mask).
+      - Pin the connection's packet mark. It must lie inside I(mark_mask) below the kill bit, and may not be the
+        direct mark (all those bits set), which the kill switch reserves for peers without an exit
+        (C(0x00010000)-C(0x007e0000) in steps of C(0x00010000) with the default mask; C(0x007f0000) is the
+        direct mark).
       - When omitted, the first free mark is taken and kept.
     type: int
   table:
     description:
-      - Pin the connection's routing table inside the reserved range I(table_base)+1 to I(table_base)+127.
+      - Pin the connection's routing table inside the reserved range I(table_base)+1 to I(table_base)+126 with the
+        default mask. The last table of the range (I(table_base)+127 with the default mask) is the kill switch's
+        guard table and cannot be pinned.
       - When omitted, I(table_base) + the connection's number is used.
     type: int
 notes:
