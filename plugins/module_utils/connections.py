@@ -267,6 +267,37 @@ def _check_interface_free(doc, settings, record):
             raise PicError("is %s, not an interface of the collection" % what, 'config.interface', ifname)
 
 
+
+def interface_overrides_changed(before, after):
+    """{interface: connection name} of the ``config.interface`` overrides that
+    ``after`` gives a connection and ``before`` did not (a new connection, or a
+    new name for an existing one)."""
+    changed = {}
+    for cid, conn in after['connections'].items():
+        ifname = conn.get('interface')
+        if conn['type'] == 'cell_relay' or not conn.get('config', {}).get('interface'):
+            continue
+        old = before.get('connections', {}).get(cid)
+        if old is None or old.get('interface') != ifname:
+            changed[ifname] = conn['name']
+    return changed
+
+
+def check_overrides_not_foreign(before, after, existing_names):
+    """Refuse an interface override that already exists on the cell and is not
+    this connection's in the registry: the collection did not create it, and
+    deleting the connection would delete it. ``existing_names()`` (the cell's
+    interfaces) is called only when an override changes."""
+    changed = interface_overrides_changed(before, after)
+    if not changed:
+        return
+    existing = existing_names()
+    for ifname in sorted(changed):
+        if ifname in existing:
+            raise PicError("already exists on the cell and is not an interface the collection created for "
+                           "connection %r; choose a name that does not exist" % changed[ifname],
+                           'config.interface', ifname)
+
 def _remove(doc, existing_id, name):
     """state=absent: the removed record, or None; refused while peers or services use it."""
     if existing_id is None:

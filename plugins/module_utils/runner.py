@@ -15,6 +15,7 @@ import os
 
 from . import model
 from .commits import Commits
+from .connections import check_overrides_not_foreign
 from .errors import PicError
 from .registry import Registry, DEFAULT_STATE_DIR, open_nofollow, write_atomic
 from .validation import check_local_against_peers
@@ -164,6 +165,8 @@ def transact(module, planner):
             plan = planner(merge_settings(dict(base), module.params))
             add_secrets(module, plan.secrets)
             registry_changed = plan.doc != base
+            if registry_changed:
+                check_overrides_not_foreign(base, plan.doc, cell.routing.links)
             if registry_changed and plan.doc['settings'].get('local_networks'):
                 check_local_against_peers(plan.doc['settings']['local_networks'],
                                           cell.facts(plan.doc)['peer_networks'])

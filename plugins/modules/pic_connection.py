@@ -67,7 +67,8 @@ options:
       - Every type takes C(interface) (interface name override) and C(health_target) (an address probed through
         the exit by the cell's monitor). The interface is the collection's own and is deleted with the connection, so
         it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other
-        interface of the cell is refused.
+        interface of the cell is refused, and so is a name that already exists on the cell and is not this
+        connection's interface in the registry (the collection did not create it).
       - When omitted on an existing connection, its stored configuration is kept.
     type: dict
   fail_open:
