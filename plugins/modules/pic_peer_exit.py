@@ -39,7 +39,12 @@ options:
   address:
     description:
       - The peer's tunnel addresses (IPv4 and/or IPv6, a single address or a prefix routed to the peer).
-        Remembered by the cell; required the first time a peer is named.
+        Remembered by the cell (in canonical form); required the first time a peer is named.
+      - Each is a single address or a network with its host bits zero, at most a /16 for IPv4 and a /48 for
+        IPv6 (a peer is a host or a site, never the internet); C(0.0.0.0/0) and C(::/0) are refused.
+      - Refused too are IPv6 scope ids (C(fd00::1%eth0)), IPv4-mapped or IPv4-compatible IPv6 addresses
+        (C(::ffff:10.0.0.5); give the IPv4 address), unspecified, loopback, multicast and link-local
+        addresses, and addresses that overlap another peer's or service's.
     type: list
     elements: str
   connection:
@@ -65,7 +70,7 @@ options:
         required: true
         aliases: [name]
       address:
-        description: The peer's tunnel addresses.
+        description: The peer's tunnel addresses, with the rules of I(address).
         type: list
         elements: str
       connection:

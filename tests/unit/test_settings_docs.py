@@ -68,3 +68,17 @@ def test_the_documented_reserved_mark_and_table_are_refused_as_pins():
     assert model.allocate(doc, layout, settings, 'x', pinned_mark=layout.mark(layout.max_conn_index, False),
                           pinned_table=settings['table_base'] + layout.max_conn_index) \
         == (layout.max_conn_index, settings['table_base'] + layout.max_conn_index)
+
+
+def test_pic_peer_exit_documents_the_code_address_rules():
+    from ansible_collections.pic.connectivity.plugins.module_utils import validation
+    from ansible_collections.pic.connectivity.plugins.modules import pic_peer_exit
+    doc = text(options(pic_peer_exit.DOCUMENTATION)['address'])
+    limits = validation.PEER_MIN_PREFIX
+    assert 'at most a /%d for IPv4 and a /%d for IPv6' % (limits[4], limits[6]) in doc
+    validation.parse_network('10.1.0.0/%d' % limits[4], 'a', peer=True)
+    validation.parse_network('fd00:1::/%d' % limits[6], 'a', peer=True)
+    for value in ('10.0.0.0/%d' % (limits[4] - 1), 'fd00::/%d' % (limits[6] - 1), '0.0.0.0/0', '::/0',
+                  'fd00::1%eth0', '::ffff:10.0.0.5', '10.0.0.1/24'):
+        with pytest.raises(PicError):
+            validation.parse_network(value, 'a', peer=True)
