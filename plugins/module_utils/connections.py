@@ -267,7 +267,6 @@ def _check_interface_free(doc, settings, record):
             raise PicError("is %s, not an interface of the collection" % what, 'config.interface', ifname)
 
 
-
 def interface_overrides_changed(before, after):
     """{interface: connection name} of the ``config.interface`` overrides that
     ``after`` gives a connection and ``before`` did not (a new connection, or a
@@ -297,6 +296,7 @@ def check_overrides_not_foreign(before, after, existing_names):
             raise PicError("already exists on the cell and is not an interface the collection created for "
                            "connection %r; choose a name that does not exist" % changed[ifname],
                            'config.interface', ifname)
+
 
 def _remove(doc, existing_id, name):
     """state=absent: the removed record, or None; refused while peers or services use it."""
