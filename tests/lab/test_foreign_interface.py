@@ -7,16 +7,25 @@ import subprocess
 
 import pytest
 
-from test_trust_state import key, ns  # noqa: F401  (ns is a fixture)
+from test_trust_state import Netns, key
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root (network namespaces)')
 
 
-def _ip(ns, *args):  # noqa: F811
+@pytest.fixture
+def ns(tmp_path):
+    cell = Netns(tmp_path)
+    try:
+        yield cell
+    finally:
+        cell.close()
+
+
+def _ip(ns, *args):
     return subprocess.run(['ip', '-n', ns.name] + list(args), capture_output=True, text=True, check=True).stdout
 
 
-def _state(ns):  # noqa: F811
+def _state(ns):
     files = sorted(os.path.relpath(os.path.join(d, f), ns.state_dir) for d, _s, names in os.walk(ns.state_dir)
                    for f in names)
     return ns.registry_bytes(), ns.nft(), _ip(ns, '-d', 'link', 'show'), _ip(ns, 'rule', 'show'), \
@@ -30,7 +39,7 @@ def _connection(interface):
 
 
 @pytest.mark.parametrize('check', [False, True])
-def test_an_existing_foreign_interface_is_refused_and_nothing_changes(ns, check):  # noqa: F811
+def test_an_existing_foreign_interface_is_refused_and_nothing_changes(ns, check):
     _ip(ns, 'link', 'add', 'pic-foreign', 'type', 'veth', 'peer', 'name', 'pic-foreign-p')
     result, _records, proc, _rc = ns.module('pic_peer_exit', dict(peer='alice', address=['10.0.0.2/32']))
     assert result is not None and not result.get('failed'), (result, proc.stderr)
@@ -45,7 +54,7 @@ def test_an_existing_foreign_interface_is_refused_and_nothing_changes(ns, check)
     assert 'pic-foreign@pic-foreign-p' in _ip(ns, 'link', 'show', 'pic-foreign')
 
 
-def test_the_connections_own_interface_stays_accepted(ns):  # noqa: F811
+def test_the_connections_own_interface_stays_accepted(ns):
     result, _records, proc, _rc = ns.module('pic_connection', _connection('pic-mine'))
     assert result is not None and not result.get('failed'), (result, proc.stderr)
     assert 'pic-mine' in _ip(ns, 'link', 'show')
