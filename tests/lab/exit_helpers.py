@@ -197,3 +197,28 @@ def wait_pid(supervisor, program, timeout=15):
 def installed(package):
     proc = subprocess.run(['dpkg-query', '-W', '-f=${Status}', package], capture_output=True, text=True)
     return proc.stdout.strip() == 'install ok installed'
+
+
+# -- resolvers -----------------------------------------------------------------------------
+DNS_ECHO = os.path.join(ROOT, 'lab', 'servers', '_dnsecho.py')
+
+
+def dns_echo(node, daemon, addresses_):
+    """Start the lab's DNS echo (answers with the source address it saw) in NODE on ADDRESSES_:53."""
+    piclab.spawn(node, daemon, [piclab.PYTHON, DNS_ECHO, '53'] + list(addresses_))
+    assert wait_for(lambda: str(53) in piclab.run(node, 'ss', '-lnu', check=False).stdout, 10)
+
+
+def wan_resolver(cell='cell1'):
+    """The cell's own resolver as PIC runs one: on the cell's peer-side addresses,
+    resolving through the cell's WAN (socat to the internet's DNS echo, which then
+    answers with the cell's WAN address). Returns the daemons, for piclab.stop."""
+    daemons = []
+    for family, local, upstream in ((4, piclab.CELL_TUN_V4, piclab.SERVER_ROUTER4),
+                                    (6, '[%s]' % piclab.CELL_TUN_V6, '[%s]' % piclab.SERVER_ROUTER6)):
+        name = 'wanresolver%d' % family
+        piclab.spawn(cell, name, ['socat', 'UDP%d-RECVFROM:53,bind=%s,reuseaddr,fork' % (family, local),
+                                  'UDP%d-SENDTO:%s:53' % (family, upstream)])
+        daemons.append(name)
+    assert wait_for(lambda: ':53 ' in piclab.run(cell, 'ss', '-lnu', check=False).stdout, 10)
+    return daemons
