@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
+from conftest import ROOT, cell_resolver, piclab, wait_for, leak_count, quiet_counters
 
 
 def server_plugin(name):
@@ -210,15 +210,6 @@ def dns_echo(node, daemon, addresses_):
 
 
 def wan_resolver(cell='cell1'):
-    """The cell's own resolver as PIC runs one: on the cell's peer-side addresses,
-    resolving through the cell's WAN (socat to the internet's DNS echo, which then
-    answers with the cell's WAN address). Returns the daemons, for piclab.stop."""
-    daemons = []
-    for family, local, upstream in ((4, piclab.CELL_TUN_V4, piclab.SERVER_ROUTER4),
-                                    (6, '[%s]' % piclab.CELL_TUN_V6, '[%s]' % piclab.SERVER_ROUTER6)):
-        name = 'wanresolver%d' % family
-        piclab.spawn(cell, name, ['socat', 'UDP%d-RECVFROM:53,bind=%s,reuseaddr,fork' % (family, local),
-                                  'UDP%d-SENDTO:%s:53' % (family, upstream)])
-        daemons.append(name)
-    assert wait_for(lambda: ':53 ' in piclab.run(cell, 'ss', '-lnu', check=False).stdout, 10)
-    return daemons
+    """The cell's own resolver, resolving through the cell's WAN (conftest.cell_resolver).
+    Returns its daemons, for piclab.stop."""
+    return [cell_resolver(cell)]
