@@ -371,16 +371,15 @@ class FlowCounter(object):
     def sample(self):
         """{(source, destination): packets} so far."""
         out = {}
-        for name in ('flows4', 'flows6'):
-            cp = piclab.run('inet', 'nft', '-j', 'list', 'set', 'inet', 'leakflows', name, check=False)
-            try:
-                doc = json.loads(cp.stdout)
-            except ValueError:
-                continue
-            for item in doc.get('nftables', []):
-                for elem in (item.get('set') or {}).get('elem', []):
-                    inner = elem.get('elem', {})
-                    key = inner.get('val', {}).get('concat')
-                    if key:
-                        out[(key[0], key[1])] = (inner.get('counter') or {}).get('packets', 0)
+        cp = piclab.run('inet', 'nft', '-j', 'list', 'table', 'inet', 'leakflows', check=False)
+        try:
+            doc = json.loads(cp.stdout)
+        except ValueError:
+            return out
+        for item in doc.get('nftables', []):
+            for elem in (item.get('set') or {}).get('elem', []):
+                inner = elem.get('elem', {})
+                key = inner.get('val', {}).get('concat')
+                if key:
+                    out[(key[0], key[1])] = (inner.get('counter') or {}).get('packets', 0)
         return out
