@@ -16,7 +16,7 @@ lab peer) with a destination of its own on the internet, so the internet's
 per-flow counter (conftest.FlowCounter) tells every peer's packets apart. The
 senders (conftest.Senders) run through the whole matrix: TCP, UDP, ICMP, DNS to
 the internet and DNS to the cell (whose own resolver, conftest.cell_resolver,
-resolves through the WAN), IPv4 and IPv6, every 0.2 s. A packet of a peer that
+resolves through the WAN), IPv4 and IPv6, every 0.25 s. A packet of a peer that
 reaches the internet from its cell's WAN address (or unmasqueraded, from the
 peer network) left by the WAN: for a fail-closed peer it is a leak.
 
@@ -410,7 +410,8 @@ def write_docs(matrix, started, total):
              '"override-closed") must be 0; fail-open cells show `fallback s / recovery s`: the first and the last',
              'packet by the WAN, seconds from the fault\'s start (`-`: never fell back); `n/a`: the type has no such',
              'thing to break; `-` in a column: relays are always fail-closed, no such peer.',
-             'Senders: TCP, UDP, ICMP, DNS to the internet and to the cell, IPv4 and IPv6, every 0.2 s.',
+             'Senders: TCP, UDP, ICMP, DNS to the internet and to the cell, IPv4 and IPv6, every %.2f s '
+             '(TCP every other round); the internet\'s counters are read every %.1f s.' % (SEND_INTERVAL, SAMPLE),
              'Known leaks on this branch (strict xfail): %s.' % (', '.join('/'.join(k) for k in sorted(KNOWN_LEAKS))
                                                                  or 'none'), '']
     header = '| fault | type | ' + ' | '.join(MODES) + ' |'
