@@ -146,6 +146,7 @@ def site_vars(vpeers, changed=False, absent=False):
             'pic_connections': "{{ leak_matrix[inventory_hostname]['connections'] }}",
             'pic_peers': "{{ leak_matrix[inventory_hostname]['peers'] }}",
             'pic_purge_peers': True,
+            'pic_install_packages': False,     # `make deps` installed them on this machine (CI time)
             'tor_dir_authorities': TORNET.authority_lines(),
             'tor_extra_settings': ['TestingTorNetwork 1'] + (['MaxCircuitDirtiness 300'] if changed else [])}
 
