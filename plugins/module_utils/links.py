@@ -18,7 +18,7 @@ import json
 
 from . import model
 from .errors import PicError
-from .validation import check_ifname, check_peer_name, slugify
+from .validation import check_ifname, check_peer_name, parse_address, slugify
 
 RELAY_ROUTES = {'4': ['0.0.0.0/0'], '6': ['::/0']}
 
@@ -54,12 +54,27 @@ def _relay(doc, settings, layout, cell, link):
     record = dict(current) if current else {'id': cid, 'name': cell, 'type': 'cell_relay', 'fail_open': False,
                                             'config': {}, 'dns': []}
     record['interface'] = link['interface']
+    # the remote cell's resolver (its link address): the relay's peers' DNS
+    # to this cell goes there, through the link (model.pin_dns)
+    record['dns'] = list(link.get('remote_dns') or [])
     record['routes'] = RELAY_ROUTES
     record['cell'] = cell
     index, table = model.allocate(doc, layout, settings, cid)
     record.update(index=index, table=table, mark=layout.mark(index, False))
     doc['connections'][cid] = record
     return cid
+
+
+def _remote_dns(value, field):
+    """The remote cell's resolvers on the link: at most one address per family."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 2:
+        raise PicError("must be a list of at most two addresses (one IPv4, one IPv6)", field, value)
+    out = [parse_address(v, '%s[%d]' % (field, i)) for i, v in enumerate(value)]
+    if len(set(':' in v for v in out)) != len(out):
+        raise PicError("must hold at most one address per family", field, value)
+    return out
 
 
 def plan(doc, links, known_cells=None, purge=True):
@@ -90,7 +105,8 @@ def plan(doc, links, known_cells=None, purge=True):
             if not isinstance(link.get(key, False), bool):
                 raise PicError("must be true or false", '%s.%s' % (field, key), link.get(key))
         wanted[cell] = {'cell': cell, 'interface': ifname, 'offer': bool(link.get('offer_exit', False)),
-                        'remote_offers': bool(link.get('remote_offers_exit', False))}
+                        'remote_offers': bool(link.get('remote_offers_exit', False)),
+                        'remote_dns': _remote_dns(link.get('remote_dns'), field + '.remote_dns')}
     links_now = {} if purge else dict(doc.get('links', {}))
     links_now.update(wanted)
     doc['links'] = links_now

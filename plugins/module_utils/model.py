@@ -264,6 +264,32 @@ def interface_name(doc, conn_id, index, override=None):
     return name
 
 
+def exit_dns(conn):
+    """The DNS servers of an interface exit: the configured ones (``dns``: a
+    WireGuard ``DNS =`` line, the remote cell's resolver of a relay), else
+    those its server pushed (``pushed_dns``, stored by the OpenVPN up hook)."""
+    return list(conn.get('dns') or []) or list(conn.get('pushed_dns') or [])
+
+
+def pin_dns(want, conn, is_conn):
+    """DNS of an interface exit's peers never reaches the cell's resolver, which
+    resolves through the WAN. A query to the cell is DNATed to the exit's DNS
+    server of its family (routed through the exit like any other packet of the
+    peer, so a fail-closed peer's DNS is unreachable while the exit is down);
+    without one it is refused (TCP reset, ICMP port unreachable) so that the
+    peer's resolver moves on to a server it reaches through the tunnel. A
+    fail-open peer held on the default gateway has lost its mark here and uses
+    the cell's resolver, as the rest of its traffic uses the WAN."""
+    servers = exit_dns(conn)
+    for family, proto in ((4, 'ip'), (6, 'ip6')):
+        same = [d for d in servers if (':' in d) == (family == 6)]
+        if same:
+            want.add_rule('dstnat', '%s %s daddr @local%d meta l4proto { tcp, udp } th dport 53 dnat %s to %s'
+                          % (is_conn, proto, family, proto, same[0]))
+    want.add_rule('input', '%s meta l4proto tcp th dport 53 reject with tcp reset' % is_conn)
+    want.add_rule('input', '%s meta l4proto udp th dport 53 reject with icmpx port-unreachable' % is_conn)
+
+
 def desired(doc, facts):
     """Compute the desired data plane.
 
@@ -334,12 +360,7 @@ def desired(doc, facts):
             # while the exit is up, whatever the fail mode
             want.add_rule('forward', '%s reject with icmpx admin-prohibited' % is_conn)
             continue
-        for family, dns in ((4, [d for d in conn.get('dns') or [] if ':' not in d]),
-                            (6, [d for d in conn.get('dns') or [] if ':' in d])):
-            if dns:
-                want.add_rule('dstnat', '%s %s daddr @local%d meta l4proto { tcp, udp } th dport 53 dnat %s to %s'
-                              % (is_conn, 'ip' if family == 4 else 'ip6', family, 'ip' if family == 4 else 'ip6',
-                                 dns[0]))
+        pin_dns(want, conn, is_conn)
         if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
             want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
                           % (layout.mask, closed_mark, conn['interface']))

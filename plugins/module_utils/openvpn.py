@@ -560,10 +560,58 @@ def run_hook(registry, conn_id, env):
     with registry:
         cell = Cell(registry)
         try:
+            changes.extend(store_pushed_dns(registry, cell, conn_id, pushed_dns(env)))
             changes.extend(cell.heal(registry.load()))
         finally:
             cell.close()
     return changes
+
+
+_FOREIGN_OPTION_RE = re.compile(r'foreign_option_[0-9]{1,4}')
+_DNS_SERVER_RE = re.compile(r'dns_server_[0-9]{1,3}_address_[0-9]{1,3}')
+
+
+def pushed_dns(env):
+    """The DNS servers the server pushed, at most one per family, in push order:
+    ``dhcp-option DNS``/``DNS6`` (``foreign_option_N``) and OpenVPN 2.6's
+    ``dns server N address`` (``dns_server_N_address_M``). Whatever is not a
+    plain unicast address is left out (its peers' DNS is then refused, never
+    sent to the cell's resolver)."""
+    from .validation import parse_address
+    found = []
+    keys = sorted((k for k in env if _FOREIGN_OPTION_RE.fullmatch(k)), key=lambda k: int(k.rsplit('_', 1)[1]))
+    for key in keys:
+        words = str(env[key]).split()
+        if len(words) == 3 and words[0] == 'dhcp-option' and words[1] in ('DNS', 'DNS6'):
+            found.append(words[2])
+    found.extend(str(env[k]) for k in sorted(env) if _DNS_SERVER_RE.fullmatch(k))
+    out = []
+    for value in found:
+        try:
+            addr = parse_address(value, 'pushed DNS')
+        except PicError:
+            continue
+        if all((':' in addr) != (':' in have) for have in out):
+            out.append(addr)
+    return out
+
+
+def store_pushed_dns(registry, cell, conn_id, servers):
+    """Keep the pushed DNS servers in the connection's record (``pushed_dns``,
+    read by model.pin_dns) and, when they changed, put the nftables table
+    that pins the peers' DNS to them in place. Runs under the registry lock."""
+    from . import model
+    from .nft import summary as nft_summary
+    doc = registry.load()
+    conn = doc['connections'].get(conn_id)
+    if conn is None or list(conn.get('pushed_dns') or []) == servers:
+        return []
+    conn['pushed_dns'] = servers
+    registry.save(doc)
+    want = model.desired(doc, cell.facts(doc))
+    if nft_summary(cell.nft.list_table()) != want.nft_summary():
+        cell.nft.replace(want.render_nft())
+    return ['pushed DNS of %s: %s' % (conn_id, ', '.join(servers) or 'none')]
 
 
 # -- the instance, seen by the monitor ---------------------------------------------

@@ -54,6 +54,13 @@ options:
         description: The linked cell offers its internet exit to this cell.
         type: bool
         default: false
+      remote_dns:
+        description:
+          - The linked cell's resolver on the link (its link address), at most one IPv4 and one IPv6 address.
+          - DNS that the relay's peers send to this cell is sent there, through the link. Without it that DNS is
+            refused (never answered by this cell's resolver, which resolves through this cell's WAN).
+        type: list
+        elements: str
   known_cells:
     description: Names of the cells that exist (the inventory's); a link to any other cell is refused.
     type: list
@@ -122,6 +129,7 @@ def main():
             interface=dict(type='str', required=True),
             offer_exit=dict(type='bool', default=False),
             remote_offers_exit=dict(type='bool', default=False),
+            remote_dns=dict(type='list', elements='str'),
         )),
         known_cells=dict(type='list', elements='str'),
     )

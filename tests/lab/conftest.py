@@ -73,6 +73,19 @@ class Cell(object):
         assert len(entries) == 1, entries
         return list(entries.values())[0]
 
+    def start_module(self, name, args):
+        """Run module NAME in the cell in the background (for killing it mid-run): the Popen."""
+        payload = dict(args, state_dir=self.state_dir, _ansible_check_mode=False, _ansible_diff=False)
+        handle = tempfile.NamedTemporaryFile('w', suffix='.json', delete=False)
+        with handle:
+            json.dump({'ANSIBLE_MODULE_ARGS': payload}, handle)
+        env = dict(os.environ, PYTHONPATH=ansible_pythonpath())
+        proc = subprocess.Popen([piclab.NSEXEC, self.name, '/usr/bin/python3',
+                                 os.path.join(ROOT, 'plugins', 'modules', name + '.py'), handle.name],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        proc.args_file = handle.name
+        return proc
+
     def sh(self, *cmd, check=True):
         return piclab.run(self.name, *cmd, check=check)
 
@@ -143,3 +156,230 @@ def lab():
 @pytest.fixture(scope='session')
 def cell(lab):
     return Cell('cell1')
+
+
+
+# -- continuous traffic, the cell's resolver and the internet's per-flow counter ---------
+# (the leak matrix, tests/lab/test_leak_matrix.py, and the DNS tests)
+_RESOLVER = r"""
+import json, socket, sys, threading
+upstream = json.loads(sys.argv[1])          # {source address: upstream address}
+default = {4: sys.argv[2], 6: sys.argv[3]}
+listen = sys.argv[4:]
+
+def forward(lsock, data, client, family):
+    target = upstream.get(client[0], default[family])
+    fam = socket.AF_INET6 if ':' in target else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2)
+    try:
+        s.sendto(data, (target, 53)); reply = s.recv(4096); lsock.sendto(reply, client)
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+def serve(address):
+    family = 6 if ':' in address else 4
+    lsock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); lsock.bind((address, 53))
+    while True:
+        data, client = lsock.recvfrom(4096)
+        threading.Thread(target=forward, args=(lsock, data, client, family), daemon=True).start()
+
+for a in listen[1:]:
+    threading.Thread(target=serve, args=(a,), daemon=True).start()
+serve(listen[0])
+"""
+
+
+def cell_resolver(cell='cell1', upstream=None, daemon='cellresolver'):
+    """The cell's own resolver as a PIC cell runs one: on the cell's peer-side
+    addresses (10.0.0.1, fd00:10::1) port 53 (UDP), resolving through the cell's
+    WAN. A query from a source in UPSTREAM ({source: server}) goes to that server
+    (so that the internet can tell whose query leaked), any other to the
+    internet's DNS echo, which answers with the cell's WAN address. The answer
+    is relayed back. Stop it with piclab.stop(cell, daemon)."""
+    piclab.spawn(cell, daemon, [piclab.PYTHON, '-c', _RESOLVER, json.dumps(upstream or {}), piclab.SERVER_ROUTER4,
+                                piclab.SERVER_ROUTER6, piclab.CELL_TUN_V4, piclab.CELL_TUN_V6])
+    assert wait_for(lambda: '%s:53 ' % piclab.CELL_TUN_V4 in piclab.run(cell, 'ss', '-lnu', check=False).stdout, 10)
+    return daemon
+
+
+_SENDER = r"""
+import collections, json, random, socket, struct, sys, time
+peers, interval, cell = json.loads(sys.argv[1]), float(sys.argv[2]), {4: sys.argv[3], 6: sys.argv[4]}
+AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+def dns():
+    return struct.pack('!HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0) + \
+        b'\x04leak\x06piclab\x04test\x00' + struct.pack('!HH', 1, 1)
+
+def echo(family, seq):
+    head = struct.pack('!BBHHH', 8 if family == 4 else 128, 0, 0, 0x6c6b, seq & 0xffff) + b'leak-matrix!'
+    if family == 6:
+        return head                      # the kernel sums ICMPv6
+    s = sum(struct.unpack('!%dH' % (len(head) // 2), head)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return head[:2] + struct.pack('!H', ~s & 0xffff) + head[4:]
+
+udp, raw = {}, {}
+for p in peers:
+    for f in (4, 6):
+        u = socket.socket(AF[f], socket.SOCK_DGRAM); u.setblocking(False); u.bind((p['src%d' % f], 0))
+        r = socket.socket(AF[f], socket.SOCK_RAW, socket.IPPROTO_ICMP if f == 4 else socket.IPPROTO_ICMPV6)
+        r.setblocking(False); r.bind((p['src%d' % f], 0))
+        udp[p['src%d' % f]], raw[p['src%d' % f]] = u, r
+tcp, seq = collections.deque(), 0
+while True:
+    now = time.monotonic(); seq += 1
+    for p in peers:
+        for f in (4, 6):
+            src, dst = p['src%d' % f], p['dst%d' % f]
+            if seq % 2 == 0:
+                t = socket.socket(AF[f], socket.SOCK_STREAM); t.setblocking(False)
+                try:
+                    t.bind((src, 0)); t.connect_ex((dst, 80))
+                except OSError:
+                    pass
+                tcp.append((now, t))
+            for payload, target in ((b'leak-matrix-udp', (dst, 443)), (dns(), (dst, 53)), (dns(), (cell[f], 53))):
+                try:
+                    udp[src].sendto(payload, target)
+                except OSError:
+                    pass
+            try:
+                raw[src].sendto(echo(f, seq), (dst, 0))
+            except OSError:
+                pass
+    for sock in list(udp.values()) + list(raw.values()):
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+    while tcp and now - tcp[0][0] > 1.5:
+        tcp.popleft()[1].close()
+    time.sleep(max(0.0, interval - (time.monotonic() - now)))
+"""
+
+
+class VirtualPeer(object):
+    """A peer of the collection that is one more source address of a lab peer
+    (its WireGuard client), with a destination of its own on the internet, so
+    that the internet can tell its packets from every other peer's."""
+
+    def __init__(self, index, cell, peer, name, **record):
+        self.index, self.cell, self.node, self.name, self.record = index, cell, piclab.peer_node(peer, cell), name, record
+        self.src4, self.src6 = '10.0.0.%d' % (100 + index), 'fd00:10::%d' % (100 + index)
+        self.dst4, self.dst6 = '198.51.100.%d' % (100 + index), '2001:db8:ff::%d' % (100 + index)
+        self.lab_peer = peer
+
+    def addresses(self):
+        return [self.src4 + '/32', self.src6 + '/128']
+
+    def flow(self):
+        return {'src4': self.src4, 'src6': self.src6, 'dst4': self.dst4, 'dst6': self.dst6}
+
+
+def _wg_peer_key(cell, peer):
+    for line in piclab.run(cell, 'wg', 'show', 'wg0', 'allowed-ips').stdout.splitlines():
+        key, _tab, allowed = line.partition('\t')
+        if piclab.peer_address(peer, 4) + '/32' in allowed.split():
+            return key, allowed.split()
+    raise AssertionError('no WireGuard peer %s on %s' % (peer, cell))
+
+
+def add_virtual_peers(vpeers):
+    """Put the virtual peers' addresses on their lab peers (and in the cell's AllowedIPs)."""
+    for (cell, peer), group in _grouped(vpeers).items():
+        key, allowed = _wg_peer_key(cell, peer)
+        extra = [a for v in group for a in v.addresses()]
+        piclab.run(cell, 'wg', 'set', 'wg0', 'peer', key, 'allowed-ips', ','.join(allowed + extra))
+        piclab._ipbatch(group[0].node, ['addr replace %s dev wg0%s' % (a, ' nodad' if ':' in a else '')
+                                        for a in extra])
+
+
+def remove_virtual_peers(vpeers):
+    for (cell, peer), group in _grouped(vpeers).items():
+        key, allowed = _wg_peer_key(cell, peer)
+        extra = [a for v in group for a in v.addresses()]
+        piclab.run(cell, 'wg', 'set', 'wg0', 'peer', key, 'allowed-ips', ','.join(a for a in allowed if a not in extra))
+        piclab._ipbatch(group[0].node, ['addr del %s dev wg0' % a for a in extra], check=False)
+
+
+def _grouped(vpeers):
+    groups = {}
+    for v in vpeers:
+        groups.setdefault((v.cell, v.lab_peer), []).append(v)
+    return groups
+
+
+class Senders(object):
+    """One sender per lab peer, sending for each of its virtual peers, both families,
+    every INTERVAL seconds: TCP SYN :80 (every other round), UDP :443, DNS to its
+    destination and DNS to the cell (10.0.0.1 / fd00:10::1), ICMP echo."""
+
+    def __init__(self, vpeers, interval=0.2):
+        self.procs = []
+        for (_cell, _peer), group in sorted(_grouped(vpeers).items()):
+            argv = [piclab.NSEXEC, group[0].node, piclab.PYTHON, '-c', _SENDER, json.dumps([v.flow() for v in group]),
+                    str(interval), piclab.CELL_TUN_V4, piclab.CELL_TUN_V6]
+            self.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                               start_new_session=True))
+
+    def alive(self):
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+            proc.wait(10)
+
+
+_FLOWCOUNT = """table inet leakflows {
+    set flows4 { type ipv4_addr . ipv4_addr; flags dynamic; counter; size 65536; }
+    set flows6 { type ipv6_addr . ipv6_addr; flags dynamic; counter; size 65536; }
+    chain prerouting {
+        type filter hook prerouting priority raw; policy accept;
+        ip daddr %s update @flows4 { ip saddr . ip daddr }
+        ip6 daddr %s update @flows6 { ip6 saddr . ip6 daddr }
+    }
+}
+"""
+
+
+class FlowCounter(object):
+    """The internet counts packets per (source, destination) to the virtual peers'
+    destinations, which it also holds (so that TCP, ICMP and DNS get an answer)."""
+
+    def __init__(self, vpeers):
+        self.vpeers = vpeers
+        dst4 = sorted(v.dst4 for v in vpeers)
+        dst6 = sorted(v.dst6 for v in vpeers)
+        self.script = _FLOWCOUNT % ('{ %s }' % ', '.join(dst4), '{ %s }' % ', '.join(dst6))
+
+    def install(self):
+        piclab._ipbatch('inet', ['addr replace %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
+                        ['addr replace %s/128 dev srv0 nodad' % v.dst6 for v in self.vpeers])
+        piclab._nft_replace('inet', 'inet leakflows', self.script)
+
+    def remove(self):
+        piclab.run('inet', 'nft', 'delete', 'table', 'inet', 'leakflows', check=False)
+        piclab._ipbatch('inet', ['addr del %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
+                        ['addr del %s/128 dev srv0' % v.dst6 for v in self.vpeers], check=False)
+
+    def sample(self):
+        """{(source, destination): packets} so far."""
+        out = {}
+        cp = piclab.run('inet', 'nft', '-j', 'list', 'table', 'inet', 'leakflows', check=False)
+        try:
+            doc = json.loads(cp.stdout)
+        except ValueError:
+            return out
+        for item in doc.get('nftables', []):
+            for elem in (item.get('set') or {}).get('elem', []):
+                inner = elem.get('elem', {})
+                key = inner.get('val', {}).get('concat')
+                if key:
+                    out[(key[0], key[1])] = (inner.get('counter') or {}).get('packets', 0)
+        return out

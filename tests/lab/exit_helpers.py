@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
+from conftest import ROOT, cell_resolver, piclab, wait_for, leak_count, quiet_counters
 
 
 def server_plugin(name):
@@ -197,3 +197,19 @@ def wait_pid(supervisor, program, timeout=15):
 def installed(package):
     proc = subprocess.run(['dpkg-query', '-W', '-f=${Status}', package], capture_output=True, text=True)
     return proc.stdout.strip() == 'install ok installed'
+
+
+# -- resolvers -----------------------------------------------------------------------------
+DNS_ECHO = os.path.join(ROOT, 'lab', 'servers', '_dnsecho.py')
+
+
+def dns_echo(node, daemon, addresses_):
+    """Start the lab's DNS echo (answers with the source address it saw) in NODE on ADDRESSES_:53."""
+    piclab.spawn(node, daemon, [piclab.PYTHON, DNS_ECHO, '53'] + list(addresses_))
+    assert wait_for(lambda: str(53) in piclab.run(node, 'ss', '-lnu', check=False).stdout, 10)
+
+
+def wan_resolver(cell='cell1'):
+    """The cell's own resolver, resolving through the cell's WAN (conftest.cell_resolver).
+    Returns its daemons, for piclab.stop."""
+    return [cell_resolver(cell)]
