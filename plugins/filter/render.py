@@ -235,12 +235,36 @@ def torrc_value(value):
     return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
 
 
+# The keywords a ``tor_extra_settings`` line may set (tor reads them case-insensitively):
+# a client's path selection, bridges, timing, logging hygiene, and the Testing*
+# options of a private Tor network. Never one that runs a program
+# (ClientTransportPlugin), writes or reads a file of the cell (Log, PidFile,
+# ControlPortWriteToFile, CookieAuthFile, HiddenServiceDir, %include ...),
+# opens a port (ControlPort, ORPort, MetricsPort, HTTPTunnelPort ...) or
+# replaces a line the role writes (DataDirectory, TransPort, DNSPort ...).
+TOR_EXTRA_KEYWORDS = frozenset(k.lower() for k in (
+    'ContactInfo', 'Nickname', 'TestingTorNetwork', 'AssumeReachable', 'PathsNeededToBuildCircuits',
+    'UseBridges', 'Bridge', 'EntryNodes', 'ExitNodes', 'MiddleNodes', 'ExcludeNodes', 'ExcludeExitNodes',
+    'StrictNodes', 'NumEntryGuards', 'UseEntryGuards', 'GeoIPExcludeUnknown', 'EnforceDistinctSubnets',
+    'CircuitBuildTimeout', 'LearnCircuitBuildTimeout', 'CircuitStreamTimeout', 'NewCircuitPeriod',
+    'MaxCircuitDirtiness', 'KeepalivePeriod', 'ClientUseIPv4', 'ClientUseIPv6', 'ClientPreferIPv6ORPort',
+    'FascistFirewall', 'ReachableAddresses', 'ConnectionPadding', 'ReducedConnectionPadding',
+    'SafeLogging', 'SafeSocks', 'TestSocks', 'ClientOnly', 'FetchDirInfoEarly', 'UseMicrodescriptors',
+    'DownloadExtraInfo'))
+_TOR_TESTING_KEY = re.compile(r'[Tt][Ee][Ss][Tt][Ii][Nn][Gg][A-Za-z0-9]+')
+
+
 def torrc_line(line):
-    """A whole ``Keyword value`` torrc line (tor_extra_settings, DirAuthority)."""
+    """A whole ``Keyword value`` torrc line (tor_extra_settings): a keyword of
+    ``TOR_EXTRA_KEYWORDS`` (or a ``Testing*`` one) and its value."""
     line = _text(line, 'torrc_line')
     key, _sep, value = line.partition(' ')
     if not _TOR_KEY.fullmatch(key):
         _refuse('torrc_line', line, "a torrc line starts with a keyword ([A-Za-z][A-Za-z0-9_]*) and a space")
+    if key.lower() not in TOR_EXTRA_KEYWORDS and not _TOR_TESTING_KEY.fullmatch(key):
+        _refuse('torrc_line', line, "%s is not a keyword tor_extra_settings may set (it could run a program, "
+                "touch a file of the cell, open a port or replace a line the role writes); allowed: %s, Testing*"
+                % (key, ', '.join(sorted(TOR_EXTRA_KEYWORDS))))
     return '%s %s' % (key, torrc_value(value.strip(' ')))
 
 

@@ -433,6 +433,36 @@ def test_entry_point_puts_exactly_the_library_directory_on_sys_path(lib_dir):
 
 
 # -- torrc lines ---------------------------------------------------------------------------------------
+# tor_extra_settings lines tor would take as a program to run, a file of the cell to
+# write or read, a port to open, or a line the role writes: each once accepted.
+TORRC_REFUSED = ['ClientTransportPlugin obfs4 exec /bin/sh -c id', 'ServerTransportPlugin x exec /bin/sh',
+                 'ControlPortWriteToFile /etc/cron.d/x', 'Log notice file /etc/x', 'log notice file /etc/x',
+                 'HiddenServiceDir /etc/pic', 'CookieAuthFile /etc/x', 'KeyDirectory /etc', 'PidFile /etc/x',
+                 'ControlPort 0.0.0.0:9051', 'ORPort 9001', 'MetricsPort 0.0.0.0:9035', 'HTTPTunnelPort 8118',
+                 'SocksPort 0.0.0.0:9050', 'DataDirectory /', 'GeoIPFile /etc/shadow', 'Sandbox 1', 'Tor 1']
+TORRC_ACCEPTED = ['TestingTorNetwork 1', 'testingtornetwork 1', 'TestingV3AuthInitialVotingInterval 5',
+                  'ExitNodes {us}', 'Nickname picr', 'ContactInfo a # b', 'AssumeReachable 1']
+
+
+@pytest.mark.parametrize('line', TORRC_REFUSED)
+def test_torrc_line_refuses_keywords_off_the_allow_list(line):
+    with pytest.raises(AnsibleFilterError) as err:
+        render.torrc_line(line)
+    assert 'not a keyword tor_extra_settings may set' in str(err.value) and repr(line) in str(err.value)
+
+
+@pytest.mark.parametrize('line', TORRC_ACCEPTED)
+def test_torrc_line_accepts_allowed_keywords(line):
+    assert render.torrc_line(line).split(' ', 1)[0] == line.split(' ', 1)[0]
+
+
+@needs_tor
+def test_torrc_allowed_keywords_are_tor_options():
+    known = subprocess.run(['tor', '--list-torrc-options'], capture_output=True, text=True, check=True,
+                           timeout=30).stdout.lower().split()
+    assert sorted(render.TOR_EXTRA_KEYWORDS - set(known)) == []
+
+
 @needs_tor
 @SLOW
 @given(TEXT)
