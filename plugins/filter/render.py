@@ -21,8 +21,9 @@ Filters (FQCN ``pic.connectivity.<name>``):
 * ``sshuttle_arg`` (one line of an sshuttle ``@file``: one argument);
 * ``supervisor_name`` (a program name), ``supervisor_value`` (a value of a supervisord .ini file) and
   ``supervisor_command`` (a list, or a string split as a shell would, for ``command=``);
-* ``systemd_value`` (a unit file setting such as ``Description=``) and
-  ``systemd_command`` (a list or a string, for ``ExecStart=``);
+* ``systemd_value`` (a unit file setting such as ``Description=``),
+  ``systemd_command`` (a list or a string, for ``ExecStart=``) and
+  ``systemd_unit`` (one unit name of a list such as ``RequiredBy=``);
 * ``redsocks_string`` (a quoted string of redsocks.conf) and ``redsocks_value``
   (a bare word: address, number, user name);
 * ``torrc_value`` (the value of a torrc line) and ``torrc_line`` (a whole
@@ -191,6 +192,21 @@ def systemd_command(command):
     return ' '.join(_systemd_word(word) for word in _argv(command, 'systemd_command'))
 
 
+_SYSTEMD_UNIT = re.compile(r'[A-Za-z0-9_][A-Za-z0-9:_.-]*(?:@[A-Za-z0-9:_.-]+)?\.(?:service|target)')
+
+
+def systemd_unit(value):
+    """One unit name of a unit list (``RequiredBy=``, ``After=``): a space
+    would separate a second unit and ``%`` is a specifier, so only
+    ``name[@instance].service|target`` of letters, digits and ``:_.-``
+    (255 characters at most, systemd's limit)."""
+    value = _text(value, 'systemd_unit')
+    if len(value) > 255 or not _SYSTEMD_UNIT.fullmatch(value):
+        _refuse('systemd_unit', value, 'a unit name is name[@instance].service or .target, of letters, digits and '
+                ':_.- (a space would name a second unit)')
+    return value
+
+
 # -- redsocks --------------------------------------------------------------------------------
 # redsocks' parser (parser.c gettoken): a bare token is a number/address
 # ([0-9][0-9./]*) or a name ([A-Za-z][A-Za-z0-9_.-]*); a "..." string knows the
@@ -284,7 +300,7 @@ class FilterModule:
             'sshuttle_arg': sshuttle_arg,
             'supervisor_value': supervisor_value, 'supervisor_command': supervisor_command,
             'supervisor_name': supervisor_name,
-            'systemd_value': systemd_value, 'systemd_command': systemd_command,
+            'systemd_value': systemd_value, 'systemd_command': systemd_command, 'systemd_unit': systemd_unit,
             'redsocks_string': redsocks_string, 'redsocks_value': redsocks_value,
             'torrc_value': torrc_value, 'torrc_line': torrc_line, 'shell_value': shell_value,
         }

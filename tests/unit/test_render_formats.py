@@ -235,6 +235,27 @@ def test_systemd_command_property(tmp_path_factory, word):
     assert systemd_reads_executable(tmp_path_factory.mktemp('sd'), word) == '/nonexistent-picr/' + word
 
 
+def render_restore_unit(peer_interface):
+    return render_template('connectivity', 'pic-connectivity-restore.service.j2', pic_peer_interface=peer_interface,
+                           pic_entry_point='/usr/local/sbin/pic-connectivity', pic_state_dir='/var/lib/pic')
+
+
+# pic_peer_interface reaches RequiredBy= (a list of units) before any module checks it:
+# 'wg0 sshd' made the restore unit required by sshd.service when enabled.
+@pytest.mark.parametrize('peer_interface', ['wg0 sshd', 'wg0 multi-user.target', 'wg0%i', 'wg0\\x', 'wg0\n', '',
+                                            'wg0/../x', 'wg0;x', 'wg\u00e9'])
+def test_restore_unit_required_by_holds_one_unit(peer_interface):
+    with pytest.raises(AnsibleFilterError) as err:
+        render_restore_unit(peer_interface)
+    assert 'systemd_unit: refused' in str(err.value) or 'only printable ASCII' in str(err.value)
+
+
+@pytest.mark.parametrize('peer_interface', ['wg0', 'wg-cell_1.2'])
+def test_restore_unit_required_by_the_peer_interface(peer_interface):
+    lines = render_restore_unit(peer_interface).splitlines()
+    assert 'RequiredBy=wg-quick@%s.service' % peer_interface in lines
+
+
 # -- tor: tor --verify-config and --dump-config -------------------------------------------------------
 needs_tor = pytest.mark.skipif(not shutil.which('tor'), reason='tor is not installed')
 
@@ -494,8 +515,8 @@ def test_supervisor_value_property(tmp_path_factory, value):
 
 
 # -- every filter: control characters refused, the value named (a secret never) -------------------------
-VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'supervisor_value', 'supervisor_name', 'systemd_value', 'redsocks_string',
-                 'redsocks_value', 'torrc_value', 'torrc_line', 'shell_value']
+VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'supervisor_value', 'supervisor_name', 'systemd_value', 'systemd_unit',
+                 'redsocks_string', 'redsocks_value', 'torrc_value', 'torrc_line', 'shell_value']
 COMMAND_FILTERS = ['ovpn_command', 'supervisor_command', 'systemd_command']
 
 
