@@ -23,18 +23,50 @@ _SECRET_LINE = re.compile(r'^[ \t]*(PrivateKey|PresharedKey|password|auth-user-p
 SECRET_KEYS = ('private_key', 'preshared_key', 'password', 'ssh_key')
 
 
+# Every setting any type takes that holds no secret: the values of all other keys (a misspelt
+# ``privatekey``, ``Password``) are masked as well.
+_PUBLIC_KEYS = frozenset(('interface', 'health_target', 'health_fail_after', 'health_recover_after', 'address',
+                          'peer_public_key', 'endpoint', 'allowed_ips', 'persistent_keepalive', 'mtu', 'dns',
+                          'listen_port', 'host', 'user', 'port', 'known_hosts', 'subnets', 'python', 'proxy_type',
+                          'username', 'socks_port', 'trans_port', 'dns_port'))
+_SECRET_NAMES = frozenset(re.sub('[^a-z]', '', key) for key in SECRET_KEYS)
+MIN_GUESSED_SECRET = 8
+
+
+def _leaves(value, depth=0):
+    """The scalars of a value as text (a password given as a number, a key inside a
+    list or a dict): AnsibleModule logs them as they are."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if depth > 8:
+        return []
+    if isinstance(value, dict):
+        return [leaf for item in value.items() for part in item for leaf in _leaves(part, depth + 1)]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item, depth + 1)]
+    return []
+
+
 def secrets_in(config):
     """Every string in a raw ``config`` that could be a secret, before any validation,
-    so that even a refused configuration is masked in the module's output."""
+    so that even a refused configuration is masked in the module's output and log:
+    the values of the secret keys and of any key that is not a known public setting
+    (a misspelt one: those of 8 characters or more), of any type, at any depth."""
     out = []
     if not isinstance(config, dict):
         return out
     for key, value in config.items():
-        if key in SECRET_KEYS and isinstance(value, str) and value:
-            out.append(value)
-        if key in ('wg_config', 'ovpn_config') and isinstance(value, str) and value.strip():
-            out.append(value)
-            out.extend(m.group(2) for m in _SECRET_LINE.finditer(value))
+        name = re.sub('[^a-z]', '', key.lower()) if isinstance(key, str) else None
+        if key in ('wg_config', 'ovpn_config'):
+            for text in _leaves(value):
+                out.append(text)
+                out.extend(m.group(2) for m in _SECRET_LINE.finditer(text))
+        elif name in _SECRET_NAMES:
+            out.extend(_leaves(value))
+        elif key not in _PUBLIC_KEYS:
+            out.extend(leaf for leaf in _leaves(value) if len(leaf) >= MIN_GUESSED_SECRET)
     return out
 
 
