@@ -18,7 +18,8 @@ Filters (FQCN ``pic.connectivity.<name>``):
   list: the command of an ``up``/``down`` line, quoted twice as OpenVPN splits
   the line and then the command), ``ovpn_config`` (the user's .ovpn text,
   checked against the client allow-list and written back; see module_utils/openvpn.py);
-* ``sshuttle_arg`` (one line of an sshuttle ``@file``: one argument);
+* ``sshuttle_arg`` (one line of an sshuttle ``@file``: one argument) and
+  ``ssh_option`` (one ssh ``-o`` option of its ``--ssh-cmd``, from an allow-list);
 * ``supervisor_name`` (a program name), ``supervisor_value`` (a value of a supervisord .ini file) and
   ``supervisor_command`` (a list, or a string split as a shell would, for ``command=``);
 * ``systemd_value`` (a unit file setting such as ``Description=``),
@@ -122,6 +123,35 @@ def sshuttle_arg(value):
         _refuse('sshuttle_arg', value, "argparse reads a '--' argument as the end of the options and drops a '--' value")
     if value[:1] in ' #"\'' or value[-1:] in ' "\'':
         return '"%s"' % value
+    return value
+
+
+# The ssh options an sshuttle instance may be given (``sshuttle_ssh_options``,
+# ``Keyword=value``, keywords case-insensitive as ssh reads them): timeouts,
+# keep-alives, algorithms, logging, a jump host. Never one that runs a program
+# or loads a library (ProxyCommand, LocalCommand, KnownHostsCommand,
+# PKCS11Provider), opens a port (LocalForward, DynamicForward), includes or
+# writes a file (Include, ControlPath, UserKnownHostsFile), or forwards agents.
+SSH_OPTIONS = frozenset(k.lower() for k in (
+    'ConnectTimeout', 'ConnectionAttempts', 'ServerAliveInterval', 'ServerAliveCountMax', 'TCPKeepAlive',
+    'Compression', 'AddressFamily', 'IPQoS', 'Ciphers', 'MACs', 'KexAlgorithms', 'HostKeyAlgorithms',
+    'PubkeyAcceptedAlgorithms', 'PubkeyAcceptedKeyTypes', 'CASignatureAlgorithms', 'RekeyLimit', 'LogLevel',
+    'ProxyJump', 'HostKeyAlias', 'CheckHostIP', 'VerifyHostKeyDNS', 'Port'))
+_SSH_OPTION = re.compile(r'([A-Za-z][A-Za-z0-9]*)[ =]([A-Za-z0-9_.,:@+/=\[\]][A-Za-z0-9_.,:@+/=\[\] -]*)')
+
+
+def ssh_option(value):
+    """One ssh ``-o`` option, ``Keyword=value``: a keyword of ``SSH_OPTIONS``
+    and a value of letters, digits, spaces and ``_.,:@+/=[]-`` (no quote, no
+    ``#``, not starting with ``-``); returned as given."""
+    value = _text(value, 'ssh_option')
+    match = _SSH_OPTION.fullmatch(value)
+    if not match:
+        _refuse('ssh_option', value, "an ssh option is Keyword=value, the value of letters, digits, spaces and "
+                "_.,:@+/=[]- (not starting with '-')")
+    if match.group(1).lower() not in SSH_OPTIONS:
+        _refuse('ssh_option', value, "%s is not an ssh option an exit may set (it could run a program, open a port "
+                "or touch a file of the cell); allowed: %s" % (match.group(1), ', '.join(sorted(SSH_OPTIONS))))
     return value
 
 
@@ -297,7 +327,7 @@ class FilterModule:
     def filters(self):
         return {
             'ovpn_value': ovpn_value, 'ovpn_command': ovpn_command, 'ovpn_config': ovpn_config,
-            'sshuttle_arg': sshuttle_arg,
+            'sshuttle_arg': sshuttle_arg, 'ssh_option': ssh_option,
             'supervisor_value': supervisor_value, 'supervisor_command': supervisor_command,
             'supervisor_name': supervisor_name,
             'systemd_value': systemd_value, 'systemd_command': systemd_command, 'systemd_unit': systemd_unit,

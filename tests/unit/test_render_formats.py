@@ -117,6 +117,31 @@ def test_sshuttle_ssh_option_with_a_line_break_is_refused(tmp_path):
         render_sshuttle(tmp_path, sshuttle_item(), options=('ConnectTimeout=10\n--ssh-cmd=x',))
 
 
+# sshuttle_ssh_options that make ssh run a program (as root), load a library, open a
+# port or include a file: each once accepted (ssh ran 'ProxyCommand=touch ...').
+SSH_REFUSED = ['ProxyCommand=touch /tmp/pwned', 'proxycommand sh', 'LocalCommand=id', 'PermitLocalCommand=yes',
+               'KnownHostsCommand=/bin/sh', 'PKCS11Provider=/tmp/x.so', 'SecurityKeyProvider=/tmp/x.so',
+               'LocalForward=0.0.0.0:80 127.0.0.1:80', 'DynamicForward=1080', 'Include=/etc/shadow',
+               'ControlPath=/etc/x', 'ControlMaster=yes', 'UserKnownHostsFile=/dev/null', 'IdentityAgent=/tmp/s',
+               'StrictHostKeyChecking=no', 'ForwardAgent=yes', 'Match exec true', 'ConnectTimeout=-10',
+               'ConnectTimeout="10"', 'ConnectTimeout=10 #x', 'ConnectTimeout', '=10', 42]
+SSH_ACCEPTED = ['ConnectTimeout=10', 'serveralivecountmax=3', 'ProxyJump=jump.example:2222', 'Ciphers=+aes128-ctr',
+                'ServerAliveInterval 5']
+
+
+@pytest.mark.parametrize('option', SSH_REFUSED)
+def test_ssh_options_off_the_allow_list_are_refused(option, tmp_path):
+    with pytest.raises(AnsibleFilterError) as err:
+        render_sshuttle(tmp_path, sshuttle_item(), options=('ConnectTimeout=10', option))
+    assert 'ssh_option' in str(err.value)
+
+
+@pytest.mark.parametrize('option', SSH_ACCEPTED)
+def test_ssh_options_on_the_allow_list_reach_ssh_as_one_option(option, tmp_path):
+    opts = render_sshuttle(tmp_path, sshuttle_item(), options=(option,))
+    assert shlex.split(opts.ssh_cmd)[-2:] == ['-o', option]
+
+
 # -- supervisord: its own config reader ----------------------------------------------------------
 def supervisor_programs(tmp_path, command, name='pic-x', supervisor_dir=None):
     supervisor_dir = supervisor_dir or str(tmp_path / 'sup')
@@ -515,7 +540,7 @@ def test_supervisor_value_property(tmp_path_factory, value):
 
 
 # -- every filter: control characters refused, the value named (a secret never) -------------------------
-VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'supervisor_value', 'supervisor_name', 'systemd_value', 'systemd_unit',
+VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'ssh_option', 'supervisor_value', 'supervisor_name', 'systemd_value', 'systemd_unit',
                  'redsocks_string', 'redsocks_value', 'torrc_value', 'torrc_line', 'shell_value']
 COMMAND_FILTERS = ['ovpn_command', 'supervisor_command', 'systemd_command']
 
