@@ -9,8 +9,9 @@ parser reads back as exactly the value (quoting it where the format has
 quoting), or raises AnsibleFilterError naming the value (a secret is never
 shown: ``ovpn_config`` names lines, ``redsocks_string`` and ``sshuttle_arg`` of
 a secret are not used). Control characters (C0, DEL, C1) and non-ASCII text
-are refused by every filter; each format's comment, continuation, quoting
-and expansion characters are escaped or refused.
+are refused by every filter (``systemd_value`` takes non-ASCII text, a display
+name, but no control, line separator or invisible format character); each
+format's comment, continuation, quoting and expansion characters are escaped or refused.
 
 Filters (FQCN ``pic.connectivity.<name>``):
 
@@ -43,15 +44,19 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pic.connectivity.plugins.module_utils import openvpn
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
+from ansible_collections.pic.connectivity.plugins.module_utils.validation import has_control
 
 _PRINTABLE = re.compile(r'[\x20-\x7e]*')
 
 
-def _text(value, fmt, show=True):
-    """``value`` as a str of printable ASCII, else AnsibleFilterError."""
+def _text(value, fmt, show=True, unicode=False):
+    """``value`` as a str of printable ASCII (with ``unicode``: of any text but
+    control, line separator and invisible format characters), else AnsibleFilterError."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise AnsibleFilterError("%s: a value must be a string or a number, got %s" % (fmt, type(value).__name__))
     value = str(value)
+    if unicode and not has_control(value):
+        return value
     if not _PRINTABLE.fullmatch(value):
         raise AnsibleFilterError("%s: refused %s: only printable ASCII, no control character"
                                  % (fmt, repr(value) if show else 'a secret value'))
@@ -203,8 +208,9 @@ def supervisor_command(command):
 def systemd_value(value):
     """A unit file setting's value (``Description=``): no quoting there; ``%``
     is written ``%%`` (specifiers); surrounding whitespace (stripped) and a
-    trailing backslash (continuation) are refused."""
-    value = _text(value, 'systemd_value')
+    trailing backslash (continuation) are refused. A unit file is UTF-8: a
+    connection's display name ("Café VPN") is written as it is."""
+    value = _text(value, 'systemd_value', unicode=True)
     if not value or value != value.strip(' ') or value.endswith('\\'):
         _refuse('systemd_value', value, 'a unit file value neither starts nor ends with a space or a backslash, '
                 'nor is empty')

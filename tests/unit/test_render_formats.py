@@ -17,6 +17,7 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.pic.connectivity.plugins.filter import render
+from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_display_name
 from render_helpers import render_template
 
 DIST = '/usr/lib/python3/dist-packages'
@@ -258,6 +259,23 @@ def test_systemd_command_property(tmp_path_factory, word):
     if refused(render.systemd_command, ['/nonexistent-picr/' + word]) or '/' in word or word in ('', '.', '..'):
         return
     assert systemd_reads_executable(tmp_path_factory.mktemp('sd'), word) == '/nonexistent-picr/' + word
+
+
+# Display names check_display_name accepts (free text) reach Description= of the
+# exit's unit: a non-ASCII name was saved by pic_connection, then refused here.
+@needs_systemd
+@pytest.mark.parametrize('name', ['Café VPN', 'Zürich exit', 'Сервер', '東京', 'a (b) c, d/e + f:g'])
+def test_a_display_name_reaches_the_unit_description(name, tmp_path):
+    check_display_name(name, 'name')
+    description = 'pic.connectivity OpenVPN exit %s' % name
+    rc, out = systemd_verify(tmp_path, description, ['/bin/true'])
+    assert rc == 0, out
+    assert ('Description=' + description) in (tmp_path / 'picr-x.service').read_text(encoding='utf-8').splitlines()
+
+
+@pytest.mark.parametrize('value', ['x\u2028y', 'x\u202ey', 'x\u200by', 'x\ufeff', 'x\x85y'])
+def test_systemd_value_refuses_unicode_separators_and_format_characters(value):
+    assert refused(render.systemd_value, value)
 
 
 def render_restore_unit(peer_interface):
