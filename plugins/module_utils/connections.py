@@ -203,7 +203,15 @@ def _proxy(config, field):
     if config.get('password') is not None:
         # it goes into redsocks' configuration, inside double quotes
         check_secret(config['password'], field + '.password')
+        if config['password'] in REDSOCKS_TOKENS:
+            raise PicError("must not be a punctuation or comment token of redsocks' configuration (%s): redsocks "
+                           "reads it as one even inside quotes (value hidden)" % ' '.join(REDSOCKS_TOKENS),
+                           field + '.password')
     return public
+
+
+# redsocks' parser takes a quoted string equal to one of its punctuation or comment tokens for it.
+REDSOCKS_TOKENS = ('{', '}', '=', ';', '//', '/*')
 
 
 def _openvpn_credentials(config, field):
