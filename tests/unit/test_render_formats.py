@@ -6,6 +6,7 @@ For every value (fixed hostile ones, and hypothesis-generated ones) a filter
 either refuses it, or the program reads the rendered file back as exactly
 that value."""
 import os
+import pathlib
 import re
 import shlex
 import shutil
@@ -18,8 +19,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.pic.connectivity.plugins.filter import render
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_display_name
-from render_helpers import render_template
+from render_helpers import ROOT as ROOT_STR, environment as render_environment, render_template
 
+ROOT_DIR = pathlib.Path(ROOT_STR)
 DIST = '/usr/lib/python3/dist-packages'
 if DIST not in sys.path:
     sys.path.append(DIST)
@@ -202,6 +204,44 @@ def test_supervisor_command_property(tmp_path_factory, words):
     except AnsibleFilterError:
         return
     assert supervisor_programs(tmp_path_factory.mktemp('sup'), argv)['pic-x'][0][1] == argv
+
+
+# The command of each exit instance, as its role builds it: a list, so that a path
+# (pic_state_dir) with a space or a quote stays one argument. A string split as a
+# shell would gave OpenVPN '--cd /srv/pic' and 'cells/openvpn'.
+STATE = "/srv/pic cells/it's"
+ROLE_VARS = {'item': {'id': 'x', 'local_port': 12302, 'dns_port': 12303, 'config': {'host': '192.0.2.1', 'port': 1080}},
+             'openvpn_client_binary': '/usr/sbin/openvpn', 'openvpn_client_dir': STATE + '/openvpn',
+             'proxy_python': '/usr/bin/python3', 'proxy_guard': STATE + '/lib/exitguard.py', 'proxy_guard_interval': 1.0,
+             'proxy_guard_fail_after': 2, 'proxy_dir': STATE + '/proxy', 'proxy_redsocks_binary': '/usr/sbin/redsocks',
+             'sshuttle_python': '/usr/bin/python3', 'sshuttle_guard': STATE + '/lib/exitguard.py',
+             'sshuttle_upstream': '192.0.2.1:22', 'sshuttle_guard_interval': 1.0, 'sshuttle_guard_fail_after': 2,
+             'sshuttle_dir': STATE + '/sshuttle', 'sshuttle_launcher': STATE + '/pic-sshuttle',
+             'tor_binary': '/usr/bin/tor', 'tor_dir': STATE + '/tor'}
+ROLE_COMMANDS = {
+    'openvpn_client': ['/usr/sbin/openvpn', '--cd', STATE + '/openvpn', '--config', STATE + '/openvpn/x.conf'],
+    'proxy': ['/usr/bin/python3', STATE + '/lib/exitguard.py', '--upstream', '192.0.2.1:1080', '--interval', '1.0',
+              '--fail-after', '2', '--pidfile', STATE + '/proxy/x.pid', '--', '/usr/sbin/redsocks', '-c',
+              STATE + '/proxy/x.conf'],
+    'sshuttle': ['/usr/bin/python3', STATE + '/lib/exitguard.py', '--upstream', '192.0.2.1:22', '--interval', '1.0',
+                 '--fail-after', '2', '--pidfile', STATE + '/sshuttle/x.pid', '--', '/usr/bin/python3',
+                 STATE + '/pic-sshuttle', '--pic-port', '12302', '--pic-dns-port', '12303', '@' + STATE + '/sshuttle/x.conf'],
+    'tor': ['/usr/bin/tor', '-f', STATE + '/tor/torrc'],
+}
+
+
+def role_command(role):
+    """The exit_instance_command of roles/<role>/tasks/instances.yml, evaluated for ROLE_VARS."""
+    text = (ROOT_DIR / 'roles' / role / 'tasks' / 'instances.yml').read_text()
+    found = re.search(r'exit_instance_command: (?:>-\n)?\s*"?\{\{(.*?)\}\}', text, re.S)
+    return render_environment().compile_expression(found.group(1))(**ROLE_VARS)
+
+
+@pytest.mark.parametrize('role', sorted(ROLE_COMMANDS))
+def test_exit_commands_keep_each_path_one_argument(role, tmp_path):
+    argv = role_command(role)
+    assert argv == ROLE_COMMANDS[role]
+    assert supervisor_programs(tmp_path, argv)['pic-x'][0][1] == argv
 
 
 # -- systemd: systemd-analyze verify ----------------------------------------------------------------
