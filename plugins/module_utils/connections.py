@@ -7,8 +7,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import hashlib
+import hmac
 import json
+import os
 import re
 
 from . import model, openvpn, wgconf
@@ -224,14 +227,29 @@ def _openvpn_credentials(config, field):
         check_secret(config['password'], field + '.password', forbid=())
 
 
-def validate_config(ctype, config, field='config'):
+def new_fingerprint_key():
+    return binascii.hexlify(os.urandom(16)).decode('ascii')
+
+
+def fingerprint(config, key):
+    """What shows that a configuration holding a password changed, without giving the
+    password away: an HMAC under the connection's random key (kept in its registry
+    record, never shown). A plain hash of a known .ovpn file and a password was a
+    test of every guess of the password, offline."""
+    text = json.dumps(config, sort_keys=True).encode('utf-8')
+    return hmac.new(key.encode('ascii'), text, hashlib.sha256).hexdigest()[:16]
+
+
+def validate_config(ctype, config, field='config', fingerprint_key=None):
     """Validate ``config`` for ``ctype``.
 
     Returns (public, secret_payload, secrets, routes): ``public`` is safe to
     store in the registry and show; ``secret_payload`` goes to a 0600 file;
     ``secrets`` are strings to mask in every output; ``routes`` are what an
-    interface exit carries per family.
+    interface exit carries per family. ``fingerprint_key``: the connection's
+    key of :func:`fingerprint` (a new one when None).
     """
+    fingerprint_key = fingerprint_key or new_fingerprint_key()
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -255,7 +273,7 @@ def validate_config(ctype, config, field='config'):
         _openvpn_credentials(config, field)
         public['remote'] = openvpn.validate(config, field)
         secrets = [s for s in (config.get('password'),) if s]
-        public['fingerprint'] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        public['fingerprint'] = fingerprint(config, fingerprint_key)
         # Everything goes into the tunnel; what it cannot carry is dropped there, never leaked.
         return public, config, secrets, {'4': ['0.0.0.0/0'], '6': ['::/0']}
     if ctype == 'sshuttle':
@@ -382,9 +400,12 @@ def plan(doc, params):
     record = dict(current) if current else {'id': existing_id or conn_id, 'name': name, 'type': ctype}
     record['name'] = name
     if config is not None:
-        public, payload, secrets, routes = validate_config(ctype, config)
+        key = record.get('fingerprint_key') or new_fingerprint_key()
+        public, payload, secrets, routes = validate_config(ctype, config, fingerprint_key=key)
         record['config'] = public
         record['routes'] = routes
+        if 'fingerprint' in public and ctype == 'openvpn':
+            record['fingerprint_key'] = key
     fail_open = params.get('fail_open')
     if fail_open is not None:
         record['fail_open'] = bool(fail_open)
