@@ -49,13 +49,13 @@ from ansible_collections.pic.connectivity.plugins.module_utils.validation import
 _PRINTABLE = re.compile(r'[\x20-\x7e]*')
 
 
-def _text(value, fmt, show=True, unicode=False):
-    """``value`` as a str of printable ASCII (with ``unicode``: of any text but
+def _text(value, fmt, show=True, non_ascii=False):
+    """``value`` as a str of printable ASCII (with ``non_ascii``: of any text but
     control, line separator and invisible format characters), else AnsibleFilterError."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise AnsibleFilterError("%s: a value must be a string or a number, got %s" % (fmt, type(value).__name__))
     value = str(value)
-    if unicode and not has_control(value):
+    if non_ascii and not has_control(value):
         return value
     if not _PRINTABLE.fullmatch(value):
         raise AnsibleFilterError("%s: refused %s: only printable ASCII, no control character"
@@ -210,7 +210,7 @@ def systemd_value(value):
     is written ``%%`` (specifiers); surrounding whitespace (stripped) and a
     trailing backslash (continuation) are refused. A unit file is UTF-8: a
     connection's display name ("Café VPN") is written as it is."""
-    value = _text(value, 'systemd_value', unicode=True)
+    value = _text(value, 'systemd_value', non_ascii=True)
     if not value or value != value.strip(' ') or value.endswith('\\'):
         _refuse('systemd_value', value, 'a unit file value neither starts nor ends with a space or a backslash, '
                 'nor is empty')
