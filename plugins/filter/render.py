@@ -9,8 +9,9 @@ parser reads back as exactly the value (quoting it where the format has
 quoting), or raises AnsibleFilterError naming the value (a secret is never
 shown: ``ovpn_config`` names lines, ``redsocks_string`` and ``sshuttle_arg`` of
 a secret are not used). Control characters (C0, DEL, C1) and non-ASCII text
-are refused by every filter; each format's comment, continuation, quoting
-and expansion characters are escaped or refused.
+are refused by every filter (``systemd_value`` takes non-ASCII text, a display
+name, but no control, line separator or invisible format character); each
+format's comment, continuation, quoting and expansion characters are escaped or refused.
 
 Filters (FQCN ``pic.connectivity.<name>``):
 
@@ -18,11 +19,13 @@ Filters (FQCN ``pic.connectivity.<name>``):
   list: the command of an ``up``/``down`` line, quoted twice as OpenVPN splits
   the line and then the command), ``ovpn_config`` (the user's .ovpn text,
   checked against the client allow-list and written back; see module_utils/openvpn.py);
-* ``sshuttle_arg`` (one line of an sshuttle ``@file``: one argument);
+* ``sshuttle_arg`` (one line of an sshuttle ``@file``: one argument) and
+  ``ssh_option`` (one ssh ``-o`` option of its ``--ssh-cmd``, from an allow-list);
 * ``supervisor_name`` (a program name), ``supervisor_value`` (a value of a supervisord .ini file) and
   ``supervisor_command`` (a list, or a string split as a shell would, for ``command=``);
-* ``systemd_value`` (a unit file setting such as ``Description=``) and
-  ``systemd_command`` (a list or a string, for ``ExecStart=``);
+* ``systemd_value`` (a unit file setting such as ``Description=``),
+  ``systemd_command`` (a list or a string, for ``ExecStart=``) and
+  ``systemd_unit`` (one unit name of a list such as ``RequiredBy=``);
 * ``redsocks_string`` (a quoted string of redsocks.conf) and ``redsocks_value``
   (a bare word: address, number, user name);
 * ``torrc_value`` (the value of a torrc line) and ``torrc_line`` (a whole
@@ -41,15 +44,19 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pic.connectivity.plugins.module_utils import openvpn
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
+from ansible_collections.pic.connectivity.plugins.module_utils.validation import has_control
 
 _PRINTABLE = re.compile(r'[\x20-\x7e]*')
 
 
-def _text(value, fmt, show=True):
-    """``value`` as a str of printable ASCII, else AnsibleFilterError."""
+def _text(value, fmt, show=True, non_ascii=False):
+    """``value`` as a str of printable ASCII (with ``non_ascii``: of any text but
+    control, line separator and invisible format characters), else AnsibleFilterError."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise AnsibleFilterError("%s: a value must be a string or a number, got %s" % (fmt, type(value).__name__))
     value = str(value)
+    if non_ascii and not has_control(value):
+        return value
     if not _PRINTABLE.fullmatch(value):
         raise AnsibleFilterError("%s: refused %s: only printable ASCII, no control character"
                                  % (fmt, repr(value) if show else 'a secret value'))
@@ -124,6 +131,35 @@ def sshuttle_arg(value):
     return value
 
 
+# The ssh options an sshuttle instance may be given (``sshuttle_ssh_options``,
+# ``Keyword=value``, keywords case-insensitive as ssh reads them): timeouts,
+# keep-alives, algorithms, logging, a jump host. Never one that runs a program
+# or loads a library (ProxyCommand, LocalCommand, KnownHostsCommand,
+# PKCS11Provider), opens a port (LocalForward, DynamicForward), includes or
+# writes a file (Include, ControlPath, UserKnownHostsFile), or forwards agents.
+SSH_OPTIONS = frozenset(k.lower() for k in (
+    'ConnectTimeout', 'ConnectionAttempts', 'ServerAliveInterval', 'ServerAliveCountMax', 'TCPKeepAlive',
+    'Compression', 'AddressFamily', 'IPQoS', 'Ciphers', 'MACs', 'KexAlgorithms', 'HostKeyAlgorithms',
+    'PubkeyAcceptedAlgorithms', 'PubkeyAcceptedKeyTypes', 'CASignatureAlgorithms', 'RekeyLimit', 'LogLevel',
+    'ProxyJump', 'HostKeyAlias', 'CheckHostIP', 'VerifyHostKeyDNS', 'Port'))
+_SSH_OPTION = re.compile(r'([A-Za-z][A-Za-z0-9]*)[ =]([A-Za-z0-9_.,:@+/=\[\]][A-Za-z0-9_.,:@+/=\[\] -]*)')
+
+
+def ssh_option(value):
+    """One ssh ``-o`` option, ``Keyword=value``: a keyword of ``SSH_OPTIONS``
+    and a value of letters, digits, spaces and ``_.,:@+/=[]-`` (no quote, no
+    ``#``, not starting with ``-``); returned as given."""
+    value = _text(value, 'ssh_option')
+    match = _SSH_OPTION.fullmatch(value)
+    if not match:
+        _refuse('ssh_option', value, "an ssh option is Keyword=value, the value of letters, digits, spaces and "
+                "_.,:@+/=[]- (not starting with '-')")
+    if match.group(1).lower() not in SSH_OPTIONS:
+        _refuse('ssh_option', value, "%s is not an ssh option an exit may set (it could run a program, open a port "
+                "or touch a file of the cell); allowed: %s" % (match.group(1), ', '.join(sorted(SSH_OPTIONS))))
+    return value
+
+
 # -- supervisord ----------------------------------------------------------------------------
 _SUPERVISOR_BARE = re.compile(r'[A-Za-z0-9_./:,@+=-]')
 
@@ -172,8 +208,9 @@ def supervisor_command(command):
 def systemd_value(value):
     """A unit file setting's value (``Description=``): no quoting there; ``%``
     is written ``%%`` (specifiers); surrounding whitespace (stripped) and a
-    trailing backslash (continuation) are refused."""
-    value = _text(value, 'systemd_value')
+    trailing backslash (continuation) are refused. A unit file is UTF-8: a
+    connection's display name ("Café VPN") is written as it is."""
+    value = _text(value, 'systemd_value', non_ascii=True)
     if not value or value != value.strip(' ') or value.endswith('\\'):
         _refuse('systemd_value', value, 'a unit file value neither starts nor ends with a space or a backslash, '
                 'nor is empty')
@@ -189,6 +226,21 @@ def systemd_command(command):
     escaped, ``%%`` for specifiers, ``$$`` for environment expansion), so that
     no prefix (``-@:+!``), ``;`` separator or quote of a value is read."""
     return ' '.join(_systemd_word(word) for word in _argv(command, 'systemd_command'))
+
+
+_SYSTEMD_UNIT = re.compile(r'[A-Za-z0-9_][A-Za-z0-9:_.-]*(?:@[A-Za-z0-9:_.-]+)?\.(?:service|target)')
+
+
+def systemd_unit(value):
+    """One unit name of a unit list (``RequiredBy=``, ``After=``): a space
+    would separate a second unit and ``%`` is a specifier, so only
+    ``name[@instance].service|target`` of letters, digits and ``:_.-``
+    (255 characters at most, systemd's limit)."""
+    value = _text(value, 'systemd_unit')
+    if len(value) > 255 or not _SYSTEMD_UNIT.fullmatch(value):
+        _refuse('systemd_unit', value, 'a unit name is name[@instance].service or .target, of letters, digits and '
+                ':_.- (a space would name a second unit)')
+    return value
 
 
 # -- redsocks --------------------------------------------------------------------------------
@@ -235,12 +287,36 @@ def torrc_value(value):
     return '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
 
 
+# The keywords a ``tor_extra_settings`` line may set (tor reads them case-insensitively):
+# a client's path selection, bridges, timing, logging hygiene, and the Testing*
+# options of a private Tor network. Never one that runs a program
+# (ClientTransportPlugin), writes or reads a file of the cell (Log, PidFile,
+# ControlPortWriteToFile, CookieAuthFile, HiddenServiceDir, %include ...),
+# opens a port (ControlPort, ORPort, MetricsPort, HTTPTunnelPort ...) or
+# replaces a line the role writes (DataDirectory, TransPort, DNSPort ...).
+TOR_EXTRA_KEYWORDS = frozenset(k.lower() for k in (
+    'ContactInfo', 'Nickname', 'TestingTorNetwork', 'AssumeReachable', 'PathsNeededToBuildCircuits',
+    'UseBridges', 'Bridge', 'EntryNodes', 'ExitNodes', 'MiddleNodes', 'ExcludeNodes', 'ExcludeExitNodes',
+    'StrictNodes', 'NumEntryGuards', 'UseEntryGuards', 'GeoIPExcludeUnknown', 'EnforceDistinctSubnets',
+    'CircuitBuildTimeout', 'LearnCircuitBuildTimeout', 'CircuitStreamTimeout', 'NewCircuitPeriod',
+    'MaxCircuitDirtiness', 'KeepalivePeriod', 'ClientUseIPv4', 'ClientUseIPv6', 'ClientPreferIPv6ORPort',
+    'FascistFirewall', 'ReachableAddresses', 'ConnectionPadding', 'ReducedConnectionPadding',
+    'SafeLogging', 'SafeSocks', 'TestSocks', 'ClientOnly', 'FetchDirInfoEarly', 'UseMicrodescriptors',
+    'DownloadExtraInfo'))
+_TOR_TESTING_KEY = re.compile(r'[Tt][Ee][Ss][Tt][Ii][Nn][Gg][A-Za-z0-9]+')
+
+
 def torrc_line(line):
-    """A whole ``Keyword value`` torrc line (tor_extra_settings, DirAuthority)."""
+    """A whole ``Keyword value`` torrc line (tor_extra_settings): a keyword of
+    ``TOR_EXTRA_KEYWORDS`` (or a ``Testing*`` one) and its value."""
     line = _text(line, 'torrc_line')
     key, _sep, value = line.partition(' ')
     if not _TOR_KEY.fullmatch(key):
         _refuse('torrc_line', line, "a torrc line starts with a keyword ([A-Za-z][A-Za-z0-9_]*) and a space")
+    if key.lower() not in TOR_EXTRA_KEYWORDS and not _TOR_TESTING_KEY.fullmatch(key):
+        _refuse('torrc_line', line, "%s is not a keyword tor_extra_settings may set (it could run a program, "
+                "touch a file of the cell, open a port or replace a line the role writes); allowed: %s, Testing*"
+                % (key, ', '.join(sorted(TOR_EXTRA_KEYWORDS))))
     return '%s %s' % (key, torrc_value(value.strip(' ')))
 
 
@@ -257,10 +333,10 @@ class FilterModule:
     def filters(self):
         return {
             'ovpn_value': ovpn_value, 'ovpn_command': ovpn_command, 'ovpn_config': ovpn_config,
-            'sshuttle_arg': sshuttle_arg,
+            'sshuttle_arg': sshuttle_arg, 'ssh_option': ssh_option,
             'supervisor_value': supervisor_value, 'supervisor_command': supervisor_command,
             'supervisor_name': supervisor_name,
-            'systemd_value': systemd_value, 'systemd_command': systemd_command,
+            'systemd_value': systemd_value, 'systemd_command': systemd_command, 'systemd_unit': systemd_unit,
             'redsocks_string': redsocks_string, 'redsocks_value': redsocks_value,
             'torrc_value': torrc_value, 'torrc_line': torrc_line, 'shell_value': shell_value,
         }

@@ -7,8 +7,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import hashlib
+import hmac
 import json
+import os
 import re
 
 from . import model, openvpn, wgconf
@@ -23,18 +26,50 @@ _SECRET_LINE = re.compile(r'^[ \t]*(PrivateKey|PresharedKey|password|auth-user-p
 SECRET_KEYS = ('private_key', 'preshared_key', 'password', 'ssh_key')
 
 
+# Every setting any type takes that holds no secret: the values of all other keys (a misspelt
+# ``privatekey``, ``Password``) are masked as well.
+_PUBLIC_KEYS = frozenset(('interface', 'health_target', 'health_fail_after', 'health_recover_after', 'address',
+                          'peer_public_key', 'endpoint', 'allowed_ips', 'persistent_keepalive', 'mtu', 'dns',
+                          'listen_port', 'host', 'user', 'port', 'known_hosts', 'subnets', 'python', 'proxy_type',
+                          'username', 'socks_port', 'trans_port', 'dns_port'))
+_SECRET_NAMES = frozenset(re.sub('[^a-z]', '', key) for key in SECRET_KEYS)
+MIN_GUESSED_SECRET = 8
+
+
+def _leaves(value, depth=0):
+    """The scalars of a value as text (a password given as a number, a key inside a
+    list or a dict): AnsibleModule logs them as they are."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]
+    if depth > 8:
+        return []
+    if isinstance(value, dict):
+        return [leaf for item in value.items() for part in item for leaf in _leaves(part, depth + 1)]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in _leaves(item, depth + 1)]
+    return []
+
+
 def secrets_in(config):
     """Every string in a raw ``config`` that could be a secret, before any validation,
-    so that even a refused configuration is masked in the module's output."""
+    so that even a refused configuration is masked in the module's output and log:
+    the values of the secret keys and of any key that is not a known public setting
+    (a misspelt one: those of 8 characters or more), of any type, at any depth."""
     out = []
     if not isinstance(config, dict):
         return out
     for key, value in config.items():
-        if key in SECRET_KEYS and isinstance(value, str) and value:
-            out.append(value)
-        if key in ('wg_config', 'ovpn_config') and isinstance(value, str) and value.strip():
-            out.append(value)
-            out.extend(m.group(2) for m in _SECRET_LINE.finditer(value))
+        name = re.sub('[^a-z]', '', key.lower()) if isinstance(key, str) else None
+        if key in ('wg_config', 'ovpn_config'):
+            for text in _leaves(value):
+                out.append(text)
+                out.extend(m.group(2) for m in _SECRET_LINE.finditer(text))
+        elif name in _SECRET_NAMES:
+            out.extend(_leaves(value))
+        elif key not in _PUBLIC_KEYS:
+            out.extend(leaf for leaf in _leaves(value) if len(leaf) >= MIN_GUESSED_SECRET)
     return out
 
 
@@ -171,7 +206,15 @@ def _proxy(config, field):
     if config.get('password') is not None:
         # it goes into redsocks' configuration, inside double quotes
         check_secret(config['password'], field + '.password')
+        if config['password'] in REDSOCKS_TOKENS:
+            raise PicError("must not be a punctuation or comment token of redsocks' configuration (%s): redsocks "
+                           "reads it as one even inside quotes (value hidden)" % ' '.join(REDSOCKS_TOKENS),
+                           field + '.password')
     return public
+
+
+# redsocks' parser takes a quoted string equal to one of its punctuation or comment tokens for it.
+REDSOCKS_TOKENS = ('{', '}', '=', ';', '//', '/*')
 
 
 def _openvpn_credentials(config, field):
@@ -184,14 +227,29 @@ def _openvpn_credentials(config, field):
         check_secret(config['password'], field + '.password', forbid=())
 
 
-def validate_config(ctype, config, field='config'):
+def new_fingerprint_key():
+    return binascii.hexlify(os.urandom(16)).decode('ascii')
+
+
+def fingerprint(config, key):
+    """What shows that a configuration holding a password changed, without giving the
+    password away: an HMAC under the connection's random key (kept in its registry
+    record, never shown). A plain hash of a known .ovpn file and a password was a
+    test of every guess of the password, offline."""
+    text = json.dumps(config, sort_keys=True).encode('utf-8')
+    return hmac.new(key.encode('ascii'), text, hashlib.sha256).hexdigest()[:16]
+
+
+def validate_config(ctype, config, field='config', fingerprint_key=None):
     """Validate ``config`` for ``ctype``.
 
     Returns (public, secret_payload, secrets, routes): ``public`` is safe to
     store in the registry and show; ``secret_payload`` goes to a 0600 file;
     ``secrets`` are strings to mask in every output; ``routes`` are what an
-    interface exit carries per family.
+    interface exit carries per family. ``fingerprint_key``: the connection's
+    key of :func:`fingerprint` (a new one when None).
     """
+    fingerprint_key = fingerprint_key or new_fingerprint_key()
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -215,7 +273,7 @@ def validate_config(ctype, config, field='config'):
         _openvpn_credentials(config, field)
         public['remote'] = openvpn.validate(config, field)
         secrets = [s for s in (config.get('password'),) if s]
-        public['fingerprint'] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        public['fingerprint'] = fingerprint(config, fingerprint_key)
         # Everything goes into the tunnel; what it cannot carry is dropped there, never leaked.
         return public, config, secrets, {'4': ['0.0.0.0/0'], '6': ['::/0']}
     if ctype == 'sshuttle':
@@ -373,9 +431,12 @@ def plan(doc, params):
     record = dict(current) if current else {'id': existing_id or conn_id, 'name': name, 'type': ctype}
     record['name'] = name
     if config is not None:
-        public, payload, secrets, routes = validate_config(ctype, config)
+        key = record.get('fingerprint_key') or new_fingerprint_key()
+        public, payload, secrets, routes = validate_config(ctype, config, fingerprint_key=key)
         record['config'] = public
         record['routes'] = routes
+        if 'fingerprint' in public and ctype == 'openvpn':
+            record['fingerprint_key'] = key
     fail_open = params.get('fail_open')
     if fail_open is not None:
         record['fail_open'] = bool(fail_open)

@@ -436,6 +436,7 @@ def validate(config, field='config'):
         raise PicError("username and password go together", field + ('.password' if password is None else '.username'))
     try:
         entries = checked(text)
+        _render_entries(entries, username is not None)     # what render() will write must be readable
     except PicError as exc:
         raise PicError(exc.msg, tfield)
     prompts = [number for number, name, _a, block in entries if name == 'auth-user-pass' and block is None]
@@ -463,13 +464,27 @@ def quote(word):
     return '"%s"' % word.replace('\\', '\\\\').replace('"', '\\"')
 
 
+def _written_line(number, name, args):
+    """A directive as ``render`` writes it back: each word quoted, the line no longer
+    than OpenVPN reads (an argument of many quotes doubles when escaped, and
+    OpenVPN refuses a longer line; an older one would read its end as a further line)."""
+    try:
+        line = ' '.join([name] + [quote(arg) for arg in args])
+    except ValueError as exc:
+        raise PicError("line %d: '%s' cannot be written back: %s" % (number, name, exc))
+    if len(line.encode('utf-8')) > MAX_LINE:
+        raise PicError("line %d: '%s' written back (its quotes and backslashes escaped) would be longer than %d "
+                       "bytes, more than OpenVPN reads on one line" % (number, name, MAX_LINE))
+    return line
+
+
 def _render_entries(entries, credentials):
     out = []
-    for _number, name, args, block in entries:
+    for number, name, args, block in entries:
         if name == '#':
             out.append(args[0])
         elif block is None:
-            line = ' '.join([name] + [quote(arg) for arg in args])
+            line = _written_line(number, name, args)
             if name in REPLACED or (name == 'auth-user-pass' and credentials):
                 out.append('# replaced by pic.connectivity: ' + line)
             elif name in WINDOWS_ONLY:

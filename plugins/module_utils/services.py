@@ -10,6 +10,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
+import stat
 
 from . import model
 from .connections import resolve
@@ -34,19 +36,37 @@ def _yaml_position(exc):
     return ' (error at line %d, column %d)' % (mark.line + 1, mark.column + 1)
 
 
+MANIFEST_MAX = 1024 * 1024
+
+
+def _read_manifest(path, field):
+    """The text of a manifest file: a regular file of at most MANIFEST_MAX bytes
+    (never a FIFO or a device such as /dev/zero, which would hold the registry
+    lock forever or fill the memory), UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise PicError("cannot be read (%s)" % exc.strerror, field, path)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PicError("is not a regular file", field, path)
+    with os.fdopen(fd, 'rb') as handle:
+        data = handle.read(MANIFEST_MAX + 1)
+    if len(data) > MANIFEST_MAX:
+        raise PicError("is larger than %d bytes" % MANIFEST_MAX, field, path)
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError:
+        raise PicError("is not UTF-8 text", field, path)
+
+
 def load_manifest(manifest, field='manifest'):
     """A manifest given as a dict, or as the path of a YAML/JSON file on the cell."""
     if isinstance(manifest, dict):
         return manifest
     if not isinstance(manifest, str) or not manifest:
         raise PicError("must be the service's manifest (a dict) or the path of its manifest file", field, manifest)
-    try:
-        with open(manifest) as handle:
-            text = handle.read()
-    except IOError as exc:
-        raise PicError("cannot be read (%s)" % exc.strerror, field, manifest)
-    except UnicodeDecodeError:
-        raise PicError("is not UTF-8 text", field, manifest)
+    text = _read_manifest(manifest, field)
     try:
         data = json.loads(text)
     except ValueError:

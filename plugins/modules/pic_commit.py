@@ -41,7 +41,7 @@ options:
     type: str
     default: rollout
   timeout:
-    description: Seconds after C(begin) at which an unconfirmed commit reverts by itself.
+    description: Seconds after C(begin) at which an unconfirmed commit reverts by itself (5 to 604800, a week).
     type: int
     default: 300
   entry_point:
@@ -96,7 +96,11 @@ from ansible_collections.pic.connectivity.plugins.module_utils.commits import Co
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
-from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name
+from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name, parse_int
+
+# A week: an unconfirmed commit must revert while someone still remembers it (and a
+# larger number is no time at all: time.time() + 10**400 overflows).
+MAX_TIMEOUT = 7 * 24 * 3600
 
 
 def registry_digest(registry):
@@ -117,8 +121,7 @@ def apply(module):
     if action == 'status':
         return dict(changed=False, pending=pending, registry_sha256=registry_digest(registry))
     if action == 'begin':
-        if params['timeout'] < 5:
-            raise PicError("must be at least 5 seconds", 'timeout', params['timeout'])
+        parse_int(params['timeout'], 'timeout', 5, MAX_TIMEOUT)
         if module.check_mode:
             return dict(changed=True, pending=pending)
         commits.clear_expired()

@@ -5,6 +5,7 @@ Regressions of issue 11: each case was accepted (or echoed a secret, or
 replaced a connection) before the grammar was made strict.
 """
 import base64
+import hashlib
 import json
 import re
 
@@ -72,6 +73,10 @@ CASES = [
      None),
     ('proxy', {'host': '203.0.113.50', 'port': 1080, 'username': 'u', 'password': "pw'x"}, 'config.password',
      None),
+    # redsocks reads these as punctuation even quoted: the role's file was refused after the save
+    ('proxy', {'host': '203.0.113.50', 'port': 1080, 'username': 'u', 'password': ';'}, 'config.password', None),
+    ('proxy', {'host': '203.0.113.50', 'port': 1080, 'username': 'u', 'password': '}'}, 'config.password', None),
+    ('proxy', {'host': '203.0.113.50', 'port': 1080, 'username': 'u', 'password': '/*'}, 'config.password', None),
     ('wireguard_ext', keyed(allowed_ips=['0.0.0.0/0%\n[Peer]']), 'config.peers[0].allowed_ips[0]',
      '0.0.0.0/0%\n[Peer]'),
     ('wireguard_ext', keyed(allowed_ips=['0.0.0.0/0', 'fd00::/8%x']), 'config.peers[0].allowed_ips[1]',
@@ -185,3 +190,20 @@ def test_fuzz_config_fields(spec, value):
             assert line in ('', '[Interface]', '[Peer]') or re.fullmatch(
                 r'(PrivateKey|ListenPort|PublicKey|PresharedKey|Endpoint|AllowedIPs|PersistentKeepalive) = '
                 r'[A-Za-z0-9+/=:.\[\], -]+', line), line
+
+
+def test_the_openvpn_fingerprint_is_no_offline_test_of_a_password_guess():
+    """The fingerprint shown in results and diffs was sha256 of the config: with a known .ovpn
+    file, every password guess could be checked offline against it. It is an HMAC under a
+    random key of the connection's record now, stable across runs, never shown."""
+    ovpn = 'client\nremote vpn.example.net 1194\n'
+    config = {'ovpn_config': ovpn, 'username': 'u', 'password': 'hunter2'}
+    doc, record, _p, _s, _r = connections.plan(empty(), {'name': 'Home VPN', 'type': 'openvpn', 'config': config})
+    shown = connections.public_result(record, doc['settings'])
+    guess = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    assert shown['config']['fingerprint'] != guess
+    assert record['fingerprint_key'] not in json.dumps(shown)
+    again, same, _p, _s, _r = connections.plan(doc, {'name': 'Home VPN', 'config': dict(config)})
+    assert same['config']['fingerprint'] == record['config']['fingerprint'] and again == doc
+    _doc, other, _p, _s, _r = connections.plan(doc, {'name': 'Home VPN', 'config': dict(config, password='hunter3')})
+    assert other['config']['fingerprint'] != record['config']['fingerprint']

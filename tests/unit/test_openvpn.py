@@ -234,6 +234,10 @@ def test_everything_outside_the_allow_list_is_refused_with_its_line(line, name):
     (OVPN + '</ca>\nverb 3\n', 'line 17 opens an inline block'),     # OpenVPN: block '/ca', endtag <//ca> missing
     (OVPN + '<tls-auth>\n\u00e9\n</tls-auth>\n', 'printable ASCII'),
     (OVPN + 'auth-user-pass\n', "'auth-user-pass' without a file"),
+    # accepted, but written back longer than OpenVPN reads (its quotes escaped: 421 bytes, OpenVPN
+    # refused the instance's file) or not at all (a word of 243 bytes: ValueError in the role)
+    (OVPN + "pull-filter ignore '" + '"' * 200 + "'\n", "line 17: 'pull-filter' written back"),
+    (OVPN + 'remote ' + '.'.join(['a' * 63, 'b' * 63, 'c' * 63, 'd' * 51]) + '\n', "line 17: 'remote' cannot be written"),
 ])
 def test_lines_openvpn_would_misread_are_refused(text, words):
     assert words in refusal(text)

@@ -6,6 +6,7 @@ For every value (fixed hostile ones, and hypothesis-generated ones) a filter
 either refuses it, or the program reads the rendered file back as exactly
 that value."""
 import os
+import pathlib
 import re
 import shlex
 import shutil
@@ -17,8 +18,10 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.pic.connectivity.plugins.filter import render
-from render_helpers import render_template
+from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_display_name
+from render_helpers import ROOT as ROOT_STR, environment as render_environment, render_template
 
+ROOT_DIR = pathlib.Path(ROOT_STR)
 DIST = '/usr/lib/python3/dist-packages'
 if DIST not in sys.path:
     sys.path.append(DIST)
@@ -117,6 +120,31 @@ def test_sshuttle_ssh_option_with_a_line_break_is_refused(tmp_path):
         render_sshuttle(tmp_path, sshuttle_item(), options=('ConnectTimeout=10\n--ssh-cmd=x',))
 
 
+# sshuttle_ssh_options that make ssh run a program (as root), load a library, open a
+# port or include a file: each once accepted (ssh ran 'ProxyCommand=touch ...').
+SSH_REFUSED = ['ProxyCommand=touch /tmp/pwned', 'proxycommand sh', 'LocalCommand=id', 'PermitLocalCommand=yes',
+               'KnownHostsCommand=/bin/sh', 'PKCS11Provider=/tmp/x.so', 'SecurityKeyProvider=/tmp/x.so',
+               'LocalForward=0.0.0.0:80 127.0.0.1:80', 'DynamicForward=1080', 'Include=/etc/shadow',
+               'ControlPath=/etc/x', 'ControlMaster=yes', 'UserKnownHostsFile=/dev/null', 'IdentityAgent=/tmp/s',
+               'StrictHostKeyChecking=no', 'ForwardAgent=yes', 'Match exec true', 'ConnectTimeout=-10',
+               'ConnectTimeout="10"', 'ConnectTimeout=10 #x', 'ConnectTimeout', '=10', 42]
+SSH_ACCEPTED = ['ConnectTimeout=10', 'serveralivecountmax=3', 'ProxyJump=jump.example:2222', 'Ciphers=+aes128-ctr',
+                'ServerAliveInterval 5']
+
+
+@pytest.mark.parametrize('option', SSH_REFUSED)
+def test_ssh_options_off_the_allow_list_are_refused(option, tmp_path):
+    with pytest.raises(AnsibleFilterError) as err:
+        render_sshuttle(tmp_path, sshuttle_item(), options=('ConnectTimeout=10', option))
+    assert 'ssh_option' in str(err.value)
+
+
+@pytest.mark.parametrize('option', SSH_ACCEPTED)
+def test_ssh_options_on_the_allow_list_reach_ssh_as_one_option(option, tmp_path):
+    opts = render_sshuttle(tmp_path, sshuttle_item(), options=(option,))
+    assert shlex.split(opts.ssh_cmd)[-2:] == ['-o', option]
+
+
 # -- supervisord: its own config reader ----------------------------------------------------------
 def supervisor_programs(tmp_path, command, name='pic-x', supervisor_dir=None):
     supervisor_dir = supervisor_dir or str(tmp_path / 'sup')
@@ -178,6 +206,44 @@ def test_supervisor_command_property(tmp_path_factory, words):
     assert supervisor_programs(tmp_path_factory.mktemp('sup'), argv)['pic-x'][0][1] == argv
 
 
+# The command of each exit instance, as its role builds it: a list, so that a path
+# (pic_state_dir) with a space or a quote stays one argument. A string split as a
+# shell would gave OpenVPN '--cd /srv/pic' and 'cells/openvpn'.
+STATE = "/srv/pic cells/it's"
+ROLE_VARS = {'item': {'id': 'x', 'local_port': 12302, 'dns_port': 12303, 'config': {'host': '192.0.2.1', 'port': 1080}},
+             'openvpn_client_binary': '/usr/sbin/openvpn', 'openvpn_client_dir': STATE + '/openvpn',
+             'proxy_python': '/usr/bin/python3', 'proxy_guard': STATE + '/lib/exitguard.py', 'proxy_guard_interval': 1.0,
+             'proxy_guard_fail_after': 2, 'proxy_dir': STATE + '/proxy', 'proxy_redsocks_binary': '/usr/sbin/redsocks',
+             'sshuttle_python': '/usr/bin/python3', 'sshuttle_guard': STATE + '/lib/exitguard.py',
+             'sshuttle_upstream': '192.0.2.1:22', 'sshuttle_guard_interval': 1.0, 'sshuttle_guard_fail_after': 2,
+             'sshuttle_dir': STATE + '/sshuttle', 'sshuttle_launcher': STATE + '/pic-sshuttle',
+             'tor_binary': '/usr/bin/tor', 'tor_dir': STATE + '/tor'}
+ROLE_COMMANDS = {
+    'openvpn_client': ['/usr/sbin/openvpn', '--cd', STATE + '/openvpn', '--config', STATE + '/openvpn/x.conf'],
+    'proxy': ['/usr/bin/python3', STATE + '/lib/exitguard.py', '--upstream', '192.0.2.1:1080', '--interval', '1.0',
+              '--fail-after', '2', '--pidfile', STATE + '/proxy/x.pid', '--', '/usr/sbin/redsocks', '-c',
+              STATE + '/proxy/x.conf'],
+    'sshuttle': ['/usr/bin/python3', STATE + '/lib/exitguard.py', '--upstream', '192.0.2.1:22', '--interval', '1.0',
+                 '--fail-after', '2', '--pidfile', STATE + '/sshuttle/x.pid', '--', '/usr/bin/python3',
+                 STATE + '/pic-sshuttle', '--pic-port', '12302', '--pic-dns-port', '12303', '@' + STATE + '/sshuttle/x.conf'],
+    'tor': ['/usr/bin/tor', '-f', STATE + '/tor/torrc'],
+}
+
+
+def role_command(role):
+    """The exit_instance_command of roles/<role>/tasks/instances.yml, evaluated for ROLE_VARS."""
+    text = (ROOT_DIR / 'roles' / role / 'tasks' / 'instances.yml').read_text()
+    found = re.search(r'exit_instance_command: (?:>-\n)?\s*"?\{\{(.*?)\}\}', text, re.S)
+    return render_environment().compile_expression(found.group(1))(**ROLE_VARS)
+
+
+@pytest.mark.parametrize('role', sorted(ROLE_COMMANDS))
+def test_exit_commands_keep_each_path_one_argument(role, tmp_path):
+    argv = role_command(role)
+    assert argv == ROLE_COMMANDS[role]
+    assert supervisor_programs(tmp_path, argv)['pic-x'][0][1] == argv
+
+
 # -- systemd: systemd-analyze verify ----------------------------------------------------------------
 needs_systemd = pytest.mark.skipif(not shutil.which('systemd-analyze'), reason='systemd-analyze is not installed')
 
@@ -233,6 +299,44 @@ def test_systemd_command_property(tmp_path_factory, word):
     if refused(render.systemd_command, ['/nonexistent-picr/' + word]) or '/' in word or word in ('', '.', '..'):
         return
     assert systemd_reads_executable(tmp_path_factory.mktemp('sd'), word) == '/nonexistent-picr/' + word
+
+
+# Display names check_display_name accepts (free text) reach Description= of the
+# exit's unit: a non-ASCII name was saved by pic_connection, then refused here.
+@needs_systemd
+@pytest.mark.parametrize('name', ['Café VPN', 'Zürich exit', 'Сервер', '東京', 'a (b) c, d/e + f:g'])
+def test_a_display_name_reaches_the_unit_description(name, tmp_path):
+    check_display_name(name, 'name')
+    description = 'pic.connectivity OpenVPN exit %s' % name
+    rc, out = systemd_verify(tmp_path, description, ['/bin/true'])
+    assert rc == 0, out
+    assert ('Description=' + description) in (tmp_path / 'picr-x.service').read_text(encoding='utf-8').splitlines()
+
+
+@pytest.mark.parametrize('value', ['x\u2028y', 'x\u202ey', 'x\u200by', 'x\ufeff', 'x\x85y'])
+def test_systemd_value_refuses_unicode_separators_and_format_characters(value):
+    assert refused(render.systemd_value, value)
+
+
+def render_restore_unit(peer_interface):
+    return render_template('connectivity', 'pic-connectivity-restore.service.j2', pic_peer_interface=peer_interface,
+                           pic_entry_point='/usr/local/sbin/pic-connectivity', pic_state_dir='/var/lib/pic')
+
+
+# pic_peer_interface reaches RequiredBy= (a list of units) before any module checks it:
+# 'wg0 sshd' made the restore unit required by sshd.service when enabled.
+@pytest.mark.parametrize('peer_interface', ['wg0 sshd', 'wg0 multi-user.target', 'wg0%i', 'wg0\\x', 'wg0\n', '',
+                                            'wg0/../x', 'wg0;x', 'wg\u00e9'])
+def test_restore_unit_required_by_holds_one_unit(peer_interface):
+    with pytest.raises(AnsibleFilterError) as err:
+        render_restore_unit(peer_interface)
+    assert 'systemd_unit: refused' in str(err.value) or 'only printable ASCII' in str(err.value)
+
+
+@pytest.mark.parametrize('peer_interface', ['wg0', 'wg-cell_1.2'])
+def test_restore_unit_required_by_the_peer_interface(peer_interface):
+    lines = render_restore_unit(peer_interface).splitlines()
+    assert 'RequiredBy=wg-quick@%s.service' % peer_interface in lines
 
 
 # -- tor: tor --verify-config and --dump-config -------------------------------------------------------
@@ -433,6 +537,36 @@ def test_entry_point_puts_exactly_the_library_directory_on_sys_path(lib_dir):
 
 
 # -- torrc lines ---------------------------------------------------------------------------------------
+# tor_extra_settings lines tor would take as a program to run, a file of the cell to
+# write or read, a port to open, or a line the role writes: each once accepted.
+TORRC_REFUSED = ['ClientTransportPlugin obfs4 exec /bin/sh -c id', 'ServerTransportPlugin x exec /bin/sh',
+                 'ControlPortWriteToFile /etc/cron.d/x', 'Log notice file /etc/x', 'log notice file /etc/x',
+                 'HiddenServiceDir /etc/pic', 'CookieAuthFile /etc/x', 'KeyDirectory /etc', 'PidFile /etc/x',
+                 'ControlPort 0.0.0.0:9051', 'ORPort 9001', 'MetricsPort 0.0.0.0:9035', 'HTTPTunnelPort 8118',
+                 'SocksPort 0.0.0.0:9050', 'DataDirectory /', 'GeoIPFile /etc/shadow', 'Sandbox 1', 'Tor 1']
+TORRC_ACCEPTED = ['TestingTorNetwork 1', 'testingtornetwork 1', 'TestingV3AuthInitialVotingInterval 5',
+                  'ExitNodes {us}', 'Nickname picr', 'ContactInfo a # b', 'AssumeReachable 1']
+
+
+@pytest.mark.parametrize('line', TORRC_REFUSED)
+def test_torrc_line_refuses_keywords_off_the_allow_list(line):
+    with pytest.raises(AnsibleFilterError) as err:
+        render.torrc_line(line)
+    assert 'not a keyword tor_extra_settings may set' in str(err.value) and repr(line) in str(err.value)
+
+
+@pytest.mark.parametrize('line', TORRC_ACCEPTED)
+def test_torrc_line_accepts_allowed_keywords(line):
+    assert render.torrc_line(line).split(' ', 1)[0] == line.split(' ', 1)[0]
+
+
+@needs_tor
+def test_torrc_allowed_keywords_are_tor_options():
+    known = subprocess.run(['tor', '--list-torrc-options'], capture_output=True, text=True, check=True,
+                           timeout=30).stdout.lower().split()
+    assert sorted(render.TOR_EXTRA_KEYWORDS - set(known)) == []
+
+
 @needs_tor
 @SLOW
 @given(TEXT)
@@ -464,8 +598,8 @@ def test_supervisor_value_property(tmp_path_factory, value):
 
 
 # -- every filter: control characters refused, the value named (a secret never) -------------------------
-VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'supervisor_value', 'supervisor_name', 'systemd_value', 'redsocks_string',
-                 'redsocks_value', 'torrc_value', 'torrc_line', 'shell_value']
+VALUE_FILTERS = ['ovpn_value', 'sshuttle_arg', 'ssh_option', 'supervisor_value', 'supervisor_name', 'systemd_value', 'systemd_unit',
+                 'redsocks_string', 'redsocks_value', 'torrc_value', 'torrc_line', 'shell_value']
 COMMAND_FILTERS = ['ovpn_command', 'supervisor_command', 'systemd_command']
 
 

@@ -47,6 +47,15 @@ def _connection_spec():
     {'password': 'Pass-0123', 'username': 'u'},
     json.dumps({'password': 'Pass-0123', 'username': 'u'}),
     'password=Pass-0123 username=u',
+    # secrets of another type than a string, and misspelt secret keys: logged in clear before
+    {'password': 83726151, 'username': 'u', 'host': '192.0.2.1', 'port': 1080},
+    {'password': ['Pass-0123'], 'username': 'u'},
+    {'privatekey': PRIVATE, 'host': '192.0.2.9'},
+    {'private-key': PRIVATE},
+    {'Password': 'Pass-0123'},
+    {'passwd': 'Pass-0123'},
+    {'wg_config': ['[Interface]', 'PrivateKey = ' + PRIVATE]},
+    {'ssh_key': {'text': SSH_KEY}},
 ])
 def test_the_invocation_is_logged_with_the_secrets_masked(monkeypatch, logged, config):
     _args(monkeypatch, name='x', type='proxy', config=config)
@@ -54,7 +63,7 @@ def test_the_invocation_is_logged_with_the_secrets_masked(monkeypatch, logged, c
     assert logged, 'nothing was logged: the test proves nothing'
     assert any('Invoked with' in line for line in logged)
     text = '\n'.join(logged)
-    for secret in (PRIVATE, PRIVATE[::-1], 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmU', 'Pass-0123'):
+    for secret in (PRIVATE, PRIVATE[::-1], 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmU', 'Pass-0123', '83726151'):
         assert secret not in text
     assert module.params['name'] == 'x'
 
