@@ -27,7 +27,7 @@ REFUSED = [
     (lambda tmp_path: '/dev/zero', 'is not a regular file'),
     (lambda tmp_path: '/dev/null', 'is not a regular file'),
     (fifo, 'is not a regular file'),
-    (lambda tmp_path: str(tmp_path), 'is not a regular file'),
+    (str, 'is not a regular file'),
     (big, 'is larger than'),
     (lambda tmp_path: str(tmp_path / 'missing.yml'), 'cannot be read'),
 ]
