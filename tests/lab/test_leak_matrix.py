@@ -53,7 +53,8 @@ NAMES = {'wireguard_ext': 'M WG', 'openvpn': 'M OVPN', 'tor': 'M TOR', 'sshuttle
          'proxy_socks5': 'M SOCKS', 'proxy_http': 'M HTTP', 'cell_relay': 'cell2'}
 CELL_OF = {'closed': 'cell1', 'override-open': 'cell1', 'open': 'cell3', 'override-closed': 'cell3'}
 FAULTS = ['baseline', 'exit_server_stopped', 'instance_killed', 'interface_deleted', 'nft_flushed',
-          'ip_rules_flushed', 'converge_sigkill', 'two_converges', 'config_changed', 'restore']
+          'ip_rules_flushed', 'converge_sigkill', 'two_converges', 'config_changed', 'restore',
+          'restore_corrupt_registry', 'role_newer_library']
 HOLD = 6.0            # seconds a fault is held before it is repaired
 RECOVER = 40.0        # at most this long for every peer to be carried again
 SAMPLE = 0.5
@@ -303,10 +304,44 @@ def baseline(ctx):
     return lambda: None
 
 
+def restore_corrupt_registry(ctx):
+    """A reboot's restore with the registry reduced to {}: only the kill switch (the last good
+    compiled state) may hold (exit status 3); the monitor cannot converge meanwhile. Repaired by
+    putting the registry back and restoring again."""
+    saved = {}
+    for name in ('cell1', 'cell3'):
+        path = os.path.join(piclab.state_dir(name), 'registry.json')
+        with open(path, 'rb') as handle:
+            saved[path] = handle.read()
+        with open(path, 'w') as handle:
+            handle.write('{}\n')
+        proc = ctx['cells'][name].cli('restore')
+        assert proc.returncode == 3, (proc.returncode, proc.stderr)
+
+    def repair():
+        for path, data in saved.items():
+            with open(path, 'wb') as handle:
+                handle.write(data)
+        _restore_everything(ctx)
+    return repair
+
+
+def role_newer_library(ctx):
+    """The role re-run over an installed library that differs from the collection's (as after an
+    upgrade): it copies the library and restarts the monitor while the peers send."""
+    for name in ('cell1', 'cell3'):
+        lib = os.path.join(piclab.run_dir(), 'nodes', name, 'lib', 'pic_connectivity_lib', 'model.py')
+        with open(lib, 'a') as handle:
+            handle.write('# an older library\n')
+    playbook(ctx['inventory'], site_vars(ctx['vpeers']), '--limit', 'cell1,cell3')
+    return lambda: None
+
+
 FAULT_FUNCS = {'baseline': baseline, 'exit_server_stopped': exit_server_stopped, 'instance_killed': instance_killed,
                'interface_deleted': interface_deleted, 'nft_flushed': nft_flushed,
                'ip_rules_flushed': ip_rules_flushed, 'converge_sigkill': converge_sigkill,
-               'two_converges': two_converges, 'config_changed': config_changed, 'restore': restore}
+               'two_converges': two_converges, 'config_changed': config_changed, 'restore': restore,
+               'restore_corrupt_registry': restore_corrupt_registry, 'role_newer_library': role_newer_library}
 # faults that do not concern a type (it has no such thing to break): "n/a" in the table
 NOT_APPLICABLE = {('interface_deleted', t) for t in ('tor', 'sshuttle', 'proxy_socks5', 'proxy_http')}
 
