@@ -342,7 +342,8 @@ def check_secret(value, field, forbid=None):
 
 def check_wg_key(value, field, secret):
     """A WireGuard key: canonical base64 of 32 bytes (44 characters ending in '=', the exact
-    text ``wg`` prints). ``wg`` refuses anything else."""
+    text ``wg`` prints), never the all-zero key (``wg`` reads it as none: no private or
+    preshared key). ``wg`` refuses anything else."""
     shown = None if secret else value
     hidden = " (value hidden)" if secret else ""
     if not isinstance(value, str) or not _KEY_RE.fullmatch(value):
@@ -354,6 +355,8 @@ def check_wg_key(value, field, secret):
     if len(raw) != 32 or base64.b64encode(raw).decode('ascii') != value:
         raise PicError("is not a canonical WireGuard key (base64 of 32 bytes, as `wg genkey`/`wg pubkey` print "
                        "it)" + hidden, field, shown)
+    if raw == bytes(32):
+        raise PicError("is the all-zero key, which wg reads as no key at all" + hidden, field, shown)
     return value
 
 

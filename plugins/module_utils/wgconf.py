@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import hashlib
 import ipaddress
 import re
@@ -34,6 +35,16 @@ _ENDPOINT_RE = re.compile(r'([A-Za-z0-9.-]{1,253}):([0-9]{1,5})')
 def check_key(value, field, secret):
     """A WireGuard key: canonical base64 of 32 bytes (what ``wg`` accepts)."""
     return check_wg_key(value, field, secret)
+
+
+def clamped_private_key(value):
+    """A private key as WireGuard stores it and ``wg show`` prints it: clamped for X25519
+    (the same key; ``wg genkey`` prints it so). A key given unclamped, compared as given,
+    never matched the running interface: it was configured again on every run."""
+    raw = bytearray(base64.b64decode(value))
+    raw[0] &= 248
+    raw[31] = (raw[31] & 127) | 64
+    return base64.b64encode(bytes(raw)).decode('ascii')
 
 
 def check_endpoint(value, field):

@@ -175,7 +175,8 @@ def test_peer_networks_are_not_over_wide(value, prefix):
 def test_wireguard_keys_must_be_canonical():
     assert v.check_wg_key(KEY, 'k', False) == KEY
     for bad in (KEY_NONCANONICAL, KEY[:-1], KEY + '=', ' ' + KEY, KEY + '\n', KEY[:43] + 'A',
-                base64.b64encode(b'x' * 31).decode(), base64.urlsafe_b64encode(b'\xff' * 32).decode()):
+                base64.b64encode(b'x' * 31).decode(), base64.urlsafe_b64encode(b'\xff' * 32).decode(),
+                base64.b64encode(bytes(32)).decode()):    # wg read the all-zero key as no key at all
         with pytest.raises(PicError) as err:
             v.check_wg_key(bad, 'k', True)
         assert err.value.value is None and bad not in str(err.value) and 'hidden' in str(err.value)
