@@ -298,6 +298,27 @@ def test_the_all_zero_key_is_refused_as_wg_reads_it_as_no_key(real_wg, tmp_path,
     assert running['private_key'] == '(none)' and running['peers'][0]['preshared_key'] is None
 
 
+@REAL
+@given(private=KEY)
+def test_public_key_of_is_what_wg_pubkey_prints(private):
+    proc = subprocess.run([need('wg'), 'pubkey'], input=private + '\n', capture_output=True, text=True, check=True,
+                          timeout=30)
+    assert wgconf.public_key_of(private) == proc.stdout.strip()
+
+
+def test_a_peer_with_the_own_public_key_is_refused_as_wg_drops_it(real_wg, tmp_path, keys):
+    """Accepted before: wg setconf took the file and the interface had no peer at all."""
+    own = wgconf.public_key_of(keys[0])
+    base = {'private_key': keys[0], 'address': ['10.200.0.2/32'], 'peer_public_key': keys[1],
+            'endpoint': '192.0.2.1:51820'}
+    with pytest.raises(PicError) as err:
+        connections.validate_config('wireguard_ext', dict(base, peer_public_key=own))
+    assert err.value.field == 'config.peers[0].public_key' and keys[0] not in str(err.value)
+    normalized, _exc = validate(base)
+    normalized['peers'][0]['public_key'] = own
+    assert read_back(real_wg, tmp_path, normalized)['peers'] == []
+
+
 # -- pure: the rendered file has exactly the intended lines ---------------------------------------------
 def intended_lines(values):
     want = expected(values)
