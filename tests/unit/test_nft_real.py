@@ -68,7 +68,7 @@ def network_lists(draw, base4, base6, count):
 
 
 def ifname(first):
-    return st.from_regex(r'%s[A-Za-z0-9_.-]{0,14}' % first, fullmatch=True)
+    return st.from_regex(r'%s[A-Za-z0-9_.-]{0,%d}' % (first, 15 - len(first)), fullmatch=True)
 
 
 UNICAST4 = st.integers(0x01000000, 0xdfffffff).map(ipaddress.IPv4Address).filter(
@@ -93,18 +93,30 @@ def specs(draw):
     peer_nets = draw(network_lists('10.0.0.0', 'fd00:1::', draw(st.integers(1, 3))))
     service_nets = draw(network_lists('10.1.0.0', 'fd00:2::', draw(st.integers(0, 2)) if conns else 0))
     interfaces = draw(st.lists(ifname('S'), min_size=len(service_nets), max_size=len(service_nets)))
-    link_ifnames = draw(st.lists(ifname('L'), min_size=len(cells), max_size=len(cells), unique=True))
+    link_ifnames = [draw(ifname('L%d' % i)) for i in range(len(cells))]     # distinct
     return {
         'peer_interface': draw(ifname('P')),
         'local_networks': networks(draw, '192.168.0.0', 'fd10::',
                                    draw(st.lists(st.integers(0, 255), min_size=1, max_size=4, unique=True))),
-        'conns': [(name, draw(dns_servers())) for name in conns],
+        'conns': [(name, draw(dns_servers()), ctype) for name, ctype in zip(conns, connection_types(draw, len(conns)))],
         'peers': [(nets, draw(st.sampled_from(conns + ['default'])), draw(st.none() | st.booleans()))
                   for nets in peer_nets],
         'services': [(nets, ifn, draw(st.sampled_from(conns))) for nets, ifn in zip(service_nets, interfaces)],
         'links': [(cell, ifn, draw(st.booleans()), draw(st.booleans()), draw(dns_servers()))
                   for cell, ifn in zip(cells, link_ifnames)],
     }
+
+
+# The settings of each connection type (what the table holds of them does not depend on them).
+CONFIGS = {'wireguard_ext': {'private_key': KEYS[0], 'address': ['10.200.0.2/32'], 'peer_public_key': KEYS[1],
+                             'endpoint': '192.0.2.1:51820'},
+           'proxy': {'host': '192.0.2.9', 'port': 1080}, 'sshuttle': {'host': 'ssh.example'}, 'tor': {}}
+
+
+def connection_types(draw, count):
+    """A type for each connection: at most one tor (the cell runs one tor instance)."""
+    types = [draw(st.sampled_from(['wireguard_ext', 'wireguard_ext', 'proxy', 'sshuttle', 'tor'])) for _i in range(count)]
+    return [t if t != 'tor' or t not in types[:i] else 'wireguard_ext' for i, t in enumerate(types)]
 
 
 MUTATION = st.none() | st.tuples(st.sampled_from(SLOTS), st.sampled_from(HOSTILE), st.booleans())
@@ -123,10 +135,11 @@ def mutate(value, slot, mutation):
 def build(spec, mutation):
     doc = runner.merge_settings(empty(), {'peer_interface': mutate(spec['peer_interface'], 'peer_interface', mutation),
                                           'local_networks': mutate(spec['local_networks'], 'local_networks', mutation)})
-    for name, dns in spec['conns']:
-        config = {'private_key': KEYS[0], 'address': ['10.200.0.2/32'], 'peer_public_key': KEYS[1],
-                  'endpoint': '192.0.2.1:51820', 'dns': mutate(dns, 'dns', mutation)}
-        doc = connections.plan(doc, {'name': name, 'type': 'wireguard_ext', 'config': config})[0]
+    for name, dns, ctype in spec['conns']:
+        config = dict(CONFIGS[ctype])
+        if ctype == 'wireguard_ext':
+            config['dns'] = mutate(dns, 'dns', mutation)
+        doc = connections.plan(doc, {'name': name, 'type': ctype, 'config': config})[0]
     link_items = [{'cell': mutate(cell, 'link_cell', mutation), 'interface': mutate(ifn, 'link_interface', mutation),
                    'offer_exit': offer, 'remote_offers_exit': remote, 'remote_dns': mutate(dns, 'remote_dns', mutation)}
                   for cell, ifn, offer, remote, dns in spec['links']]
@@ -155,7 +168,7 @@ def first_of_family(servers):
 
 def intended(spec, doc):
     """The elements the table must hold, from the spec (the chain of each connection by its id)."""
-    conn_ids = dict((name, slugify(name)) for name, _dns in spec['conns'])
+    conn_ids = dict((name, slugify(name)) for name, _dns, _t in spec['conns'])
     fail_open = dict((cid, c['fail_open']) for cid, c in doc['connections'].items())
     maps = {}
     users = [(nets, conn, fo) for nets, conn, fo in spec['peers']] + [(nets, conn, None)
@@ -168,8 +181,8 @@ def intended(spec, doc):
         for net in nets:
             maps[canonical(net)] = 'c_%s_%s' % (cid.replace('-', '_'), 'closed' if closed else 'open')
     dnat = set()
-    for _name, dns in spec['conns']:
-        dnat |= first_of_family(dns)
+    for _name, dns, ctype in spec['conns']:
+        dnat |= first_of_family(dns) if ctype == 'wireguard_ext' else set()
     for _cell, _ifn, _offer, remote, dns in spec['links']:
         if remote:
             dnat |= first_of_family(dns)
@@ -179,6 +192,8 @@ def intended(spec, doc):
         'peer': maps,
         'dnat': dnat,
         'link_ifnames': set(ifn for _c, ifn, _o, _r, _d in spec['links']),
+        'proxy_ports': sorted(c[key] for c in doc['connections'].values() if c['type'] in model.PROXY_TYPES
+                              for key in ('local_port', 'dns_port') if c.get(key)),
     }
 
 
@@ -245,6 +260,7 @@ def assert_reads_back(table, want, doc):
     assert sorted(sets['local4'] + sets['local6']) == sorted(want['local'])
     assert sorted(maps['peer4'] + maps['peer6']) == sorted(want['peer'].items())
     assert table['dnat'] == want['dnat']
+    assert sorted(sets['proxy_ports']) == want['proxy_ports']
     conn_ifnames = set(c['interface'] for c in doc['connections'].values() if c.get('interface'))
     assert want['link_ifnames'] <= table['ifnames'] <= want['link_ifnames'] | conn_ifnames | {'lo'}
 
@@ -294,7 +310,7 @@ def test_rendered_table_is_refused_or_read_back_by_nft(netns, tmp_path_factory, 
 @pytest.mark.parametrize('slot', SLOTS)
 @pytest.mark.parametrize('hostile', ['"', '\n', '}\ntable ip x {', '%eth0', '\u2028'])
 def test_hostile_strings_are_refused_before_anything_is_rendered(slot, hostile):
-    spec = {'peer_interface': 'wg0', 'local_networks': ['192.168.1.0/24'], 'conns': [('Exit', ['192.0.2.53'])],
+    spec = {'peer_interface': 'wg0', 'local_networks': ['192.168.1.0/24'], 'conns': [('Exit', ['192.0.2.53'], 'wireguard_ext')],
             'peers': [(['10.0.0.2'], 'Exit', None)], 'services': [(['10.1.0.1'], 'svc0', 'Exit')],
             'links': [('cell-b', 'cl-b', True, True, ['10.9.0.53'])]}
     with pytest.raises(PicError) as err:
