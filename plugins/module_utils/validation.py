@@ -47,6 +47,9 @@ OWNED_IF_PREFIX = 'pic-'
 _OWNED_IFNAME_RE = re.compile(r'pic-[a-z0-9-]{1,11}')
 _LABEL = r'[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
 _HOSTNAME_RE = re.compile(r'%s(?:\.%s)*\.?' % (_LABEL, _LABEL))
+# What inet_aton (and so getaddrinfo, which wg, ssh and OpenVPN call) reads as an IPv4
+# address: 1-4 numbers in decimal, octal or hex ('0x7f000001' is 127.0.0.1).
+_NUMERIC_HOST_RE = re.compile(r'(?:0[xX][0-9A-Fa-f]*|[0-9]+)(?:\.(?:0[xX][0-9A-Fa-f]*|[0-9]+)){0,3}\.?')
 _IP_CHARS_RE = re.compile(r'[0-9A-Fa-f:.]{2,45}')
 _NET_CHARS_RE = re.compile(r'[0-9A-Fa-f:.]{2,45}(?:/[0-9]{1,3})?')
 _USER_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]{0,31}')
@@ -285,8 +288,8 @@ def find_overlaps(entries):
 
 def check_host(value, field):
     """A remote host: a host name per RFC 1123 (labels of 1-63 letters, digits and '-',
-    not starting or ending with '-', 253 characters at most, not all-numeric) or an IP
-    address. Never starts with '-' or '@' (an option or an @file to a command)."""
+    not starting or ending with '-', 253 characters at most, not all-numeric, not a
+    number inet_aton reads as an address) or an IP address. Never starts with '-' or '@' (an option or an @file to a command)."""
     check_text(value, field)
     if ':' in value or re.fullmatch(r'[0-9.]+', value):
         return parse_address(value, field)
@@ -294,6 +297,9 @@ def check_host(value, field):
     if len(value) > 253 or not _HOSTNAME_RE.fullmatch(value) or re.fullmatch(r'[0-9]+', last_label):
         raise PicError("must be a host name (RFC 1123: labels of letters, digits and '-', dot-separated, at most "
                        "253 characters) or an IP address", field, value)
+    if _NUMERIC_HOST_RE.fullmatch(value):
+        raise PicError("is a number the resolver reads as an IPv4 address (hex or octal, as 0x7f000001 is "
+                       "127.0.0.1): give the address in dotted decimal", field, value)
     return value
 
 
@@ -336,7 +342,8 @@ def check_secret(value, field, forbid=None):
 
 def check_wg_key(value, field, secret):
     """A WireGuard key: canonical base64 of 32 bytes (44 characters ending in '=', the exact
-    text ``wg`` prints). ``wg`` refuses anything else."""
+    text ``wg`` prints), never the all-zero key (``wg`` reads it as none: no private or
+    preshared key). ``wg`` refuses anything else."""
     shown = None if secret else value
     hidden = " (value hidden)" if secret else ""
     if not isinstance(value, str) or not _KEY_RE.fullmatch(value):
@@ -348,6 +355,8 @@ def check_wg_key(value, field, secret):
     if len(raw) != 32 or base64.b64encode(raw).decode('ascii') != value:
         raise PicError("is not a canonical WireGuard key (base64 of 32 bytes, as `wg genkey`/`wg pubkey` print "
                        "it)" + hidden, field, shown)
+    if raw == bytes(32):
+        raise PicError("is the all-zero key, which wg reads as no key at all" + hidden, field, shown)
     return value
 
 

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import hashlib
 import ipaddress
 import re
@@ -34,6 +35,41 @@ _ENDPOINT_RE = re.compile(r'([A-Za-z0-9.-]{1,253}):([0-9]{1,5})')
 def check_key(value, field, secret):
     """A WireGuard key: canonical base64 of 32 bytes (what ``wg`` accepts)."""
     return check_wg_key(value, field, secret)
+
+
+def clamped_private_key(value):
+    """A private key as WireGuard stores it and ``wg show`` prints it: clamped for X25519
+    (the same key; ``wg genkey`` prints it so). A key given unclamped, compared as given,
+    never matched the running interface: it was configured again on every run."""
+    raw = bytearray(base64.b64decode(value))
+    raw[0] &= 248
+    raw[31] = (raw[31] & 127) | 64
+    return base64.b64encode(bytes(raw)).decode('ascii')
+
+
+_P25519 = 2 ** 255 - 19
+
+
+def public_key_of(private_key):
+    """The public key of a private key (X25519 of the base point, RFC 7748), as ``wg pubkey``
+    prints it. Used only to compare keys: a peer whose PublicKey is the interface's own is
+    dropped by WireGuard, and the tunnel would carry nothing."""
+    k = int.from_bytes(base64.b64decode(clamped_private_key(private_key)), 'little')
+    x_1, x_2, z_2, x_3, z_3, swap = 9, 1, 0, 9, 1, 0
+    for t in reversed(range(255)):
+        k_t = (k >> t) & 1
+        if swap ^ k_t:
+            x_2, x_3, z_2, z_3 = x_3, x_2, z_3, z_2
+        swap = k_t
+        a, b, c, d = x_2 + z_2, x_2 - z_2, x_3 + z_3, x_3 - z_3
+        aa, bb, da, cb = a * a, b * b, d * a, c * b
+        e = aa - bb
+        x_3, z_3 = (da + cb) ** 2 % _P25519, x_1 * (da - cb) ** 2 % _P25519
+        x_2, z_2 = aa * bb % _P25519, e * (aa + 121665 * e) % _P25519
+    if swap:
+        x_2, z_2 = x_3, z_3
+    point = x_2 * pow(z_2, _P25519 - 2, _P25519) % _P25519
+    return base64.b64encode(point.to_bytes(32, 'little')).decode('ascii')
 
 
 def check_endpoint(value, field):
@@ -201,6 +237,9 @@ def normalize(raw, field):
         if not peer.get('public_key'):
             raise PicError("PublicKey is required", pfield + '.public_key')
         pub = check_key(peer['public_key'], pfield + '.public_key', False)
+        if pub == public_key_of(result['private_key']):
+            raise PicError("is the public key of this configuration's own PrivateKey, not the server's: WireGuard "
+                           "drops such a peer", pfield + '.public_key', pub)
         if pub in seen:
             raise PicError("the same PublicKey appears twice", pfield + '.public_key', pub)
         seen.add(pub)

@@ -20,6 +20,7 @@ import time
 
 from .errors import PicError
 from .routing import NetlinkError, FAMILIES
+from .wgconf import clamped_private_key
 
 USERSPACE_ENV = 'WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD'
 DEFAULT_MTU = 1420
@@ -75,7 +76,7 @@ def dump_all():
 
 
 def config_matches(running, wg):
-    if running is None or running['private_key'] != wg['private_key']:
+    if running is None or running['private_key'] != clamped_private_key(wg['private_key']):
         return False
     if wg['listen_port'] and str(wg['listen_port']) != running['listen_port']:
         return False

@@ -95,6 +95,9 @@ REFUSED = [
     (v.check_host, (), '192.0.2.1.', 'IP address'),
     (v.check_host, (), 'fd00::1%eth0', 'scope id'),
     (v.check_host, (), 'exämple.org', 'host name'),
+    # getaddrinfo read these host names as 127.0.0.1 and 10.0.0.1 (wg setconf did)
+    (v.check_host, (), '0x7f000001', 'dotted decimal'),
+    (v.check_host, (), '0xa.0.0.0x1', 'dotted decimal'),
     # ssh user, proxy user, python
     (v.check_user, (), '-oProxyCommand=sh', 'user name'),
     (v.check_user, (), 'root\n', 'control'),
@@ -145,6 +148,7 @@ ACCEPTED = [
     (v.check_host, (), '2001:DB8::1', '2001:db8::1'),
     (v.check_host, (), '192.0.2.10', '192.0.2.10'),
     (v.check_host, (), 'a' * 63, 'a' * 63),
+    (v.check_host, (), 'vpn.0x1', 'vpn.0x1'),
     (v.check_user, (), 'deploy_user-2', 'deploy_user-2'),
     (v.check_word, (), 'alice@example.org', 'alice@example.org'),
     (v.check_command, (), '/usr/bin/python3.11', '/usr/bin/python3.11'),
@@ -171,7 +175,8 @@ def test_peer_networks_are_not_over_wide(value, prefix):
 def test_wireguard_keys_must_be_canonical():
     assert v.check_wg_key(KEY, 'k', False) == KEY
     for bad in (KEY_NONCANONICAL, KEY[:-1], KEY + '=', ' ' + KEY, KEY + '\n', KEY[:43] + 'A',
-                base64.b64encode(b'x' * 31).decode(), base64.urlsafe_b64encode(b'\xff' * 32).decode()):
+                base64.b64encode(b'x' * 31).decode(), base64.urlsafe_b64encode(b'\xff' * 32).decode(),
+                base64.b64encode(bytes(32)).decode()):    # wg read the all-zero key as no key at all
         with pytest.raises(PicError) as err:
             v.check_wg_key(bad, 'k', True)
         assert err.value.value is None and bad not in str(err.value) and 'hidden' in str(err.value)
