@@ -161,7 +161,7 @@ def canonical(text):
 def first_of_family(servers):
     out = set()
     for version in (4, 6):
-        same = [canonical(s).split('/')[0] for s in servers if ipaddress.ip_address(s).version == version]
+        same = [canonical(s).split('/', maxsplit=1)[0] for s in servers if ipaddress.ip_address(s).version == version]
         out.update(same[:1])
     return out
 
@@ -171,8 +171,7 @@ def intended(spec, doc):
     conn_ids = dict((name, slugify(name)) for name, _dns, _t in spec['conns'])
     fail_open = dict((cid, c['fail_open']) for cid, c in doc['connections'].items())
     maps = {}
-    users = [(nets, conn, fo) for nets, conn, fo in spec['peers']] + [(nets, conn, None)
-                                                                       for nets, _i, conn in spec['services']]
+    users = list(spec['peers']) + [(nets, conn, None) for nets, _i, conn in spec['services']]
     for nets, conn, peer_fail_open in users:
         if conn == 'default':
             continue
