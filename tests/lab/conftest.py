@@ -158,6 +158,55 @@ def cell(lab):
     return Cell('cell1')
 
 
+def registry_doc(cell):
+    """The cell's registry as a dict ({} when it has none yet)."""
+    data = cell.registry_bytes()
+    return json.loads(data.decode('utf-8')) if data else {}
+
+
+def stop_supervisord(cell):
+    """Shut down the cell's supervisord of an earlier role run (site.yml, the fleet), with
+    its monitor and exit instances: a test that runs its own monitor, or simulates a
+    reboot, must not have a second one converging behind its back. The next role run
+    starts it again."""
+    conf = os.path.join(cell.state_dir, 'supervisor', 'supervisord.conf')
+    if not os.path.exists(conf):
+        return
+    cell.sh('supervisorctl', '-c', conf, 'shutdown', check=False)
+    assert wait_for(lambda: cell.sh('supervisorctl', '-c', conf, 'pid', check=False).returncode != 0, 15), \
+        'the supervisord of %s does not stop' % cell.name
+
+
+def reset_cell(cell):
+    """Bring a lab cell back to a bare gateway whatever earlier test files left on it
+    (the lab persists across them): no supervisord, every peer on the default gateway
+    (a purge keeps the peers, with their addresses), and no service, cell link or
+    connection in its registry, each removed through the collection's own modules so
+    that its data plane (nftables table, ip rules, routes, exit interfaces) follows."""
+    stop_supervisord(cell)
+    doc = registry_doc(cell)
+    if doc.get('peers'):
+        cell.module('pic_peer_exit', {'peers': [], 'purge': True})
+    for service in sorted(doc.get('services', {})):
+        cell.module('pic_service_egress', {'service': service, 'state': 'absent'})
+    if doc.get('links'):
+        cell.module('pic_cell_link', {'links': []})
+    for conn in sorted(doc.get('connections', {}).values(), key=lambda c: c['index']):
+        if conn['type'] != 'cell_relay':
+            cell.module('pic_connection', {'name': conn['name'], 'state': 'absent'})
+    left = registry_doc(cell)
+    assert not any(left.get(section) for section in ('services', 'links', 'connections')), left
+    peers = left.get('peers', {}).values()
+    assert all((p.get('connection'), p.get('fail_open')) == ('default', None) for p in peers), left
+    return cell
+
+
+def desired_rules(cell):
+    """The ip rules of the cell's desired state: those of its last successful apply."""
+    with open(os.path.join(cell.state_dir, 'last-good.json')) as handle:
+        return json.load(handle)['rules']
+
+
 
 # -- continuous traffic, the cell's resolver and the internet's per-flow counter ---------
 # (the leak matrix, tests/lab/test_leak_matrix.py, and the DNS tests)

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import piclab, wait_for, quiet_counters
+from conftest import desired_rules, piclab, quiet_counters, reset_cell, wait_for
 
 EXIT = 'Exit WG'
 LAB_NAT = 'table inet lab_nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n' \
@@ -117,9 +117,24 @@ def our_rules(cell):
                for fam in ('-4', '-6') for n in (0, 1))
 
 
+# The ip rules of the baseline, by (family, action, ingress interface): the exit's
+# table, the kill switch's unreachable, and the guard of the peer interface wg0.
+BASELINE_RULES = sorted([(4, 'table', None), (6, 'table', None), (4, 'unreachable', None),
+                         (6, 'unreachable', None), (4, 'table', 'wg0'), (6, 'unreachable', 'wg0')], key=str)
+
+
+def wanted_rules(cell):
+    """How many ip rules the cell's desired state has (our_rules counts them on the cell)."""
+    rules = desired_rules(cell)
+    assert set(r['priority'] for r in rules) <= set([10000, 10001]), rules
+    return len(rules)
+
+
 @pytest.fixture(scope='module')
 def monitored(cell):
+    reset_cell(cell)
     baseline(cell)
+    assert sorted(((r['family'], r['action'], r['iif']) for r in desired_rules(cell)), key=str) == BASELINE_RULES
     assert wait_for(lambda: via_exit('p1'), 15), (piclab.fetch('p1', 4), piclab.fetch('p1', 6),
                                                   cell.sh('wg', 'show').stdout, cell.sh('ip', 'rule').stdout)
     monitor = cell.cli('monitor', '--interval', '0.5', background=True)
@@ -177,13 +192,13 @@ def _damage(cell, steps):
 def test_fail_closed_peer_never_leaks_and_the_monitor_restores(monitored, fault):
     cell = monitored
     full = (our_rules(cell), table_shape(cell))
-    assert full[0] == 6
+    assert full[0] == wanted_rules(cell)
     quiet_counters()
     with Sender('p1') as sender:
         time.sleep(0.5)
         started = time.time()
         _damage(cell, FAULTS[fault])
-        back = wait_for(lambda: table_present(cell) and our_rules(cell) == 6, 5, 0.02)
+        back = wait_for(lambda: table_present(cell) and our_rules(cell) == full[0], 5, 0.02)
         recovery = time.time() - started
         time.sleep(1.0)
     restore_lab_nat(cell)
@@ -202,12 +217,14 @@ def test_both_layers_lost_at_once_are_back_within_a_second(monitored):
     packets until the monitor has restored them (the packets of that gap are
     reported, not asserted); from then on not one leaks."""
     cell = monitored
+    wanted = wanted_rules(cell)
+    assert our_rules(cell) == wanted
     quiet_counters()
     with Sender('p1') as sender:
         time.sleep(0.3)
         started = time.time()
         _damage(cell, BOTH)
-        back = wait_for(lambda: table_present(cell) and our_rules(cell) == 6, 5, 0.02)
+        back = wait_for(lambda: table_present(cell) and our_rules(cell) == wanted, 5, 0.02)
         recovery = time.time() - started
         restore_lab_nat(cell)
         time.sleep(0.3)
@@ -239,9 +256,9 @@ def test_a_registry_ahead_of_the_data_plane_is_converged_by_the_monitor(monitore
 def test_ipv6_of_a_v4_only_exit_converges_and_never_leaks(cell):
     """Finding: a v4-only exit re-added and deleted its 'unreachable ::/0' on
     every run; the route ended up missing and a fail-open peer's IPv6 left by
-    the WAN. (Alone on the cell, after the tests above: the lab's exit server
+    the WAN. (Alone on the cell, whatever ran before: the lab's exit server
     knows one client key per cell.)"""
-    drop_baseline(cell)
+    reset_cell(cell)
     assert wait_for(lambda: 'pic-exit-wg' not in cell.sh('ip', 'link').stdout, 5)
     args = {'name': 'V4 Only', 'type': 'wireguard_ext', 'config': {'wg_config': exit_conf(v4only=True)}}
     table = str(cell.module('pic_connection', args)['connection']['table'])

@@ -11,11 +11,12 @@ state brings the exit back.
 """
 import os
 import shutil
+import stat
 import time
 
 import pytest
 
-from conftest import piclab, wait_for, quiet_counters
+from conftest import piclab, quiet_counters, reset_cell, wait_for
 from test_killswitch import Sender, leaks, baseline, via_exit
 
 
@@ -54,13 +55,19 @@ def damage(cell, case):
         _write(registry, '[]')
 
 
+def sockets(folder, names):
+    """copytree's ignore: the unix sockets (a daemon's of an earlier run), which cannot be copied."""
+    return [n for n in names if stat.S_ISSOCK(os.lstat(os.path.join(folder, n)).st_mode)]
+
+
 @pytest.fixture(scope='module')
 def good_state(cell):
+    reset_cell(cell)
     baseline(cell)
     assert wait_for(lambda: via_exit('p1'), 15)
     backup = cell.state_dir + '.good'
     shutil.rmtree(backup, ignore_errors=True)
-    shutil.copytree(cell.state_dir, backup, symlinks=True)
+    shutil.copytree(cell.state_dir, backup, symlinks=True, ignore=sockets)
     yield backup
     shutil.rmtree(backup, ignore_errors=True)
 
