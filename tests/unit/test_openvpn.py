@@ -4,6 +4,7 @@ connection record, and the up hook's plan."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -324,7 +325,8 @@ def openvpn_settings(world, conf_text):
     conf = world['base'] / 'client.conf'
     conf.write_text(conf_text)
     proc = subprocess.Popen(['ip', 'netns', 'exec', world['netns'], 'timeout', '20', OPENVPN, '--config', str(conf),
-                             '--verb', '4', '--mute', '0'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             '--verb', '4', '--mute', '0'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     dump, seen, lines = [], False, []
     try:
         for line in proc.stdout:
@@ -338,7 +340,8 @@ def openvpn_settings(world, conf_text):
                 if found:
                     dump.append((found.group(1), found.group(2)))
     finally:
-        proc.kill()
+        # the whole group: killing `timeout` alone would leave openvpn running
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert seen, ''.join(lines)
     return dump
