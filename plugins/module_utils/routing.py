@@ -96,9 +96,11 @@ def _is_local_rule(msg):
 
 def _is_guard_at_zero(msg):
     """A rule of priority 0 the collection owns: one of the DNS guard (an
-    input interface and a destination port); anything else there (the
-    ``local`` rule) is never read as ours."""
-    return bool(_attr(msg, 'FRA_IIFNAME')) and _dport(msg) is not None
+    input interface, ``fwmark 0/<mask>`` and a destination port); anything
+    else there (the ``local`` rule, an administrator's rule) is never read as
+    ours."""
+    return bool(_attr(msg, 'FRA_IIFNAME')) and _dport(msg) is not None and \
+        bool(_attr(msg, 'FRA_FWMASK')) and not _attr(msg, 'FRA_FWMARK')
 
 
 def _route_key(route):

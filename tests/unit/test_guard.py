@@ -241,7 +241,10 @@ def test_local_rule_is_moved_behind_the_dns_guard_without_a_gap():
     routes = routing.Routing.__new__(routing.Routing)
     routes.ipr = ipr
     assert routes.local_rule_first(4) is True
-    assert [r['priority'] for r in routes.rules((0,))] == [0]      # only the guard's, never the local rule
+    ipr.list.append(fake_rule(socket.AF_INET, 0, 100, FRA_IIFNAME='eth9', FRA_IP_PROTO=17, FRA_DPORT_RANGE='53:53'))
+    # only the guard's, never the local rule or an administrator's rule without fwmark 0/<mask>
+    assert [(r['priority'], r['table']) for r in routes.rules((0,))] == [(0, 10127)]
+    ipr.list.pop()
     assert routes.put_local_last(4) is True
     tables = [dict(r['attrs'])['FRA_TABLE'] for r in ipr.list]
     assert tables == [10127, 255, 254]
