@@ -26,6 +26,9 @@ from .wgiface import WgInterface, config_matches, dump_all
 
 def _fmt_rule(rule):
     iif = ' iif %s' % rule['iif'] if rule.get('iif') else ''
+    if rule.get('dport'):
+        iif += ' ipproto %s dport %d' % ({6: 'tcp', 17: 'udp'}.get(rule.get('ipproto'), rule.get('ipproto')),
+                                         rule['dport'])
     if rule['action'] == 'table':
         return 'ipv%d rule pref %d%s fwmark 0x%x/0x%x lookup %d' % (
             rule['family'], rule['priority'], iif, rule['fwmark'], rule['fwmask'], rule['table'])
@@ -150,6 +153,7 @@ class Cell(object):
             changes.append('add ' + _fmt_rule(rule))
             if not check_mode:
                 self.routing.add_rule(rule)
+        changes.extend(self._order_dns_guard(want, check_mode))
         if nft_changed:
             verb = 'create' if have_nft is None else 'replace'
             changes.append('%s nftables table %s %s' % (verb, model.NFT_FAMILY, model.NFT_TABLE))
@@ -166,6 +170,16 @@ class Cell(object):
         if not check_mode:
             save_last_good(self.registry.state_dir, want)
             record_converged(self.registry)
+        return changes
+
+    def _order_dns_guard(self, want, check_mode=False):
+        """Put the kernel's ``local`` rule behind the DNS guard's rules of
+        priority 0 where it comes first (model._add_dns_guard)."""
+        changes = []
+        for family in sorted(set(r['family'] for r in want.rules if r['priority'] == model.DNS_GUARD_PRIORITY)):
+            if check_mode and self.routing.local_rule_first(family) or \
+                    not check_mode and self.routing.put_local_last(family):
+                changes.append('move the ipv%d local rule behind the DNS guard' % family)
         return changes
 
     # -- before saving: would the kernel take it? ---------------------------------
@@ -212,6 +226,10 @@ class Cell(object):
             lost.extend('nftables %s %s missing' % (kind[:-1], n) for n in sorted(set(wanted[kind]) - set(have[kind])))
         add_rules, _del = diff(self.routing.rules(model.owned_priorities(settings)), want.rules, rule_key)
         lost.extend('missing ' + _fmt_rule(rule) for rule in add_rules)
+        lost.extend('the ipv%d local rule comes before the DNS guard' % family
+                    for family in sorted(set(r['family'] for r in want.rules
+                                             if r['priority'] == model.DNS_GUARD_PRIORITY))
+                    if self.routing.local_rule_first(family))
         fixed = [dict(r, table=t) for t, rs in want.routes.items() for r in rs if r['type'] != 'unicast']
         if fixed:
             add_routes, _del = diff(self.routing.routes(model.owned_table_range(settings, layout)), fixed, route_key)
@@ -359,7 +377,9 @@ def load_last_good(state_dir):
         if not isinstance(script, str) or not isinstance(rules, list):
             raise ValueError('unexpected types')
         keys = ('family', 'priority', 'fwmark', 'fwmask', 'action', 'table', 'iif')
-        rules = [dict((k, rule.get(k)) for k in keys) for rule in rules]
+        rules = [dict([(k, rule.get(k)) for k in keys] +
+                      [(k, rule[k]) for k in ('ipproto', 'dport') if rule.get(k) is not None])
+                 for rule in rules]
         if not script.startswith('table %s %s\n' % (model.NFT_FAMILY, model.NFT_TABLE)):
             raise ValueError('not a script of table %s' % model.NFT_TABLE)
     except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -482,9 +482,43 @@ def _add_guard(want, layout, base, table, peer_interface):
                            'action': 'table', 'table': table, 'iif': ifname})
         want.rules.append({'family': 6, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
                            'action': 'unreachable', 'table': None, 'iif': ifname})
+    _add_dns_guard(want, layout, table)
     # (a route through the peer interface exists only while it does)
     want.routes[table] = [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_interface}] \
         if peer_interface else []
+
+
+# The priority of the DNS guard: the kernel's ``local`` rule has it too, and the
+# guard's rules must come before that one (Routing.put_local_last).
+DNS_GUARD_PRIORITY = 0
+DNS_PORT = 53
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+
+
+def _add_dns_guard(want, layout, table):
+    """The guard of DNS queries to the cell itself while the table is gone.
+
+    The ``local`` rule (priority 0) finds the cell's own addresses before any
+    rule of ``_add_guard``: without the table, nothing pins a peer's query to
+    the cell's resolver to its exit (the dstnat chain), and the cell's resolver
+    would resolve it through the WAN, a DNS leak of a fail-closed peer. These
+    rules have priority 0 and come before the ``local`` rule in the kernel's
+    list; they take unmarked queries (TCP and UDP, port 53) from the ingress
+    interfaces: IPv4 to the guard table (back out the peer interface, where no
+    peer takes them), IPv6 to ``unreachable``. While the table is in place every
+    packet from an ingress interface carries a mark (prerouting sets the direct
+    mark first) and they never match; replies to peers (source port 53, from
+    other interfaces) never match either.
+    """
+    for ifname in sorted(want.sets['ingress']['elements']):
+        for proto in (IPPROTO_UDP, IPPROTO_TCP):
+            want.rules.append({'family': 4, 'priority': DNS_GUARD_PRIORITY, 'fwmark': 0, 'fwmask': layout.mask,
+                               'action': 'table', 'table': table, 'iif': ifname,
+                               'ipproto': proto, 'dport': DNS_PORT})
+            want.rules.append({'family': 6, 'priority': DNS_GUARD_PRIORITY, 'fwmark': 0, 'fwmask': layout.mask,
+                               'action': 'unreachable', 'table': None, 'iif': ifname,
+                               'ipproto': proto, 'dport': DNS_PORT})
 
 
 def guard_table(settings, layout):
@@ -494,7 +528,10 @@ def guard_table(settings, layout):
 
 
 def owned_priorities(settings):
-    return (settings['priority_base'], settings['priority_base'] + 1)
+    """The rule priorities the collection owns; of priority 0 (the DNS guard's,
+    shared with the kernel's ``local`` rule) only rules with a destination
+    port are read (Routing.rules), never the ``local`` rule."""
+    return (DNS_GUARD_PRIORITY, settings['priority_base'], settings['priority_base'] + 1)
 
 
 def owned_table_range(settings, layout):

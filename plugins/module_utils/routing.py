@@ -67,9 +67,40 @@ def _attr(msg, name, default=None):
     return msg.get_attr(name, default) if hasattr(msg, 'get_attr') else dict(msg['attrs']).get(name, default)
 
 
+RT_TABLE_LOCAL = 255
+RTPROT_KERNEL = 2
+RTPROT_BOOT = 3
+
+
 def _rule_key(rule):
     return (rule['family'], rule['priority'], rule['fwmark'], rule['fwmask'], rule['action'], rule['table'],
-            rule.get('iif'))
+            rule.get('iif'), rule.get('ipproto'), rule.get('dport'))
+
+
+def _dport(msg):
+    """The single destination port of a rule message (None: none or a range)."""
+    value = _attr(msg, 'FRA_DPORT_RANGE')
+    if value is None:
+        return None
+    start, _sep, end = str(value).partition(':')
+    return int(start) if start == end and start.isdigit() else None
+
+
+def _is_local_rule(msg):
+    """The kernel's ``pref 0 lookup local`` rule (or one just like it)."""
+    return (_attr(msg, 'FRA_PRIORITY', 0) == 0 and msg['action'] == FR_ACT_TO_TBL and
+            (_attr(msg, 'FRA_TABLE') or msg['table']) == RT_TABLE_LOCAL and
+            not any(_attr(msg, name) for name in ('FRA_IIFNAME', 'FRA_OIFNAME', 'FRA_FWMARK', 'FRA_IP_PROTO',
+                                                  'FRA_DPORT_RANGE', 'FRA_SPORT_RANGE', 'FRA_SRC', 'FRA_DST')))
+
+
+def _is_guard_at_zero(msg):
+    """A rule of priority 0 the collection owns: one of the DNS guard (an
+    input interface, ``fwmark 0/<mask>`` and a destination port); anything
+    else there (the ``local`` rule, an administrator's rule) is never read as
+    ours."""
+    return bool(_attr(msg, 'FRA_IIFNAME')) and _dport(msg) is not None and \
+        bool(_attr(msg, 'FRA_FWMASK')) and not _attr(msg, 'FRA_FWMARK')
 
 
 def _route_key(route):
@@ -142,7 +173,7 @@ class Routing(object):
         for family, af in FAMILIES.items():
             for rule in self.ipr.get_rules(family=af):
                 prio = _attr(rule, 'FRA_PRIORITY', 0)
-                if prio not in priorities:
+                if prio not in priorities or (prio == 0 and not _is_guard_at_zero(rule)):
                     continue
                 action = 'table' if rule['action'] == FR_ACT_TO_TBL else (
                     'unreachable' if rule['action'] == FR_ACT_UNREACHABLE else 'other:%d' % rule['action'])
@@ -150,7 +181,43 @@ class Routing(object):
                             'fwmask': _attr(rule, 'FRA_FWMASK', 0), 'action': action,
                             'table': (_attr(rule, 'FRA_TABLE') or rule['table']) if action == 'table' else None,
                             'iif': _attr(rule, 'FRA_IIFNAME')})
+                if _dport(rule) is not None:
+                    out[-1].update(ipproto=_attr(rule, 'FRA_IP_PROTO'), dport=_dport(rule))
         return out
+
+    def local_rule_first(self, family):
+        """Does the ``local`` rule come before a DNS guard rule (priority 0) in
+        the kernel's list of ``family``? Then the guard never sees the cell's
+        own addresses."""
+        local = False
+        for rule in self.ipr.get_rules(family=FAMILIES[family]):
+            if _is_local_rule(rule):
+                local = True
+            elif local and _attr(rule, 'FRA_PRIORITY', 0) == 0 and _is_guard_at_zero(rule):
+                return True
+        return False
+
+    def put_local_last(self, family):
+        """Move the ``local`` rule behind the DNS guard rules of priority 0 (the
+        kernel puts a new rule after those of its priority): add a second one
+        (after them), then delete the first. A local lookup is in place at
+        every moment; nothing is deleted unless the second one is there.
+        Returns True when it moved."""
+        if not self.local_rule_first(family):
+            return False
+        before = [r for r in self.ipr.get_rules(family=FAMILIES[family]) if _is_local_rule(r)]
+        # The kernel refuses a rule identical to one it has (EEXIST): the
+        # second one differs by its protocol (kernel <-> boot), which only
+        # tells who added it.
+        protocol = RTPROT_BOOT if _attr(before[0], 'FRA_PROTOCOL') == RTPROT_KERNEL else RTPROT_KERNEL
+        self._nl(self.ipr.rule, 'add', family=FAMILIES[family], priority=0, table=RT_TABLE_LOCAL, protocol=protocol)
+        locals_now = [r for r in self.ipr.get_rules(family=FAMILIES[family]) if _is_local_rule(r)]
+        if len(locals_now) <= len(before):
+            raise PicError("could not add a second local rule (IPv%d) to put it behind the DNS guard" % family)
+        self._nl(self.ipr.rule, 'del', family=FAMILIES[family], priority=0, table=RT_TABLE_LOCAL)
+        if self.local_rule_first(family):
+            raise PicError("the local rule (IPv%d) still comes before the DNS guard" % family)
+        return True
 
     def routes(self, table_range):
         low, high = table_range
@@ -179,6 +246,9 @@ class Routing(object):
                   'fwmark': rule['fwmark'], 'fwmask': rule['fwmask']}
         if rule.get('iif'):
             kwargs['iifname'] = rule['iif']
+        if rule.get('dport'):
+            kwargs['ip_proto'] = rule['ipproto']
+            kwargs['dport_range'] = '%d:%d' % (rule['dport'], rule['dport'])
         return kwargs
 
     def add_rule(self, rule):
@@ -188,6 +258,8 @@ class Routing(object):
         else:
             kwargs['action'] = 'FR_ACT_UNREACHABLE'
         self._nl(self.ipr.rule, 'add', **kwargs)
+        if rule['priority'] == 0:
+            self.put_local_last(rule['family'])
 
     def del_rule(self, rule):
         kwargs = self._rule_args(rule)

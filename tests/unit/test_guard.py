@@ -23,7 +23,12 @@ def cell(keys, users, allowed='0.0.0.0/0, ::/0', address='10.200.0.11/32, fd00:2
 
 
 def guards(want):
-    return [r for r in want.rules if r.get('iif')]
+    """The guard of forwarded packets (not the DNS guard's rules of priority 0)."""
+    return [r for r in want.rules if r.get('iif') and r['priority'] != 0]
+
+
+def dns_guards(want):
+    return [r for r in want.rules if r['priority'] == 0]
 
 
 class FakeIpr(object):
@@ -101,7 +106,7 @@ def test_guard_rule_per_ingress_interface_and_family_only_with_closed_users(keys
         {'family': 6, 'priority': 10001, 'fwmark': 0, 'fwmask': 0x00ff0000, 'action': 'unreachable',
          'table': None, 'iif': 'wg0'}]
     assert want.routes[10127] == [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': 'wg0'}]
-    assert model.owned_priorities(model.normalize_settings({})[0]) == (10000, 10001)
+    assert model.owned_priorities(model.normalize_settings({})[0]) == (0, 10000, 10001)
     opened = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg', 'fail_open': True}])
     assert guards(model.desired(opened, {'peer_networks': [], 'interfaces': []})) == []
 
@@ -172,3 +177,95 @@ def test_guard_route_only_while_the_peer_interface_exists(keys):
     assert gone.routes[10127] == [] and len(guards(gone)) == 2
     there = model.desired(doc, {'peer_networks': [], 'interfaces': [], 'present': ['wg0']})
     assert there.routes[10127] == [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': 'wg0'}]
+
+
+def test_dns_guard_rules_per_ingress_interface_before_the_local_rule(keys):
+    """Unmarked DNS queries (TCP and UDP port 53) from an ingress interface, at
+    priority 0: IPv4 back to the peer interface (the guard table), IPv6
+    unreachable; only while some user is fail-closed."""
+    closed = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
+    want = model.desired(closed, {'peer_networks': ['10.0.0.0/24'], 'interfaces': ['pic-exit-wg']})
+    common = {'priority': 0, 'fwmark': 0, 'fwmask': 0x00ff0000, 'iif': 'wg0', 'dport': 53}
+    assert dns_guards(want) == [
+        dict(common, family=4, action='table', table=10127, ipproto=17),
+        dict(common, family=6, action='unreachable', table=None, ipproto=17),
+        dict(common, family=4, action='table', table=10127, ipproto=6),
+        dict(common, family=6, action='unreachable', table=None, ipproto=6)]
+    opened = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg', 'fail_open': True}])
+    assert dns_guards(model.desired(opened, {'peer_networks': [], 'interfaces': []})) == []
+
+
+def test_dns_guard_rule_key_and_format():
+    from ansible_collections.pic.connectivity.plugins.module_utils import dataplane
+    base = {'family': 4, 'priority': 0, 'fwmark': 0, 'fwmask': 0x00ff0000, 'action': 'table',
+            'table': 10127, 'iif': 'wg0'}
+    udp, tcp = dict(base, ipproto=17, dport=53), dict(base, ipproto=6, dport=53)
+    assert len(set(routing.rule_key(r) for r in (base, udp, tcp))) == 3
+    assert dataplane._fmt_rule(udp) == 'ipv4 rule pref 0 iif wg0 ipproto udp dport 53 fwmark 0x0/0xff0000 lookup 10127'
+
+
+class FakeRuleIpr(object):
+    """Rule messages in the kernel's list order; add appends after the last
+    rule of the same priority, del removes the first match (as the kernel)."""
+
+    def __init__(self, rules):
+        self.list = rules
+
+    def get_rules(self, family):
+        return [r for r in self.list if r['family'] == family]
+
+    def rule(self, op, family, priority, table, protocol=0):
+        if op == 'add':
+            new = fake_rule(family, priority, table, FRA_PROTOCOL=protocol)
+            if any(r['attrs'] == new['attrs'] for r in self.list):
+                return    # EEXIST (swallowed by Routing._nl)
+            at = max([i + 1 for i, r in enumerate(self.list) if r['family'] == family and
+                      dict(r['attrs']).get('FRA_PRIORITY', 0) <= priority] or [0])
+            self.list.insert(at, new)
+        else:
+            self.list.remove([r for r in self.list if routing._is_local_rule(r) and r['family'] == family][0])
+
+
+def fake_rule(family, priority, table, **attrs):
+    out = {'family': family, 'table': table if table < 256 else 252, 'action': routing.FR_ACT_TO_TBL,
+           'attrs': [('FRA_TABLE', table)] + ([('FRA_PRIORITY', priority)] if priority else []) +
+           list(attrs.items())}
+    return out
+
+
+def test_local_rule_is_moved_behind_the_dns_guard_without_a_gap():
+    ipr = FakeRuleIpr([fake_rule(socket.AF_INET, 0, 255, FRA_PROTOCOL=2),
+                       fake_rule(socket.AF_INET, 0, 10127, FRA_IIFNAME='wg0', FRA_FWMARK=0, FRA_FWMASK=0xff0000,
+                                 FRA_IP_PROTO=17, FRA_DPORT_RANGE='53:53'),
+                       fake_rule(socket.AF_INET, 32766, 254)])
+    routes = routing.Routing.__new__(routing.Routing)
+    routes.ipr = ipr
+    assert routes.local_rule_first(4) is True
+    ipr.list.append(fake_rule(socket.AF_INET, 0, 100, FRA_IIFNAME='eth9', FRA_IP_PROTO=17, FRA_DPORT_RANGE='53:53'))
+    # only the guard's, never the local rule or an administrator's rule without fwmark 0/<mask>
+    assert [(r['priority'], r['table']) for r in routes.rules((0,))] == [(0, 10127)]
+    ipr.list.pop()
+    assert routes.put_local_last(4) is True
+    tables = [dict(r['attrs'])['FRA_TABLE'] for r in ipr.list]
+    assert tables == [10127, 255, 254]
+    assert routes.local_rule_first(4) is False and routes.put_local_last(4) is False
+    # a second guard rule lands after the (moved) local rule: moved again, by another protocol
+    ipr.list.insert(2, fake_rule(socket.AF_INET, 0, 10127, FRA_IIFNAME='wg0', FRA_FWMARK=0, FRA_FWMASK=0xff0000,
+                                 FRA_IP_PROTO=6, FRA_DPORT_RANGE='53:53'))
+    assert routes.put_local_last(4) is True
+    assert [dict(r['attrs']).get('FRA_IP_PROTO') for r in ipr.list] == [17, 6, None, None]
+    assert dict(ipr.list[2]['attrs'])['FRA_PROTOCOL'] == 2
+
+
+def test_local_rule_never_deleted_without_a_second_one():
+    class Refusing(FakeRuleIpr):
+        def rule(self, op, family, priority, table, protocol=0):
+            assert op == 'add', 'deleted the only local rule'
+    ipr = Refusing([fake_rule(socket.AF_INET, 0, 255, FRA_PROTOCOL=2),
+                    fake_rule(socket.AF_INET, 0, 10127, FRA_IIFNAME='wg0', FRA_FWMARK=0, FRA_FWMASK=0xff0000,
+                              FRA_IP_PROTO=17, FRA_DPORT_RANGE='53:53')])
+    routes = routing.Routing.__new__(routing.Routing)
+    routes.ipr = ipr
+    with pytest.raises(PicError):
+        routes.put_local_last(4)
+    assert len(ipr.list) == 2
