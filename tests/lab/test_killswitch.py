@@ -113,20 +113,26 @@ def table_present(cell):
 
 
 def our_rules(cell):
-    return sum(cell.sh('ip', fam, 'rule', check=False).stdout.count('100%02d:' % n)
-               for fam in ('-4', '-6') for n in (0, 1))
+    """The collection's ip rules on the cell: priorities 10000-10001, and the DNS guard at 0."""
+    count = 0
+    for fam in ('-4', '-6'):
+        for line in cell.sh('ip', fam, 'rule', check=False).stdout.splitlines():
+            if line.startswith(('10000:', '10001:')) or (line.startswith('0:') and 'dport 53' in line):
+                count += 1
+    return count
 
 
 # The ip rules of the baseline, by (family, action, ingress interface): the exit's
-# table, the kill switch's unreachable, and the guard of the peer interface wg0.
+# table, the kill switch's unreachable, the guard of the peer interface wg0, and
+# its DNS guard ahead of the local rule (UDP and TCP).
 BASELINE_RULES = sorted([(4, 'table', None), (6, 'table', None), (4, 'unreachable', None),
-                         (6, 'unreachable', None), (4, 'table', 'wg0'), (6, 'unreachable', 'wg0')], key=str)
+                         (6, 'unreachable', None)] + [(4, 'table', 'wg0'), (6, 'unreachable', 'wg0')] * 3, key=str)
 
 
 def wanted_rules(cell):
     """How many ip rules the cell's desired state has (our_rules counts them on the cell)."""
     rules = desired_rules(cell)
-    assert set(r['priority'] for r in rules) <= set([10000, 10001]), rules
+    assert set(r['priority'] for r in rules) <= set([0, 10000, 10001]), rules
     return len(rules)
 
 
