@@ -43,21 +43,12 @@ NO_KILL_SWITCH = 1
 
 
 def checked_registry(registry):
-    """The registry document, refusing what the collection never writes (``{}``,
-    ``[]``, ``null``, a string, missing or mistyped sections): restoring such a
-    document would install an empty table and send every peer to the WAN."""
+    """The registry document for a restore: a missing one is an error here (the
+    cell had a state: its last good kill switch exists), and ``load()`` refuses
+    what the collection never writes (``{}``, ``[]``, ``null``, a string,
+    missing or mistyped sections), whose restore would send every peer to the WAN."""
     if not os.path.exists(registry.path):
         raise PicError("the registry %s is missing" % registry.path)
-    try:
-        with open(registry.path) as handle:
-            raw = json.load(handle)
-    except (IOError, OSError, ValueError) as exc:
-        raise PicError("the registry %s is unreadable (%s)" % (registry.path, exc))
-    if not isinstance(raw, dict) or 'version' not in raw:
-        raise PicError("the registry %s is not a registry written by the collection (no version)" % registry.path)
-    for key in ('connections', 'peers'):
-        if not isinstance(raw.get(key), dict):
-            raise PicError("the registry %s has no %s mapping" % (registry.path, key))
     return registry.load()
 
 
@@ -184,7 +175,14 @@ class StateGuard(object):
             self.log('guard: no netlink events (%s); polling only' % exc)
 
     def start(self):
-        settings, layout = model.normalize_settings(self.registry.load().get('settings'))
+        try:
+            settings = self.registry.load().get('settings')
+        except PicError as exc:
+            # a damaged registry at start: events for the default ranges meanwhile;
+            # every pass says what is wrong until it is mended
+            self.log('guard: %s' % exc)
+            settings = None
+        settings, layout = model.normalize_settings(settings)
         for target, args in ((self._nft_events, ()),
                              (self._netlink_events, (model.owned_table_range(settings, layout),)),
                              (self._loop, ())):

@@ -121,8 +121,8 @@ def open_nofollow(path, flags, mode=0o600):
         raise
 
 
-def read_nofollow(path):
-    """The text of ``path`` (not followed if a symbolic link), or None when absent."""
+def read_nofollow_bytes(path):
+    """The bytes of ``path`` (not followed if a symbolic link), or None when absent."""
     try:
         fd = open_nofollow(path, os.O_RDONLY)
     except OSError as exc:
@@ -130,7 +130,13 @@ def read_nofollow(path):
             return None
         raise
     with os.fdopen(fd, 'rb') as handle:
-        return handle.read().decode('utf-8')
+        return handle.read()
+
+
+def read_nofollow(path):
+    """The text of ``path`` (not followed if a symbolic link), or None when absent."""
+    data = read_nofollow_bytes(path)
+    return None if data is None else data.decode('utf-8')
 
 
 def write_atomic(path, data, mode=0o600):

@@ -9,7 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import json
 import os
 
@@ -17,7 +16,7 @@ from . import model
 from .commits import Commits
 from .connections import check_overrides_not_foreign
 from .errors import PicError
-from .registry import Registry, DEFAULT_STATE_DIR, open_nofollow, write_atomic
+from .registry import Registry, DEFAULT_STATE_DIR, read_nofollow_bytes, write_atomic
 from .validation import check_local_against_peers
 
 SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
@@ -64,23 +63,12 @@ def merge_settings(doc, params):
     return doc
 
 
-def _read_nofollow_bytes(path):
-    try:
-        fd = open_nofollow(path, os.O_RDONLY)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
-    with os.fdopen(fd, 'rb') as handle:
-        return handle.read()
-
-
 def _snapshot(registry, conn_ids):
     """The registry and the secrets of ``conn_ids`` as they are: what a rollback puts back."""
     paths = [registry.path]
     for conn_id in conn_ids:
         paths.extend((registry.secret_path(conn_id), registry.secret_path(conn_id) + '.setconf'))
-    return [(path, _read_nofollow_bytes(path)) for path in paths]
+    return [(path, read_nofollow_bytes(path)) for path in paths]
 
 
 def _restore(snapshot):

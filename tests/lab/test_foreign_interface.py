@@ -7,18 +7,9 @@ import subprocess
 
 import pytest
 
-from test_trust_state import Netns, key
+from test_trust_state import key, ns  # noqa: F401 (ns: the throwaway-namespace fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='needs root (network namespaces)')
-
-
-@pytest.fixture
-def ns(tmp_path):
-    cell = Netns(tmp_path)
-    try:
-        yield cell
-    finally:
-        cell.close()
 
 
 def _ip(ns, *args):
