@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.pic.connectivity.plugins.filter import render
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_display_name
-from render_helpers import ROOT as ROOT_STR, environment as render_environment, render_template
+from ansible_collections.pic.connectivity.tests.unit.helpers import ROOT as ROOT_STR, environment as render_environment, render_template
 
 ROOT_DIR = pathlib.Path(ROOT_STR)
 DIST = '/usr/lib/python3/dist-packages'

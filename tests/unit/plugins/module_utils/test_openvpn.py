@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, model, openvpn
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
-from render_helpers import render_template
+from ansible_collections.pic.connectivity.tests.unit.helpers import render_template
 
 OVPN = """# a provider's file
 client

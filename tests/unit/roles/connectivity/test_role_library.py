@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS = os.path.join(tempfile.gettempdir(), 'pic-unit-collections')   # made by conftest.py
+from ansible_collections.pic.connectivity.tests.unit.helpers import COLLECTIONS, ROOT
+
 PLAYBOOK = '''
 - hosts: localhost
   connection: local

@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from render_helpers import render_template
+from ansible_collections.pic.connectivity.tests.unit.helpers import ROOT, render_template
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = os.path.join(ROOT, 'roles', 'connectivity', 'templates')
 
 

@@ -6,19 +6,7 @@ import pytest
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, model, peers, wgconf
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
-
-
-def wg_text(keys, allowed='0.0.0.0/0, ::/0', address='10.200.0.11/32, fd00:200::11/128', extra=''):
-    return ('[Interface]\nPrivateKey = %s\nAddress = %s\n%s\n[Peer]\nPublicKey = %s\n'
-            'Endpoint = 203.0.113.20:51820\nAllowedIPs = %s\n' % (keys[0], address, extra, keys[1], allowed))
-
-
-def new_cell(keys, **conn):
-    doc = empty()
-    params = {'name': 'Exit WG', 'type': 'wireguard_ext', 'config': {'wg_config': wg_text(keys)}}
-    params.update(conn)
-    doc, record, payload, secrets, removed = connections.plan(doc, params)
-    return doc, record
+from ansible_collections.pic.connectivity.tests.unit.helpers import keys_wg_text as wg_text, new_cell
 
 
 def test_mark_layout_default():

@@ -7,7 +7,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import links, mod
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
 
-from test_model import new_cell, wg_text
+from ansible_collections.pic.connectivity.tests.unit.helpers import keys_wg_text as wg_text, new_cell
 
 FACTS = {'peer_networks': ['10.0.0.0/24', 'fd00:10::/64'], 'interfaces': []}
 IS_CONN = 'meta mark & 0x007f0000 == 0x00010000'

@@ -7,19 +7,14 @@ the value (never the value of a secret).
 """
 import base64
 import ipaddress
-import os
 import re
-import tempfile
 
 import pytest
 from hypothesis import given, settings, strategies as st
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from ansible_collections.pic.connectivity.plugins.module_utils import validation as v
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
-
-# Hypothesis caches (Unicode tables) outside the work tree, never in a built collection.
-set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), 'pic-unit-hypothesis'))
+from ansible_collections.pic.connectivity.tests.unit.helpers import CONTROL, HOSTILE
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 # A non-canonical twin of KEY: same bytes for a lenient decoder, but its last
@@ -226,20 +221,7 @@ def test_local_networks():
     v.check_local_against_peers(['192.168.1.0/24'], ['10.0.0.1/24'])
 
 
-# -- property-based: hostile strings ------------------------------------------------------------
-
-HOSTILE_CHARS = st.sampled_from(list('\x00\n\r\t\x0b\x0c\x1b\x7f\x85\u2028\u2029\u202e\ufeff %"\'\\-@:/[]=#;$`'
-                                     'aZ09.,_+fFd:x') + ['\u00e9', '\u0661', '\uff10', '\U0001f600'])
-HOSTILE = st.one_of(
-    st.text(HOSTILE_CHARS, max_size=40),
-    st.text(max_size=40),
-    st.builds(lambda a, b: a + b, st.sampled_from(['fd00::1', '10.0.0.1', 'alice', 'pic-x', 'ssh.example', '-',
-                                                   '@', KEY]), st.text(HOSTILE_CHARS, max_size=12)),
-    st.builds(lambda a, b: a + b, st.text(HOSTILE_CHARS, max_size=3), st.sampled_from(['fd00::1', '10.0.0.1',
-                                                                                       'alice', KEY])),
-    st.text('a.-', min_size=200, max_size=400),
-)
-CONTROL = re.compile(u'[\x00-\x1f\x7f-\x9f\u2028\u2029]')
+# -- property-based: hostile strings (helpers.HOSTILE) ---------------------------------------------
 
 
 def _check(func, value, grammar, *args, **kwargs):

@@ -10,7 +10,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import peers
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
 
-from test_validation import CONTROL, HOSTILE
+from ansible_collections.pic.connectivity.tests.unit.helpers import CONTROL, HOSTILE
 
 PEER_CASES = [
     ('0.0.0.0/0', '/0'), ('::/0', '/0'), ('::ffff:10.0.0.5', 'IPv4-mapped'), ('::ffff:10.0.0.5/128', 'IPv4-mapped'),

@@ -10,6 +10,7 @@ import pytest
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, model, nft, peers
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
+from ansible_collections.pic.connectivity.tests.unit.helpers import COLLECTIONS
 
 
 def _random_v6(rng):
@@ -125,8 +126,7 @@ print(routing.IPRoute.__module__, routing.IPRoute.__name__, routing.NetlinkError
 
 def _routing_imported(python, before=''):
     import subprocess
-    from conftest import _BASE
-    code = _IMPORT_ROUTING % (_BASE, before)
+    code = _IMPORT_ROUTING % (COLLECTIONS, before)
     return subprocess.run([python, '-c', code], capture_output=True, text=True, check=True).stdout.split()
 
 

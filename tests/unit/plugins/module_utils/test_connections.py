@@ -4,7 +4,6 @@
 Regressions of issue 11: each case was accepted (or echoed a secret, or
 replaced a connection) before the grammar was made strict.
 """
-import base64
 import hashlib
 import json
 import re
@@ -16,31 +15,10 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
 
-from test_validation import CONTROL, HOSTILE
+from ansible_collections.pic.connectivity.tests.unit.helpers import CONTROL, HOSTILE, PRIV, PSK, PUB, keyed, refused, wg_text
 
-PRIV = base64.b64encode(bytes([7]) * 32).decode()
-PUB = base64.b64encode(bytes([8]) * 32).decode()
-PSK = base64.b64encode(bytes([9]) * 32).decode()
 # Decodes to 32 bytes with a lenient decoder, but is not what `wg` prints: refused by wg.
 NONCANONICAL = PUB[:42] + 'j='
-
-
-def wg_text(extra_iface='', extra_peer='', allowed='0.0.0.0/0, ::/0', address='10.200.0.11/32, fd00:200::11/128'):
-    return ('[Interface]\nPrivateKey = %s\nAddress = %s\n%s\n[Peer]\nPublicKey = %s\nEndpoint = 203.0.113.20:51820\n'
-            'AllowedIPs = %s\n%s' % (PRIV, address, extra_iface, PUB, allowed, extra_peer))
-
-
-def keyed(**over):
-    config = {'private_key': PRIV, 'address': ['10.1.0.2/32'], 'peer_public_key': PUB,
-              'endpoint': '203.0.113.20:51820'}
-    config.update(over)
-    return config
-
-
-def refused(ctype, config, name='X', doc=None):
-    with pytest.raises(PicError) as err:
-        connections.plan(doc or empty(), {'name': name, 'type': ctype, 'config': config})
-    return err.value
 
 
 # (type, config, field, value shown in the message or None)

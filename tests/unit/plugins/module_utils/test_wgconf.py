@@ -12,8 +12,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import empty
 
-from test_connections import PSK, keyed, refused, wg_text
-from test_validation import HOSTILE
+from ansible_collections.pic.connectivity.tests.unit.helpers import HOSTILE, PSK, keyed, refused, wg_text
 
 
 def test_a_misspelt_secret_line_masks_the_key_not_its_separator():
