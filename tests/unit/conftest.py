@@ -40,3 +40,10 @@ def keys():
     """Three syntactically valid WireGuard keys (not secret: made for the test)."""
     import base64
     return [base64.b64encode(bytes([i]) * 32).decode() for i in (1, 2, 3)]
+
+
+@pytest.fixture
+def libnftables(monkeypatch):
+    """module_utils.nft using Debian's libnftables binding (see helpers.use_libnftables)."""
+    from ansible_collections.pic.connectivity.tests.unit.helpers import use_libnftables
+    return use_libnftables(monkeypatch)

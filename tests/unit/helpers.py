@@ -117,3 +117,143 @@ def render_template(role, name, **variables):
     """The text of roles/<role>/templates/<name> for ``variables``."""
     variables.setdefault('ansible_managed', MANAGED)
     return environment().get_template('%s/templates/%s' % (role, name)).render(**variables)
+
+
+# -- a throwaway network namespace (kernel state: nftables, rules, routes, links) ------------------
+
+CLONE_NEWNET = 0x40000000
+
+
+def _unshare_net():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), 'unshare(CLONE_NEWNET)')
+    import subprocess
+    subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
+
+
+def in_netns(func, *args, **kwargs):
+    """``func(*args, **kwargs)`` in a forked child in a network namespace of its own (its own
+    nftables, rules, routes and links, gone when the child exits): its return value, or its
+    exception raised again here. Needs root."""
+    import pickle
+    import traceback
+    if os.geteuid() != 0:
+        pytest.skip('a network namespace needs root')
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: never returns into pytest
+        os.close(read_end)
+        try:
+            _unshare_net()
+            outcome = ('ok', func(*args, **kwargs))
+        except BaseException as exc:  # pylint: disable=broad-except
+            outcome = ('raised', _picklable(exc, traceback.format_exc()))
+        with os.fdopen(write_end, 'wb') as out:
+            pickle.dump(outcome, out)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as handle:
+        data = handle.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    if kind == 'raised':
+        raise value
+    return value
+
+
+def _picklable(exc, trace):
+    import pickle
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:  # pylint: disable=broad-except
+        return RuntimeError(trace)
+
+
+DEBIAN_NFTABLES = '/usr/lib/python3/dist-packages/nftables'
+
+
+def use_libnftables(monkeypatch):
+    """nft.py with Debian's libnftables binding (python3-nftables, what cells run), which the
+    test virtualenv does not hold: loaded from its file, so nothing else of dist-packages comes along."""
+    import importlib.util
+    import sys
+    from ansible_collections.pic.connectivity.plugins.module_utils import nft
+    if nft.HAS_LIBNFTABLES:
+        return nft
+    init = os.path.join(DEBIAN_NFTABLES, '__init__.py')
+    if not os.path.exists(init):
+        pytest.skip('python3-nftables is not installed')
+    spec = importlib.util.spec_from_file_location('nftables', init, submodule_search_locations=[DEBIAN_NFTABLES])
+    binding = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, 'nftables', binding)
+    spec.loader.exec_module(binding)
+    monkeypatch.setattr(nft, '_nftables', binding)
+    monkeypatch.setattr(nft, 'HAS_LIBNFTABLES', True)
+    return nft
+
+
+# -- a module's main() with module arguments --------------------------------------------------------
+
+def run_module(module, args, check_mode=False, diff=False):
+    """Run ``module.main()`` as Ansible would with ``args``: the JSON result it printed
+    (``failed`` and ``msg`` when it failed). Logging to the journal/syslog is left out.
+    ansible-core 2.19 prints a module's warnings outside a controller run to stderr:
+    they are returned as the result's ``warnings`` when the result has none."""
+    import contextlib
+    import io
+    import json
+    from unittest import mock
+    from ansible.module_utils import basic
+    from ansible.module_utils.testing import patch_module_args
+    args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    out, err = io.StringIO(), io.StringIO()
+    with patch_module_args(args), mock.patch.object(basic.AnsibleModule, 'log', lambda *a, **k: None), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit):
+            module.main()
+    result = json.loads(out.getvalue())
+    warned = [line[len('[WARNING]: '):] for line in err.getvalue().splitlines() if line.startswith('[WARNING]: ')]
+    if warned:
+        result.setdefault('warnings', warned)
+    return result
+
+
+def kernel_state():
+    """What the collection left in this network namespace: its nftables table as nft -j
+    prints it (None when there is none) and the ip rules of both families, as text."""
+    import json
+    import subprocess
+    proc = subprocess.run(['nft', '-j', 'list', 'table', 'inet', 'pic_connectivity'], capture_output=True,
+                          text=True, check=False)
+    table = json.loads(proc.stdout)['nftables'] if proc.returncode == 0 else None
+    rules = [subprocess.run(['ip', '-%d' % family, 'rule', 'show'], capture_output=True, text=True,
+                            check=True).stdout for family in (4, 6)]
+    return {'table': table, 'rules': ''.join(rules)}
+
+
+def files_under(path):
+    """The relative paths of the files under ``path`` (nothing when it does not exist)."""
+    found = []
+    for top, _dirs, names in os.walk(str(path)):
+        found.extend(os.path.relpath(os.path.join(top, name), str(path)) for name in names)
+    return sorted(found)
+
+
+def saved_registry(state_dir, *connection_calls, **peers_of):
+    """A cell's registry saved under ``state_dir`` as the planners build it, without a data plane:
+    one pic_connection call per dict of ``connection_calls``, then peers ``peers_of`` {name: (address, connection)}."""
+    from ansible_collections.pic.connectivity.plugins.module_utils import peers
+    from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+    doc = empty()
+    for params in connection_calls:
+        doc = connections.plan(doc, dict(params))[0]
+    if peers_of:
+        items = [{'peer': name, 'address': [address], 'connection': conn, 'fail_open': None}
+                 for name, (address, conn) in sorted(peers_of.items())]
+        doc = peers.plan(doc, items)[0]
+    registry = Registry(state_dir)
+    registry.save(doc)
+    return registry

@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+"""pic_connection's main(), run as Ansible runs it, on a cell that is a throwaway network
+namespace: check mode changes nothing, a bad input fails naming the field with nothing
+written, a second run is not changed, removal, and secrets never reach the result."""
+import json
+
+import pytest
+
+from ansible_collections.pic.connectivity.plugins.modules import pic_connection
+from ansible_collections.pic.connectivity.tests.unit.helpers import files_under, in_netns, kernel_state, run_module
+
+PROXY = {'host': '192.0.2.10', 'port': 1080, 'proxy_type': 'socks5', 'username': 'u', 'password': 'Hunter2-secret'}
+
+
+@pytest.fixture
+def state_dir(tmp_path, libnftables):
+    return str(tmp_path / 'state')
+
+
+def args(state_dir, **over):
+    base = {'name': 'Tor', 'type': 'tor', 'config': {}, 'state_dir': state_dir}
+    base.update(over)
+    return base
+
+
+def test_check_mode_reports_the_change_and_writes_nothing(state_dir):
+    def scenario():
+        return run_module(pic_connection, args(state_dir), check_mode=True), kernel_state(), files_under(state_dir)
+    result, kernel, files = in_netns(scenario)
+    assert result['changed'] is True and 'failed' not in result
+    assert result['connection']['type'] == 'tor' and result['changes']
+    assert kernel['table'] is None and 'lookup 10001' not in kernel['rules']
+    assert files == []
+
+
+def test_create_then_the_same_call_is_not_changed(state_dir):
+    def scenario():
+        first = run_module(pic_connection, args(state_dir))
+        return first, run_module(pic_connection, args(state_dir)), kernel_state()
+    first, second, kernel = in_netns(scenario)
+    assert first['changed'] is True and first['connection']['id'] == 'tor'
+    assert second['changed'] is False and second['changes'] == []
+    assert second['connection'] == first['connection']
+    assert kernel['table'] is not None
+    assert 'lookup 10001' in kernel['rules']
+
+
+@pytest.mark.parametrize('over, field', [
+    ({'name': 'x\ny'}, 'name'),
+    ({'type': 'proxy', 'config': dict(PROXY, port=70000)}, 'config.port'),
+    ({'type': 'proxy', 'config': dict(PROXY, host='192.0.2.10\n--x')}, 'config.host'),
+    ({'mark': 0x00800000}, 'mark'),
+    ({'table_base': 253}, 'table_base'),
+])
+def test_a_bad_input_fails_naming_the_field_and_writes_nothing(state_dir, over, field):
+    def scenario():
+        return run_module(pic_connection, args(state_dir, **over)), kernel_state(), files_under(state_dir)
+    result, kernel, files = in_netns(scenario)
+    assert result['failed'] is True
+    assert result['msg'].startswith(field + ':'), result['msg']
+    assert kernel['table'] is None
+    assert [f for f in files if not f.endswith('.lock')] == []
+
+
+def test_secrets_never_reach_the_result(state_dir):
+    def scenario():
+        return run_module(pic_connection, args(state_dir, name='Proxy', type='proxy', config=PROXY), diff=True)
+    result = in_netns(scenario)
+    assert result['changed'] is True
+    text = json.dumps(result)
+    assert 'Hunter2-secret' not in text
+    assert result['connection']['config']['host'] == '192.0.2.10'
+    assert result['diff']['before'] == {} and result['diff']['after']['name'] == 'Proxy'
+
+
+def test_absent_removes_and_a_second_absent_is_not_changed(state_dir):
+    def scenario():
+        run_module(pic_connection, args(state_dir))
+        gone = run_module(pic_connection, args(state_dir, state='absent'))
+        return gone, run_module(pic_connection, args(state_dir, state='absent')), kernel_state()
+    gone, again, kernel = in_netns(scenario)
+    assert gone['changed'] is True and gone['connection'] is None
+    assert again['changed'] is False
+    assert 'lookup 10001' not in kernel['rules']
