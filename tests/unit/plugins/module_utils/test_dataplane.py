@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+"""dataplane: the Cell converging a registry onto a throwaway network namespace (nftables
+through libnftables, rules and routes through netlink): once, then nothing; what the state
+guard sees lost; the monitor's down set; teardown; boot restore's kill switch. The change
+lines and the state files, pure."""
+import os
+import subprocess
+
+import pytest
+
+from ansible_collections.pic.connectivity.plugins.module_utils import dataplane, model
+from ansible_collections.pic.connectivity.tests.unit.helpers import in_netns, kernel_state, saved_registry
+
+TOR = {'name': 'Tor', 'type': 'tor', 'config': {}}
+PROXY = {'name': 'Proxy', 'type': 'proxy', 'config': {'host': '192.0.2.10', 'port': 1080}, 'fail_open': False}
+
+
+@pytest.fixture
+def registry(tmp_path, libnftables):
+    return saved_registry(str(tmp_path / 'state'), TOR, PROXY, alice=('10.0.0.2', 'Tor'), bob=('10.0.0.3', 'Proxy'))
+
+
+def on_cell(registry, steps):
+    """``steps(cell, doc)`` with a Cell of ``registry`` in a new namespace; its result."""
+    def scenario():
+        cell = dataplane.Cell(registry)
+        try:
+            return steps(cell, registry.load())
+        finally:
+            cell.close()
+    return in_netns(scenario)
+
+
+def test_converge_once_then_nothing_and_nothing_lost(registry):
+    def steps(cell, doc):
+        first = cell.converge(doc)
+        again = cell.converge(doc)
+        return first, again, cell.losses(doc, model.desired(doc, cell.facts(doc))), kernel_state()
+    first, again, lost, kernel = on_cell(registry, steps)
+    assert 'create nftables table inet pic_connectivity' in first
+    assert any(change.startswith('add ipv4 rule pref 10000 fwmark 0x10000/') for change in first)
+    assert again == [] and lost == []
+    assert kernel['table'] is not None and 'lookup 10002' in kernel['rules']
+
+
+def test_check_mode_reports_and_changes_nothing(registry):
+    def steps(cell, doc):
+        cell.check(doc)
+        return cell.converge(doc, check_mode=True), kernel_state()
+    changes, kernel = on_cell(registry, steps)
+    assert 'create nftables table inet pic_connectivity' in changes
+    assert kernel['table'] is None and 'lookup 10001' not in kernel['rules']
+
+
+def test_losses_name_what_was_deleted_and_converge_brings_it_back(registry):
+    def steps(cell, doc):
+        cell.converge(doc)
+        want = model.desired(doc, cell.facts(doc))
+        subprocess.run(['ip', 'rule', 'del', 'pref', '10000', 'fwmark', '0x10000/0x7f0000', 'lookup', '10001'],
+                       check=True)
+        one_rule = cell.losses(doc, want)
+        subprocess.run(['nft', 'delete', 'table', 'inet', 'pic_connectivity'], check=True)
+        no_table = cell.losses(doc, want)
+        cell.converge(doc)
+        return one_rule, no_table, cell.losses(doc, want)
+    one_rule, no_table, after = on_cell(registry, steps)
+    assert one_rule == ['missing ipv4 rule pref 10000 fwmark 0x10000/0x7f0000 lookup 10001']
+    assert no_table == ['nftables table inet pic_connectivity missing']
+    assert after == []
+
+
+def test_the_down_set_changes_once(registry):
+    def steps(cell, doc):
+        before = cell.set_down(doc, ['tor'])      # no table yet: nothing to change
+        cell.converge(doc)
+        return before, cell.set_down(doc, ['tor']), cell.set_down(doc, ['tor']), cell.set_down(doc, [])
+    before, down, again, up = on_cell(registry, steps)
+    assert before == []
+    assert down == ['down connections now: tor'] and again == []
+    assert up == ['down connections now: none']
+
+
+def test_teardown_removes_everything_of_the_collection(registry):
+    def steps(cell, doc):
+        cell.converge(doc)
+        dataplane.save_last_good(registry.state_dir, model.desired(doc, cell.facts(doc)))
+        changes = cell.teardown(doc)
+        return changes, kernel_state(), os.path.exists(dataplane.last_good_path(registry.state_dir))
+    changes, kernel, last_good = on_cell(registry, steps)
+    assert 'deleted nftables table' in changes
+    assert any(change.startswith('delete ipv4 rule pref 10000') for change in changes)
+    assert kernel['table'] is None and 'lookup 1000' not in kernel['rules']
+    assert last_good is False
+
+
+def test_boot_restore_installs_the_last_good_state_or_the_block(registry, tmp_path):
+    def steps(cell, doc):
+        logged = []
+        empty_dir = str(tmp_path / 'empty')
+        block = dataplane.install_kill_switch(empty_dir, 'wg0', log=logged.append)
+        block_table = kernel_state()['table']
+        cell.converge(doc)
+        dataplane.save_last_good(registry.state_dir, model.desired(doc, cell.facts(doc)))
+        cell.teardown(doc)
+        dataplane.save_last_good(registry.state_dir, model.desired(doc, cell.facts(doc)))
+        good = dataplane.install_kill_switch(registry.state_dir, 'wg0', log=logged.append)
+        return block, block_table, good, kernel_state(), logged
+    block, block_table, good, kernel, logged = on_cell(registry, steps)
+    assert block == 'a block of everything forwarded from wg0'
+    assert dataplane.BOOT_BLOCK_COMMENT in str(block_table)
+    assert good.startswith('the last good state of ')
+    assert 'lookup 10002' in kernel['rules'] and 'unreachable' in kernel['rules']   # the saved rules are back
+    assert logged == []
+
+
+@pytest.mark.parametrize('rule, line', [
+    ({'family': 4, 'priority': 10000, 'fwmark': 0x10000, 'fwmask': 0x7f0000, 'action': 'table', 'table': 10001},
+     'ipv4 rule pref 10000 fwmark 0x10000/0x7f0000 lookup 10001'),
+    ({'family': 6, 'priority': 10001, 'fwmark': 0x800000, 'fwmask': 0x800000, 'action': 'unreachable',
+      'table': None}, 'ipv6 rule pref 10001 fwmark 0x800000/0x800000 unreachable'),
+    ({'family': 4, 'priority': 0, 'fwmark': 0, 'fwmask': 0, 'action': 'unreachable', 'table': None, 'iif': 'wg0',
+      'ipproto': 17, 'dport': 53}, 'ipv4 rule pref 0 iif wg0 ipproto udp dport 53 fwmark 0x0/0x0 unreachable'),
+])
+def test_rule_lines(rule, line):
+    assert dataplane._fmt_rule(rule) == line
+
+
+@pytest.mark.parametrize('route, line', [
+    ({'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': 'pic-x', 'table': 10001},
+     'ipv4 route 0.0.0.0/0 dev pic-x table 10001'),
+    ({'family': 6, 'dst': '::/0', 'type': 'unreachable', 'oif': None, 'table': 10001},
+     'ipv6 route ::/0 unreachable table 10001'),
+])
+def test_route_lines(route, line):
+    assert dataplane._fmt_route(route) == line
+
+
+def test_the_converged_signature_follows_the_registry(registry):
+    assert dataplane.converged_signature(registry.state_dir) is None
+    dataplane.record_converged(registry)
+    recorded = dataplane.converged_signature(registry.state_dir)
+    assert recorded == dataplane.registry_signature(registry.path)
+    registry.save(registry.load())           # a new file (atomic replace): a new signature
+    assert dataplane.registry_signature(registry.path) != recorded
+    assert dataplane.registry_signature(registry.path + '.missing') is None
+
+
+def test_last_good_is_rewritten_only_when_it_changed(registry):
+    doc = registry.load()
+    want = model.desired(doc, {'peer_networks': ['10.0.0.0/24'], 'interfaces': []})
+    assert dataplane.save_last_good(registry.state_dir, want) is True
+    assert dataplane.save_last_good(registry.state_dir, want) is False
+    script, rules = dataplane.load_last_good(registry.state_dir)
+    assert script == want.render_nft()
+    assert [dataplane._fmt_rule(r) for r in rules] == [dataplane._fmt_rule(r) for r in want.rules]
