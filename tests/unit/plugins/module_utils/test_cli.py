@@ -135,4 +135,3 @@ def test_the_verdict_of_an_interface_exit_without_its_interface(tmp_path):
     _settings, layout = model.normalize_settings(None)
     conn = {'id': 'x', 'type': 'wireguard_ext', 'interface': 'pic-nosuch', 'index': 1, 'config': {}}
     assert in_netns(monitor.verdict, conn, layout) == (True, 'interface pic-nosuch is missing')
-

@@ -71,9 +71,9 @@ def test_routes_are_read_back_as_added_and_deleted():
     assert left == []
 
 
-GONE_V6 = pytest.mark.xfail(raises=PicError, strict=True,
-                             reason='the kernel answers ENOENT (2) for a missing IPv6 route; del_route takes only '
-                                    'ESRCH and ENODEV as already gone')
+GONE_V6_REASON = ('the kernel answers ENOENT (2) for a missing IPv6 route; del_route takes only ESRCH and '
+                  'ENODEV as already gone')
+GONE_V6 = pytest.mark.xfail(raises=PicError, strict=True, reason=GONE_V6_REASON)
 
 
 @pytest.mark.parametrize('route', [ROUTES[0], pytest.param(ROUTES[1], marks=GONE_V6), ROUTES[2]],
