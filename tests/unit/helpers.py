@@ -135,41 +135,47 @@ def _unshare_net():
 
 def in_netns(func, *args, **kwargs):
     """``func(*args, **kwargs)`` in a forked child in a network namespace of its own (its own
-    nftables, rules, routes and links, gone when the child exits): its return value, or its
-    exception raised again here. Needs root."""
-    import pickle
-    import traceback
+    nftables, rules, routes, links and ports, gone when the child exits): its return value,
+    or its exception raised again here. Needs root."""
     if os.geteuid() != 0:
         pytest.skip('a network namespace needs root')
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:   # the child: never returns into pytest
-        os.close(read_end)
+    if pid == 0:   # the child: whatever happens, it never returns into pytest
         try:
-            _unshare_net()
-            outcome = ('ok', func(*args, **kwargs))
-        except BaseException as exc:  # pylint: disable=broad-except
-            outcome = ('raised', _picklable(exc, traceback.format_exc()))
-        with os.fdopen(write_end, 'wb') as out:
-            pickle.dump(outcome, out)
-        os._exit(0)
+            os.close(read_end)
+            with os.fdopen(write_end, 'wb') as out:
+                out.write(_outcome(func, args, kwargs))
+        finally:
+            os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, 'rb') as handle:
         data = handle.read()
-    os.waitpid(pid, 0)
+    _pid, status = os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError('the namespace child died without an answer (wait status %d)' % status)
+    import pickle
     kind, value = pickle.loads(data)
     if kind == 'raised':
         raise value
     return value
 
 
-def _picklable(exc, trace):
+def _outcome(func, args, kwargs):
+    """The pickled ('ok', result) or ('raised', exception) of ``func`` in a new namespace;
+    what cannot be pickled comes back as a RuntimeError with the traceback."""
     import pickle
+    import traceback
     try:
-        pickle.dumps(exc)
-        return exc
+        _unshare_net()
+        outcome = ('ok', func(*args, **kwargs))
+    except BaseException as exc:  # pylint: disable=broad-except
+        outcome = ('raised', exc)
+    try:
+        return pickle.dumps(outcome)
     except Exception:  # pylint: disable=broad-except
-        return RuntimeError(trace)
+        return pickle.dumps(('raised', RuntimeError(traceback.format_exc() if outcome[0] == 'ok' else
+                                                    ''.join(traceback.format_exception(outcome[1])))))
 
 
 DEBIAN_NFTABLES = '/usr/lib/python3/dist-packages/nftables'
