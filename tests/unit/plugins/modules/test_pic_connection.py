@@ -3,11 +3,17 @@
 namespace: check mode changes nothing, a bad input fails naming the field with nothing
 written, a second run is not changed, removal, and secrets never reach the result."""
 import json
+import os
+import shutil
+import stat
+import subprocess
 
 import pytest
 
 from ansible_collections.pic.connectivity.plugins.modules import pic_connection
-from ansible_collections.pic.connectivity.tests.unit.helpers import files_under, in_netns, kernel_state, run_module
+from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+from ansible_collections.pic.connectivity.tests.unit.helpers import (
+    PRIV, PSK, files_under, in_netns, keyed, kernel_state, run_module)
 
 PROXY = {'host': '192.0.2.10', 'port': 1080, 'proxy_type': 'socks5', 'username': 'u', 'password': 'Hunter2-secret'}
 
@@ -82,3 +88,28 @@ def test_absent_removes_and_a_second_absent_is_not_changed(state_dir):
     assert gone['changed'] is True and gone['connection'] is None
     assert again['changed'] is False
     assert 'lookup 10001' not in kernel['rules']
+
+
+def test_an_interface_exit_is_created_once_with_its_secret_kept_apart(state_dir):
+    if not shutil.which('wg') or not shutil.which('wireguard-go'):
+        pytest.skip('wg and wireguard-go are needed')
+    wg = args(state_dir, name='Exit WG', type='wireguard_ext',
+              config=keyed(address=['10.200.0.11/32'], allowed_ips=['0.0.0.0/0'], preshared_key=PSK))
+
+    def scenario():
+        first = run_module(pic_connection, wg)
+        second = run_module(pic_connection, wg)
+        links = subprocess.run(['ip', '-o', 'link', 'show'], capture_output=True, text=True, check=True).stdout
+        secret = os.stat(Registry(state_dir).secret_path('exit-wg'))
+        gone = run_module(pic_connection, dict(wg, state='absent'))
+        after = subprocess.run(['ip', '-o', 'link', 'show'], capture_output=True, text=True, check=True).stdout
+        return first, second, links, stat.S_IMODE(secret.st_mode), gone, after, files_under(state_dir)
+    first, second, links, mode, gone, after, files = in_netns(scenario)
+    ifname = first['connection']['interface']
+    assert first['changed'] is True and any(change.startswith('created %s' % ifname) for change in first['changes'])
+    assert second['changed'] is False and second['changes'] == []
+    assert ': %s:' % ifname in links and mode == 0o600
+    text = json.dumps([first, second, gone])
+    assert PRIV not in text and PSK not in text
+    assert gone['changed'] is True and ': %s:' % ifname not in after
+    assert not [f for f in files if f.startswith('secrets/')]
