@@ -298,7 +298,7 @@ class Routing(object):
         try:
             self.ipr.route('del', **kwargs)
         except NetlinkError as exc:
-            if exc.code not in (3, 19):   # ESRCH / ENODEV: already gone
+            if exc.code not in (2, 3, 19):   # ENOENT (IPv6) / ESRCH / ENODEV: already gone
                 raise PicError("netlink refused to delete route %r: %s" % (route, exc))
 
     @staticmethod

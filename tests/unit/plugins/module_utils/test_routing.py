@@ -71,12 +71,7 @@ def test_routes_are_read_back_as_added_and_deleted():
     assert left == []
 
 
-GONE_V6_REASON = ('the kernel answers ENOENT (2) for a missing IPv6 route; del_route takes only ESRCH and '
-                  'ENODEV as already gone')
-GONE_V6 = pytest.mark.xfail(raises=PicError, strict=True, reason=GONE_V6_REASON)
-
-
-@pytest.mark.parametrize('route', [ROUTES[0], pytest.param(ROUTES[1], marks=GONE_V6), ROUTES[2]],
+@pytest.mark.parametrize('route', ROUTES,
                          ids=['v4-unreachable', 'v6-unreachable', 'v4-unicast'])
 def test_deleting_a_route_already_gone_is_no_error(route):
     def scenario():
