@@ -91,7 +91,7 @@ EXAMPLES = r'''
       - cell: cell-c
         interface: cl-cell-c
         offer_exit: true
-    known_cells: "{{ groups['pic_cells'] }}"
+    known_cells: "{{ groups[pic_cells_group | default('pic_cells')] }}"
 '''
 
 RETURN = r'''
