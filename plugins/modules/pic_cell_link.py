@@ -31,6 +31,17 @@ attributes:
   diff_mode:
     support: full
     description: Shows the links and relays before and after.
+  platform:
+    support: full
+    platforms: debian
+    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
+  idempotent:
+    support: full
+    description: A second run with the same links changes nothing.
+  action_group:
+    support: full
+    membership: [pic.connectivity.cell]
+    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   links:
     description: Every link of the cell (links not listed are forgotten).
@@ -80,7 +91,7 @@ EXAMPLES = r'''
       - cell: cell-c
         interface: cl-cell-c
         offer_exit: true
-    known_cells: "{{ groups['pic_cells'] }}"
+    known_cells: "{{ groups[pic_cells_group | default('pic_cells')] }}"
 '''
 
 RETURN = r'''

@@ -23,6 +23,13 @@ description:
     deadline cannot re-apply half of the change.
 author:
   - PIC connectivity developers (@pic-cells)
+extends_documentation_fragment:
+  - pic.connectivity.cell
+notes:
+  - It accepts the data plane options of the C(pic.connectivity.cell) group (I(peer_interface),
+    I(local_networks), I(mark_mask), I(table_base), I(priority_base), I(port_base)) so that one
+    C(module_defaults) group serves every module of the collection, and ignores them (a rollback puts back the
+    settings of the snapshot).
 attributes:
   check_mode:
     support: full
@@ -30,6 +37,18 @@ attributes:
   diff_mode:
     support: none
     description: Nothing to diff; the change itself is made by other tasks.
+  platform:
+    support: full
+    platforms: debian
+    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
+  idempotent:
+    support: partial
+    description: C(status) never changes anything; C(confirm) and C(rollback) change nothing once done.
+    details: C(begin) always arms a new timer (a new snapshot and deadline), so it reports a change every time.
+  action_group:
+    support: full
+    membership: [pic.connectivity.cell]
+    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   action:
     description: C(begin), C(confirm), C(rollback) or C(status).
@@ -48,10 +67,6 @@ options:
     description: The cell-side C(pic-connectivity) command (the connectivity role's I(pic_entry_point)).
     type: path
     default: /usr/local/sbin/pic-connectivity
-  state_dir:
-    description: Directory on the cell holding the registry.
-    type: path
-    default: /var/lib/pic-connectivity
 seealso:
   - module: pic.connectivity.pic_health
 '''
@@ -95,7 +110,7 @@ import hashlib
 from ansible_collections.pic.connectivity.plugins.module_utils.commits import Commits, revert
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, cell_argument_spec, read_only
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name, parse_int
 
 # A week: an unconfirmed commit must revert while someone still remembers it (and a
@@ -151,13 +166,14 @@ def apply(module):
 
 
 def main():
-    module = build_module(dict(
+    argument_spec = cell_argument_spec()
+    argument_spec.update(
         action=dict(type='str', required=True, choices=['begin', 'confirm', 'rollback', 'status']),
         id=dict(type='str', default='rollout'),
         timeout=dict(type='int', default=300),
         entry_point=dict(type='path', default='/usr/local/sbin/pic-connectivity'),
-        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
-    ), supports_check_mode=True)
+    )
+    module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, apply)
 
 

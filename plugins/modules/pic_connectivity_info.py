@@ -17,6 +17,12 @@ description:
   - Uses the shared health cache (see M(pic.connectivity.pic_health)); I(max_age) and I(force) as there.
 author:
   - PIC connectivity developers (@pic-cells)
+extends_documentation_fragment:
+  - pic.connectivity.cell
+notes:
+  - This module only reads the cell. It accepts the data plane options of the C(pic.connectivity.cell) group
+    (I(peer_interface), I(local_networks), I(mark_mask), I(table_base), I(priority_base), I(port_base)) so that
+    one C(module_defaults) group serves every module of the collection, and ignores them.
 attributes:
   check_mode:
     support: full
@@ -24,11 +30,18 @@ attributes:
   diff_mode:
     support: none
     description: Read-only.
+  platform:
+    support: full
+    platforms: debian
+    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
+  idempotent:
+    support: full
+    description: Never changes anything.
+  action_group:
+    support: full
+    membership: [pic.connectivity.cell]
+    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
-  state_dir:
-    description: Directory on the cell holding the registry.
-    type: path
-    default: /var/lib/pic-connectivity
   max_age:
     description: Seconds a cached health result may be reused.
     type: int
@@ -87,7 +100,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import model
 from ansible_collections.pic.connectivity.plugins.module_utils.connections import users_of
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report, carrier
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, cell_argument_spec, read_only
 
 
 PENDING_WARNING = ("a run saved the registry and did not finish applying it (%s): the cell may not run what "
@@ -132,11 +145,12 @@ def gather(params, check_mode):
 
 
 def main():
-    module = build_module(dict(
-        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+    argument_spec = cell_argument_spec()
+    argument_spec.update(
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
-    ), supports_check_mode=True)
+    )
+    module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, lambda mod: dict(gather(mod.params, mod.check_mode), changed=False))
 
 

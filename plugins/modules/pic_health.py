@@ -32,6 +32,12 @@ description:
   - Never changes routing; always reports C(changed=false).
 author:
   - PIC connectivity developers (@pic-cells)
+extends_documentation_fragment:
+  - pic.connectivity.cell
+notes:
+  - This module only reads the cell. It accepts the data plane options of the C(pic.connectivity.cell) group
+    (I(peer_interface), I(local_networks), I(mark_mask), I(table_base), I(priority_base), I(port_base)) so that
+    one C(module_defaults) group serves every module of the collection, and ignores them.
 attributes:
   check_mode:
     support: full
@@ -39,6 +45,17 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
+  platform:
+    support: full
+    platforms: debian
+    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
+  idempotent:
+    support: full
+    description: Never changes anything.
+  action_group:
+    support: full
+    membership: [pic.connectivity.cell]
+    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   connection:
     description: Name or id of one connection; all connections when omitted.
@@ -51,10 +68,6 @@ options:
     description: Probe now, ignoring the cache (the guide's on-demand probe).
     type: bool
     default: false
-  state_dir:
-    description: Directory on the cell holding the registry.
-    type: path
-    default: /var/lib/pic-connectivity
 '''
 
 EXAMPLES = r'''
@@ -99,7 +112,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, cell_argument_spec, read_only
 
 
 def gather(module):
@@ -125,12 +138,13 @@ def gather(module):
 
 
 def main():
-    module = build_module(dict(
+    argument_spec = cell_argument_spec()
+    argument_spec.update(
         connection=dict(type='str'),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
-        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
-    ), supports_check_mode=True)
+    )
+    module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, gather)
 
 

@@ -1,14 +1,12 @@
 # -*- coding: utf-8 -*-
-"""pic_health: the guide's checks, the shared cache, the deep probe and the fleet report."""
+"""pic_health: the guide's checks, the shared cache and the deep probe (the fleet report:
+test_health_report.py)."""
 import base64
 import os
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
-from conftest import ROOT, piclab, wait_for
+from conftest import piclab, wait_for
 from test_dataplane import EXIT, converge
 
 BLACKHOLE = ('add table inet blackhole; '
@@ -76,20 +74,3 @@ def test_deep_probe_catches_a_tunnel_that_carries_nothing(cell):
         piclab.run('wgexit', 'nft', 'delete table inet blackhole')
     assert wait_for(lambda: health(cell, force=True)['exit-wg']['status'] == 'working', 10)
 
-
-def test_fleet_health_report(cell):
-    html = os.path.join(tempfile.mkdtemp(), 'health.html')
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    env = dict(os.environ)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-    proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook',
-                           '-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml'),
-                           os.path.join(ROOT, 'playbooks', 'health.yml'), '-e', 'pic_health_html=%s' % html,
-                           '-e', 'pic_health_force=true'], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert '| cell1 | Exit WG | wireguard_ext | working |' in proc.stdout
-    with open(html) as handle:
-        page = handle.read()
-    assert '<tr class="working"><td>cell1</td><td>Exit WG</td>' in page
