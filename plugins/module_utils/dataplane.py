@@ -14,12 +14,12 @@ __metaclass__ = type
 
 import json
 import os
-import subprocess
 import sys
 
 from . import model, wgconf
 from .errors import PicError
-from .nft import Nft, summary as nft_summary
+from .nft import Nft, list_terse, render_down_set, summary as nft_summary
+from .nft import boot_block_script
 from .routing import Routing, diff, rule_key, route_key
 from .wgiface import WgInterface, config_matches, dump_all
 
@@ -39,23 +39,6 @@ def _fmt_rule(rule):
 def _fmt_route(route):
     target = ('dev %s' % route['oif']) if route['type'] == 'unicast' else route['type']
     return 'ipv%d route %s %s table %d' % (route['family'], route['dst'], target, route['table'])
-
-
-def _nft_dry_run(nft, script):
-    """Have the kernel validate an nft script without committing it (``nft -c``)."""
-    lib = getattr(nft, '_lib', None)
-    if lib is not None:
-        lib.set_dry_run(True)
-        try:
-            lib.set_json_output(False)
-            rc, out, err = lib.cmd(script)
-        finally:
-            lib.set_dry_run(False)
-    else:
-        proc = subprocess.run(['nft', '-c', '-f', '-'], input=script, capture_output=True, text=True, check=False)
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    if rc != 0:
-        raise PicError("nftables refuses the new ruleset, nothing was saved or changed: %s" % (err or out).strip())
 
 
 class Cell(object):
@@ -174,7 +157,7 @@ class Cell(object):
 
     def _order_dns_guard(self, want, check_mode=False):
         """Put the kernel's ``local`` rule behind the DNS guard's rules of
-        priority 0 where it comes first (model._add_dns_guard)."""
+        priority 0 where it comes first (model.add_dns_guard)."""
         changes = []
         for family in sorted(set(r['family'] for r in want.rules if r['priority'] == model.DNS_GUARD_PRIORITY)):
             if check_mode and self.routing.local_rule_first(family) or \
@@ -190,7 +173,7 @@ class Cell(object):
         for conn in doc['connections'].values():
             if conn['type'] == 'wireguard_ext':
                 wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
-        _nft_dry_run(self.nft, model.desired(doc, self.facts(doc)).render_nft())
+        self.nft.check(model.desired(doc, self.facts(doc)).render_nft())
 
     # -- rollback: back to the previous document after a failed apply -------------
     def roll_back(self, previous, failed):
@@ -215,7 +198,7 @@ class Cell(object):
         and map contents, rules and routes come from netlink dumps."""
         settings, layout = model.normalize_settings(doc.get('settings'))
         lost = []
-        have = nft_summary(_terse_table())
+        have = nft_summary(list_terse())
         if have is None:
             return ['nftables table %s %s missing' % (model.NFT_FAMILY, model.NFT_TABLE)]
         wanted = want.nft_summary()
@@ -270,11 +253,7 @@ class Cell(object):
         have = sorted(nft_summary(table)['sets'].get('down_open', []))
         if have == want:
             return []
-        script = 'flush set %s %s down_open\n' % (model.NFT_FAMILY, model.NFT_TABLE)
-        if want:
-            script += 'add element %s %s down_open { %s }\n' % (model.NFT_FAMILY, model.NFT_TABLE,
-                                                                ', '.join('0x%08x' % m for m in want))
-        self.nft.cmd(script)
+        self.nft.cmd(render_down_set(want))
         return ['down connections now: %s' % (', '.join(down) or 'none')]
 
     def teardown(self, doc):
@@ -298,20 +277,8 @@ class Cell(object):
         return changes
 
 
-def _terse_table():
-    """The collection's table as nft JSON objects without set contents (None if absent)."""
-    proc = subprocess.run(['nft', '-t', '-j', 'list', 'table', model.NFT_FAMILY, model.NFT_TABLE],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        if 'No such file or directory' in proc.stderr:
-            return None
-        raise PicError("nft could not list the table: %s" % proc.stderr.strip())
-    return json.loads(proc.stdout).get('nftables', [])
-
-
 # -- the last good compiled state (boot restore's first step) ----------------------
 LAST_GOOD = 'last-good.json'
-BOOT_BLOCK_COMMENT = 'pic:boot-block'
 
 
 CONVERGED = 'converged.json'
@@ -385,18 +352,6 @@ def load_last_good(state_dir):
     except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PicError("the last good state %s is unreadable (%s)" % (path, exc))
     return script, rules
-
-
-def boot_block_script(peer_interface):
-    """The minimal kill switch: nothing forwarded from the peer interface, except
-    back to it (peer to peer inside the cell); the cell itself stays reachable."""
-    from .validation import check_ifname
-    check_ifname(peer_interface, 'peer_interface')
-    table = '%s %s' % (model.NFT_FAMILY, model.NFT_TABLE)
-    return ('table %s\ndelete table %s\ntable %s {\n\tchain forward {\n'
-            '\t\ttype filter hook forward priority filter; policy accept;\n'
-            '\t\tiifname "%s" oifname != "%s" counter drop comment "%s"\n\t}\n}\n'
-            % (table, table, table, peer_interface, peer_interface, BOOT_BLOCK_COMMENT))
 
 
 def install_kill_switch(state_dir, peer_interface, log=None):
