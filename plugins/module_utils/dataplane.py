@@ -245,7 +245,7 @@ class Cell(object):
         """Hold the fail-open peers of the ``down`` connections on the default
         gateway: one nftables set, changed in one transaction."""
         _settings, layout = model.normalize_settings(doc.get('settings'))
-        want = sorted(layout.mark(doc['connections'][cid]['index'], False) for cid in down
+        want = sorted(model.conn_mark(doc['connections'][cid], layout) for cid in down
                       if cid in doc['connections'])
         table = self.nft.list_table()
         if table is None:
