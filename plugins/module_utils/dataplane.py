@@ -44,11 +44,14 @@ def _fmt_route(route):
 class Cell(object):
     """The running data plane of one cell (one network namespace)."""
 
-    def __init__(self, registry):
+    def __init__(self, registry, hold_facts=False):
+        """``hold_facts``: one module run; the facts of a document are read once
+        (``facts()``) and again only after this cell changed an exit interface."""
         self.registry = registry
         self.routing = Routing()
         self.nft = Nft()
         self.run_dir = os.path.join(registry.state_dir, 'run')
+        self._held_facts = {} if hold_facts else None
 
     def close(self):
         self.routing.close()
@@ -69,6 +72,7 @@ class Cell(object):
 
     def drop_wg(self, conn_id, ifname):
         changes = WgInterface(self.routing, ifname, self.run_dir).remove() if ifname else []
+        self._forget_facts()
         self.registry.remove_secret(conn_id)
         path = self.registry.secret_path(conn_id) + '.setconf'
         if os.path.exists(path):
@@ -77,6 +81,19 @@ class Cell(object):
 
     # -- facts ---------------------------------------------------------------------
     def facts(self, doc):
+        """What ``model.desired`` needs to know of the running cell for ``doc``."""
+        if self._held_facts is None:
+            return self._read_facts(doc)
+        key = _facts_key(doc)
+        if key not in self._held_facts:
+            self._held_facts = {key: self._read_facts(doc)}
+        return self._held_facts[key]
+
+    def _forget_facts(self):
+        if self._held_facts is not None:
+            self._held_facts = {}
+
+    def _read_facts(self, doc):
         settings, _layout = model.normalize_settings(doc.get('settings'))
         self.routing.forget_links()
         links = self.routing.links()
@@ -102,24 +119,8 @@ class Cell(object):
         (check mode), by connection id.
         """
         settings, layout = model.normalize_settings(doc.get('settings'))
-        changes = []
-        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
-                       key=lambda c: c['index'])
-        self.routing.forget_links()
-        running = dump_all() if exits else {}
-        for conn in exits:
-            iface = WgInterface(self.routing, conn['interface'], self.run_dir)
-            if check_mode:
-                wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
-                if not iface.exists(fresh=False):
-                    changes.append('create %s' % conn['interface'])
-                elif not config_matches(running.get(conn['interface']), wg):
-                    changes.append('configure %s' % conn['interface'])
-            else:
-                wg = self.load_wg(conn['id'])
-                changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf',
-                                            running=running.get(conn['interface'])))
-        want = model.desired(doc, self.facts(doc))
+        changes = self._ensure_wg_exits(doc, check_mode, pending)
+        want = model.desired(doc, self.facts(doc), (settings, layout))
         have_rules = self.routing.rules(model.owned_priorities(settings))
         have_routes = self.routing.routes(model.owned_table_range(settings, layout))
         want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
@@ -155,6 +156,30 @@ class Cell(object):
             record_converged(self.registry)
         return changes
 
+    def _ensure_wg_exits(self, doc, check_mode, pending):
+        """The WireGuard exit interfaces of ``doc``, created and configured
+        (check mode: what would be). Returns the changes."""
+        changes = []
+        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
+                       key=lambda c: c['index'])
+        self.routing.forget_links()
+        running = dump_all() if exits else {}
+        for conn in exits:
+            iface = WgInterface(self.routing, conn['interface'], self.run_dir)
+            if check_mode:
+                wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
+                if not iface.exists(fresh=False):
+                    changes.append('create %s' % conn['interface'])
+                elif not config_matches(running.get(conn['interface']), wg):
+                    changes.append('configure %s' % conn['interface'])
+            else:
+                wg = self.load_wg(conn['id'])
+                changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf',
+                                            running=running.get(conn['interface'])))
+        if changes and not check_mode:
+            self._forget_facts()   # an exit interface came or changed
+        return changes
+
     def _order_dns_guard(self, want, check_mode=False):
         """Put the kernel's ``local`` rule behind the DNS guard's rules of
         priority 0 where it comes first (model.add_dns_guard)."""
@@ -183,6 +208,7 @@ class Cell(object):
         if previous is None:
             return self.teardown(failed)
         changes = []
+        self._forget_facts()
         for cid, conn in failed['connections'].items():
             old = previous['connections'].get(cid)
             if conn['type'] == 'wireguard_ext' and conn.get('interface') and \
@@ -232,7 +258,7 @@ class Cell(object):
                 if not iface.exists():
                     changes.extend(iface.ensure(self.load_wg(conn['id']),
                                                 self.registry.secret_path(conn['id']) + '.setconf'))
-        want = model.desired(doc, self.facts(doc))
+        want = model.desired(doc, self.facts(doc), (settings, layout))
         have_routes = self.routing.routes(model.owned_table_range(settings, layout))
         want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
         add_routes, _del = diff(have_routes, want_routes, route_key)
@@ -260,6 +286,7 @@ class Cell(object):
         """Remove everything the collection runs (not the registry)."""
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
+        self._forget_facts()
         for conn in doc['connections'].values():
             if conn['type'] == 'wireguard_ext' and conn.get('interface'):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
@@ -275,6 +302,14 @@ class Cell(object):
         if os.path.exists(last_good_path(self.registry.state_dir)):
             os.unlink(last_good_path(self.registry.state_dir))   # boot restore must not bring it back
         return changes
+
+
+def _facts_key(doc):
+    """What of ``doc`` the facts depend on: the interfaces they look at."""
+    return json.dumps([(doc.get('settings') or {}).get('peer_interface'),
+                       sorted(str(s.get('interface')) for s in doc.get('services', {}).values()),
+                       sorted(str(link.get('interface')) for link in doc.get('links', {}).values()),
+                       sorted(str(c.get('interface')) for c in doc['connections'].values())])
 
 
 # -- the last good compiled state (boot restore's first step) ----------------------

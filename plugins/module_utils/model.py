@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import hashlib
 import ipaddress
+import json
 
 from . import nft
 from .errors import PicError
@@ -78,8 +79,31 @@ class MarkLayout(object):
         return (mark & self.index_mask) >> self.shift
 
 
+# Settings already normalized in this process, by their canonical JSON text: a
+# module run reads the same settings in the registry's load, its planner and
+# every step of the data plane, and validates them once (the result depends on
+# nothing but the settings). Kept small: a process sees one or two.
+_NORMALIZED = {}
+_NORMALIZED_MAX = 8
+
+
 def normalize_settings(settings, field_prefix=''):
-    """Validate settings (merging defaults) and return (settings, MarkLayout)."""
+    """Validate settings (merging defaults) and return (settings, MarkLayout).
+    The same settings are validated once per process (``_NORMALIZED``); each
+    caller gets its own copy of the dict."""
+    try:
+        key = json.dumps(settings, sort_keys=True)
+    except (TypeError, ValueError):
+        return _normalize_settings(settings, field_prefix)
+    if key not in _NORMALIZED:
+        if len(_NORMALIZED) >= _NORMALIZED_MAX:
+            _NORMALIZED.clear()
+        _NORMALIZED[key] = _normalize_settings(settings, field_prefix)
+    out, layout = _NORMALIZED[key]
+    return dict(out, local_networks=list(out['local_networks'])), layout
+
+
+def _normalize_settings(settings, field_prefix):
     out = dict(DEFAULT_SETTINGS)
     out.update(dict((k, v) for k, v in (settings or {}).items() if v is not None))
     mask = parse_int(out['mark_mask'], field_prefix + 'mark_mask', 1, 0xffffffff)

@@ -143,7 +143,7 @@ def transact(module, planner):
         registry_ctx = registry.lock()
     try:
         Commits(registry).check_not_expired()
-        cell = Cell(registry)
+        cell = Cell(registry, hold_facts=True)
         try:
             warnings, recovered = _finish_pending(registry, cell, module.check_mode)
             fresh = not os.path.exists(registry.path)
