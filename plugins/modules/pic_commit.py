@@ -95,7 +95,7 @@ import hashlib
 from ansible_collections.pic.connectivity.plugins.module_utils.commits import Commits, revert
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only, state_dir_option
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name, parse_int
 
 # A week: an unconfirmed commit must revert while someone still remembers it (and a
@@ -156,7 +156,7 @@ def main():
         id=dict(type='str', default='rollout'),
         timeout=dict(type='int', default=300),
         entry_point=dict(type='path', default='/usr/local/sbin/pic-connectivity'),
-        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+        state_dir=state_dir_option(),
     ), supports_check_mode=True)
     read_only(module, apply)
 

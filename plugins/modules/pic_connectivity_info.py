@@ -87,7 +87,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import model
 from ansible_collections.pic.connectivity.plugins.module_utils.connections import users_of
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report, carrier
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only, state_dir_option
 
 
 PENDING_WARNING = ("a run saved the registry and did not finish applying it (%s): the cell may not run what "
@@ -133,7 +133,7 @@ def gather(params, check_mode):
 
 def main():
     module = build_module(dict(
-        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+        state_dir=state_dir_option(),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
     ), supports_check_mode=True)

@@ -99,7 +99,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only, state_dir_option
 
 
 def gather(module):
@@ -129,7 +129,7 @@ def main():
         connection=dict(type='str'),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
-        state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+        state_dir=state_dir_option(),
     ), supports_check_mode=True)
     read_only(module, gather)
 
