@@ -14,6 +14,8 @@ from .validation import check_peer_name, check_bool, check_bool_or_none, parse_n
 
 
 BULK_KEYS = ('peer', 'address', 'connection', 'fail_open')
+
+
 def normalize_items(raw, field='peers'):
     """The bulk form's items as AnsibleModule would give them (the alias ``name``,
     the default connection, Ansible's booleans), checked in one pass.
