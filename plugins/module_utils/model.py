@@ -99,6 +99,8 @@ def normalize_settings(settings, field_prefix=''):
         if len(_NORMALIZED) >= _NORMALIZED_MAX:
             _NORMALIZED.clear()
         _NORMALIZED[key] = _normalize_settings(settings, field_prefix)
+        # normalized settings normalize to themselves (what the registry stores)
+        _NORMALIZED[json.dumps(_NORMALIZED[key][0], sort_keys=True)] = _NORMALIZED[key]
     out, layout = _NORMALIZED[key]
     return dict(out, local_networks=list(out['local_networks'])), layout
 

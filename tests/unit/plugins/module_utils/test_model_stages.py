@@ -139,3 +139,15 @@ def test_settings_are_normalized_once_and_each_caller_gets_a_copy():
     for _attempt in range(2):                                    # a refusal is never remembered
         with pytest.raises(PicError):
             model.normalize_settings({'mark_mask': '0x00050000'}, 'settings.')
+
+
+@pytest.mark.parametrize('given', [
+    {},
+    {'mark_mask': '0x0000ff00', 'table_base': '20000', 'local_networks': ['192.0.2.0/24', 'fd00::/64', '10.9.0.1']},
+    {'peer_interface': 'wg1', 'priority_base': 5000, 'port_base': 20000, 'mark_mask': 0xf0},
+])
+def test_normalized_settings_normalize_to_themselves(given):
+    """What the cache keeps under the normalized settings' own text (the form the registry stores)."""
+    once, layout = model._normalize_settings(given, '')
+    twice, again = model._normalize_settings(once, '')
+    assert twice == once and vars(again) == vars(layout)
