@@ -18,8 +18,7 @@ import sys
 
 from . import model, wgconf
 from .errors import PicError
-from .nft import Nft, list_terse, render_down_set, summary as nft_summary
-from .nft import boot_block_script
+from .nft import Nft, boot_block_script, list_terse, render_down_set, summary as nft_summary
 from .routing import Routing, diff, rule_key, route_key
 from .wgiface import WgInterface, config_matches, dump_all
 
