@@ -247,7 +247,7 @@ class Monitor(object):
         target = (conn.get('config') or {}).get('health_target')
         cid = conn['id']
         if target:
-            ok = ping_through(target, layout.mark(conn['index'], True))
+            ok = ping_through(target, model.conn_mark(conn, layout, True))
             self._count(cid, ok)
             return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
         if conn['type'] == 'openvpn':

@@ -16,7 +16,7 @@ import re
 
 from . import model, openvpn, wgconf
 from .errors import PicError
-from .validation import (check_command, check_display_name, check_host, check_owned_ifname, check_secret,
+from .validation import (check_bool, check_command, check_display_name, check_host, check_owned_ifname, check_secret,
                          check_text, check_user, check_word, parse_address, parse_int, slugify)
 
 
@@ -439,7 +439,7 @@ def plan(doc, params):
             record['fingerprint_key'] = key
     fail_open = params.get('fail_open')
     if fail_open is not None:
-        record['fail_open'] = bool(fail_open)
+        record['fail_open'] = check_bool(fail_open, 'fail_open', words=True)
     elif current is None:
         record['fail_open'] = model.DEFAULT_FAIL_OPEN[ctype]
     _place(doc, record, settings, layout, params)
@@ -459,7 +459,7 @@ def public_result(record, settings):
         'type': record['type'],
         'fail_open': record['fail_open'],
         'mark': '0x%08x' % record['mark'],
-        'kill_mark': '0x%08x' % layout.mark(record['index'], True),
+        'kill_mark': '0x%08x' % model.conn_mark(record, layout, True),
         'table': record['table'],
         'interface': record.get('interface'),
         'local_port': record.get('local_port'),

@@ -14,12 +14,11 @@ __metaclass__ = type
 
 import json
 import os
-import subprocess
 import sys
 
 from . import model, wgconf
 from .errors import PicError
-from .nft import Nft, summary as nft_summary
+from .nft import Nft, boot_block_script, list_terse, render_down_set, summary as nft_summary
 from .routing import Routing, diff, rule_key, route_key
 from .wgiface import WgInterface, config_matches, dump_all
 
@@ -41,31 +40,17 @@ def _fmt_route(route):
     return 'ipv%d route %s %s table %d' % (route['family'], route['dst'], target, route['table'])
 
 
-def _nft_dry_run(nft, script):
-    """Have the kernel validate an nft script without committing it (``nft -c``)."""
-    lib = getattr(nft, '_lib', None)
-    if lib is not None:
-        lib.set_dry_run(True)
-        try:
-            lib.set_json_output(False)
-            rc, out, err = lib.cmd(script)
-        finally:
-            lib.set_dry_run(False)
-    else:
-        proc = subprocess.run(['nft', '-c', '-f', '-'], input=script, capture_output=True, text=True, check=False)
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    if rc != 0:
-        raise PicError("nftables refuses the new ruleset, nothing was saved or changed: %s" % (err or out).strip())
-
-
 class Cell(object):
     """The running data plane of one cell (one network namespace)."""
 
-    def __init__(self, registry):
+    def __init__(self, registry, hold_facts=False):
+        """``hold_facts``: one module run; the facts of a document are read once
+        (``facts()``) and again only after this cell changed an exit interface."""
         self.registry = registry
         self.routing = Routing()
         self.nft = Nft()
         self.run_dir = os.path.join(registry.state_dir, 'run')
+        self._held_facts = {} if hold_facts else None
 
     def close(self):
         self.routing.close()
@@ -86,6 +71,7 @@ class Cell(object):
 
     def drop_wg(self, conn_id, ifname):
         changes = WgInterface(self.routing, ifname, self.run_dir).remove() if ifname else []
+        self._forget_facts()
         self.registry.remove_secret(conn_id)
         path = self.registry.secret_path(conn_id) + '.setconf'
         if os.path.exists(path):
@@ -94,6 +80,19 @@ class Cell(object):
 
     # -- facts ---------------------------------------------------------------------
     def facts(self, doc):
+        """What ``model.desired`` needs to know of the running cell for ``doc``."""
+        if self._held_facts is None:
+            return self._read_facts(doc)
+        key = _facts_key(doc)
+        if key not in self._held_facts:
+            self._held_facts = {key: self._read_facts(doc)}
+        return self._held_facts[key]
+
+    def _forget_facts(self):
+        if self._held_facts is not None:
+            self._held_facts = {}
+
+    def _read_facts(self, doc):
         settings, _layout = model.normalize_settings(doc.get('settings'))
         self.routing.forget_links()
         links = self.routing.links()
@@ -119,24 +118,8 @@ class Cell(object):
         (check mode), by connection id.
         """
         settings, layout = model.normalize_settings(doc.get('settings'))
-        changes = []
-        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
-                       key=lambda c: c['index'])
-        self.routing.forget_links()
-        running = dump_all() if exits else {}
-        for conn in exits:
-            iface = WgInterface(self.routing, conn['interface'], self.run_dir)
-            if check_mode:
-                wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
-                if not iface.exists(fresh=False):
-                    changes.append('create %s' % conn['interface'])
-                elif not config_matches(running.get(conn['interface']), wg):
-                    changes.append('configure %s' % conn['interface'])
-            else:
-                wg = self.load_wg(conn['id'])
-                changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf',
-                                            running=running.get(conn['interface'])))
-        want = model.desired(doc, self.facts(doc))
+        changes = self._ensure_wg_exits(doc, check_mode, pending)
+        want = model.desired(doc, self.facts(doc), (settings, layout))
         have_rules = self.routing.rules(model.owned_priorities(settings))
         have_routes = self.routing.routes(model.owned_table_range(settings, layout))
         want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
@@ -172,9 +155,33 @@ class Cell(object):
             record_converged(self.registry)
         return changes
 
+    def _ensure_wg_exits(self, doc, check_mode, pending):
+        """The WireGuard exit interfaces of ``doc``, created and configured
+        (check mode: what would be). Returns the changes."""
+        changes = []
+        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
+                       key=lambda c: c['index'])
+        self.routing.forget_links()
+        running = dump_all() if exits else {}
+        for conn in exits:
+            iface = WgInterface(self.routing, conn['interface'], self.run_dir)
+            if check_mode:
+                wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
+                if not iface.exists(fresh=False):
+                    changes.append('create %s' % conn['interface'])
+                elif not config_matches(running.get(conn['interface']), wg):
+                    changes.append('configure %s' % conn['interface'])
+            else:
+                wg = self.load_wg(conn['id'])
+                changes.extend(iface.ensure(wg, self.registry.secret_path(conn['id']) + '.setconf',
+                                            running=running.get(conn['interface'])))
+        if changes and not check_mode:
+            self._forget_facts()   # an exit interface came or changed
+        return changes
+
     def _order_dns_guard(self, want, check_mode=False):
         """Put the kernel's ``local`` rule behind the DNS guard's rules of
-        priority 0 where it comes first (model._add_dns_guard)."""
+        priority 0 where it comes first (model.add_dns_guard)."""
         changes = []
         for family in sorted(set(r['family'] for r in want.rules if r['priority'] == model.DNS_GUARD_PRIORITY)):
             if check_mode and self.routing.local_rule_first(family) or \
@@ -190,7 +197,7 @@ class Cell(object):
         for conn in doc['connections'].values():
             if conn['type'] == 'wireguard_ext':
                 wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
-        _nft_dry_run(self.nft, model.desired(doc, self.facts(doc)).render_nft())
+        self.nft.check(model.desired(doc, self.facts(doc)).render_nft())
 
     # -- rollback: back to the previous document after a failed apply -------------
     def roll_back(self, previous, failed):
@@ -200,6 +207,7 @@ class Cell(object):
         if previous is None:
             return self.teardown(failed)
         changes = []
+        self._forget_facts()
         for cid, conn in failed['connections'].items():
             old = previous['connections'].get(cid)
             if conn['type'] == 'wireguard_ext' and conn.get('interface') and \
@@ -215,7 +223,7 @@ class Cell(object):
         and map contents, rules and routes come from netlink dumps."""
         settings, layout = model.normalize_settings(doc.get('settings'))
         lost = []
-        have = nft_summary(_terse_table())
+        have = nft_summary(list_terse())
         if have is None:
             return ['nftables table %s %s missing' % (model.NFT_FAMILY, model.NFT_TABLE)]
         wanted = want.nft_summary()
@@ -249,7 +257,7 @@ class Cell(object):
                 if not iface.exists():
                     changes.extend(iface.ensure(self.load_wg(conn['id']),
                                                 self.registry.secret_path(conn['id']) + '.setconf'))
-        want = model.desired(doc, self.facts(doc))
+        want = model.desired(doc, self.facts(doc), (settings, layout))
         have_routes = self.routing.routes(model.owned_table_range(settings, layout))
         want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
         add_routes, _del = diff(have_routes, want_routes, route_key)
@@ -262,7 +270,7 @@ class Cell(object):
         """Hold the fail-open peers of the ``down`` connections on the default
         gateway: one nftables set, changed in one transaction."""
         _settings, layout = model.normalize_settings(doc.get('settings'))
-        want = sorted(layout.mark(doc['connections'][cid]['index'], False) for cid in down
+        want = sorted(model.conn_mark(doc['connections'][cid], layout) for cid in down
                       if cid in doc['connections'])
         table = self.nft.list_table()
         if table is None:
@@ -270,17 +278,14 @@ class Cell(object):
         have = sorted(nft_summary(table)['sets'].get('down_open', []))
         if have == want:
             return []
-        script = 'flush set %s %s down_open\n' % (model.NFT_FAMILY, model.NFT_TABLE)
-        if want:
-            script += 'add element %s %s down_open { %s }\n' % (model.NFT_FAMILY, model.NFT_TABLE,
-                                                                ', '.join('0x%08x' % m for m in want))
-        self.nft.cmd(script)
+        self.nft.cmd(render_down_set(want))
         return ['down connections now: %s' % (', '.join(down) or 'none')]
 
     def teardown(self, doc):
         """Remove everything the collection runs (not the registry)."""
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
+        self._forget_facts()
         for conn in doc['connections'].values():
             if conn['type'] == 'wireguard_ext' and conn.get('interface'):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
@@ -298,20 +303,16 @@ class Cell(object):
         return changes
 
 
-def _terse_table():
-    """The collection's table as nft JSON objects without set contents (None if absent)."""
-    proc = subprocess.run(['nft', '-t', '-j', 'list', 'table', model.NFT_FAMILY, model.NFT_TABLE],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        if 'No such file or directory' in proc.stderr:
-            return None
-        raise PicError("nft could not list the table: %s" % proc.stderr.strip())
-    return json.loads(proc.stdout).get('nftables', [])
+def _facts_key(doc):
+    """What of ``doc`` the facts depend on: the interfaces they look at."""
+    return json.dumps([(doc.get('settings') or {}).get('peer_interface'),
+                       sorted(str(s.get('interface')) for s in doc.get('services', {}).values()),
+                       sorted(str(link.get('interface')) for link in doc.get('links', {}).values()),
+                       sorted(str(c.get('interface')) for c in doc['connections'].values())])
 
 
 # -- the last good compiled state (boot restore's first step) ----------------------
 LAST_GOOD = 'last-good.json'
-BOOT_BLOCK_COMMENT = 'pic:boot-block'
 
 
 CONVERGED = 'converged.json'
@@ -385,18 +386,6 @@ def load_last_good(state_dir):
     except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PicError("the last good state %s is unreadable (%s)" % (path, exc))
     return script, rules
-
-
-def boot_block_script(peer_interface):
-    """The minimal kill switch: nothing forwarded from the peer interface, except
-    back to it (peer to peer inside the cell); the cell itself stays reachable."""
-    from .validation import check_ifname
-    check_ifname(peer_interface, 'peer_interface')
-    table = '%s %s' % (model.NFT_FAMILY, model.NFT_TABLE)
-    return ('table %s\ndelete table %s\ntable %s {\n\tchain forward {\n'
-            '\t\ttype filter hook forward priority filter; policy accept;\n'
-            '\t\tiifname "%s" oifname != "%s" counter drop comment "%s"\n\t}\n}\n'
-            % (table, table, table, peer_interface, peer_interface, BOOT_BLOCK_COMMENT))
 
 
 def install_kill_switch(state_dir, peer_interface, log=None):

@@ -239,7 +239,7 @@ def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp
         return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
     target = (conn.get('config') or {}).get('health_target')
     if target and layout is not None and conn['type'] in model.INTERFACE_TYPES:
-        if not ping_through(target, layout.mark(conn['index'], True)):
+        if not ping_through(target, model.conn_mark(conn, layout, True)):
             return DOWN, '%s, but the deep probe to %s through the exit got no answer' % (reason, target)
         return WORKING, '%s; deep probe to %s answered' % (reason, target)
     return status, reason

@@ -18,7 +18,7 @@ import json
 
 from . import model
 from .errors import PicError
-from .validation import check_ifname, check_peer_name, parse_address, slugify
+from .validation import check_bool, check_ifname, check_peer_name, parse_address, slugify
 
 RELAY_ROUTES = {'4': ['0.0.0.0/0'], '6': ['::/0']}
 
@@ -102,8 +102,7 @@ def plan(doc, links, known_cells=None, purge=True):
         _check_link_interface(doc, settings, ifname, field + '.interface')
         seen_if[ifname] = cell
         for key in ('offer_exit', 'remote_offers_exit'):
-            if not isinstance(link.get(key, False), bool):
-                raise PicError("must be true or false", '%s.%s' % (field, key), link.get(key))
+            check_bool(link.get(key, False), '%s.%s' % (field, key))
         wanted[cell] = {'cell': cell, 'interface': ifname, 'offer': bool(link.get('offer_exit', False)),
                         'remote_offers': bool(link.get('remote_offers_exit', False)),
                         'remote_dns': _remote_dns(link.get('remote_dns'), field + '.remote_dns')}

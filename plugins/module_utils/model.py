@@ -16,15 +16,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import functools
 import hashlib
 import ipaddress
+import json
 
+from . import nft
 from .errors import PicError
-from .validation import parse_int, check_ifname, check_local_networks, network
+from .validation import parse_int, check_ifname, check_local_networks
 
-NFT_FAMILY = 'inet'
-NFT_TABLE = 'pic_connectivity'
+# The table's name lives with its rendering and parsing (nft.py); callers read it here too.
+NFT_FAMILY, NFT_TABLE = nft.NFT_FAMILY, nft.NFT_TABLE
 
 TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy', 'cell_relay')
 CREATABLE_TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy')
@@ -78,8 +79,33 @@ class MarkLayout(object):
         return (mark & self.index_mask) >> self.shift
 
 
+# Settings already normalized in this process, by their canonical JSON text: a
+# module run reads the same settings in the registry's load, its planner and
+# every step of the data plane, and validates them once (the result depends on
+# nothing but the settings). Kept small: a process sees one or two.
+_NORMALIZED = {}
+_NORMALIZED_MAX = 8
+
+
 def normalize_settings(settings, field_prefix=''):
-    """Validate settings (merging defaults) and return (settings, MarkLayout)."""
+    """Validate settings (merging defaults) and return (settings, MarkLayout).
+    The same settings are validated once per process (``_NORMALIZED``); each
+    caller gets its own copy of the dict."""
+    try:
+        key = json.dumps(settings, sort_keys=True)
+    except (TypeError, ValueError):
+        return _normalize_settings(settings, field_prefix)
+    if key not in _NORMALIZED:
+        if len(_NORMALIZED) >= _NORMALIZED_MAX:
+            _NORMALIZED.clear()
+        _NORMALIZED[key] = _normalize_settings(settings, field_prefix)
+        # normalized settings normalize to themselves (what the registry stores)
+        _NORMALIZED[json.dumps(_NORMALIZED[key][0], sort_keys=True)] = _NORMALIZED[key]
+    out, layout = _NORMALIZED[key]
+    return dict(out, local_networks=list(out['local_networks'])), layout
+
+
+def _normalize_settings(settings, field_prefix):
     out = dict(DEFAULT_SETTINGS)
     out.update(dict((k, v) for k, v in (settings or {}).items() if v is not None))
     mask = parse_int(out['mark_mask'], field_prefix + 'mark_mask', 1, 0xffffffff)
@@ -144,66 +170,12 @@ class Desired(object):
         self.chains[chain]['rules'].append((text, 'pic:%s' % digest))
 
     def render_nft(self):
-        """The whole table as one nft script: delete + create in one transaction."""
-        lines = ['table %s %s' % (NFT_FAMILY, NFT_TABLE), 'delete table %s %s' % (NFT_FAMILY, NFT_TABLE),
-                 'table %s %s {' % (NFT_FAMILY, NFT_TABLE)]
-        for name in sorted(self.sets):
-            spec = self.sets[name]
-            lines.append('\tset %s {' % name)
-            lines.append('\t\ttype %s' % spec['type'])
-            if spec['flags']:
-                lines.append('\t\tflags %s' % ', '.join(spec['flags']))
-            if spec['elements']:
-                elements = [_nft_elem(e, spec['type']) for e in sorted(spec['elements'], key=_sort_key)]
-                lines.append('\t\telements = { %s }' % ', '.join(elements))
-            lines.append('\t}')
-        for name in sorted(self.maps):
-            spec = self.maps[name]
-            lines.append('\tmap %s {' % name)
-            lines.append('\t\ttype %s : verdict' % spec['type'])
-            if spec['flags']:
-                lines.append('\t\tflags %s' % ', '.join(spec['flags']))
-            if spec['elements']:
-                lines.append('\t\telements = { %s }' % ', '.join(
-                    '%s : %s' % (k, spec['elements'][k]) for k in sorted(spec['elements'], key=_sort_key)))
-            lines.append('\t}')
-        for name in self.chain_order:
-            chain = self.chains[name]
-            lines.append('\tchain %s {' % name)
-            if chain['base']:
-                base = chain['base']
-                lines.append('\t\ttype %s hook %s priority %s; policy accept;'
-                             % (base['type'], base['hook'], base['priority']))
-            for text, comment in chain['rules']:
-                lines.append('\t\t%s comment "%s"' % (text, comment))
-            lines.append('\t}')
-        lines.append('}')
-        return '\n'.join(lines) + '\n'
+        """The whole table as one nft script (``nft.render_table``)."""
+        return nft.render_table(self)
 
     def nft_summary(self):
-        """The comparable shape of the table (what facts.nft_summary() reads back)."""
-        return {
-            'sets': dict((n, set(s['elements'])) for n, s in self.sets.items()),
-            'maps': dict((n, dict(m['elements'])) for n, m in self.maps.items()),
-            'chains': dict((n, [c for _t, c in ch['rules']]) for n, ch in self.chains.items()),
-        }
-
-
-@functools.lru_cache(maxsize=None)
-def _sort_key(value):
-    try:
-        net = network(value)
-        return (0, net.version, int(net.network_address), net.prefixlen, '')
-    except ValueError:
-        return (1, 0, 0, 0, str(value))
-
-
-def _nft_elem(value, nft_type):
-    if nft_type == 'ifname':
-        return '"%s"' % value
-    if nft_type == 'mark':
-        return '0x%08x' % int(value)
-    return str(value)
+        """The comparable shape of the table (what ``nft.summary()`` reads back)."""
+        return nft.desired_summary(self)
 
 
 def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None, field_prefix=''):
@@ -290,20 +262,64 @@ def pin_dns(want, conn, is_conn):
     want.add_rule('input', '%s meta l4proto udp th dport 53 reject with icmpx port-unreachable' % is_conn)
 
 
-def desired(doc, facts):
-    """Compute the desired data plane.
+def desired(doc, facts, cell_settings=None):
+    """Compute the desired data plane, stage by stage: who is an ingress and
+    what is local, connection -> mark (chains), peer address -> mark (maps),
+    what each exit does with its marked packets (proxy redirects, DNS pinning,
+    kill switch), mark -> table (policy rules) -> route (exit routes), cell
+    links, and the guards of the kill switch.
 
     ``facts``: ``peer_networks`` (list of networks of the peer interface),
     ``interfaces`` (names of exit interfaces that exist now), ``down``
     (ids of connections the monitor holds down) and ``present`` (whether the
     peer interface exists: ``[name]`` or ``[]``; assumed when absent).
+    ``cell_settings``: ``normalize_settings(doc['settings'])`` when the caller
+    has it already.
     """
-    settings, layout = normalize_settings(doc.get('settings'))
+    settings, layout = cell_settings or normalize_settings(doc.get('settings'))
+    conns = sorted(doc['connections'].values(), key=lambda c: c['index'])
     want = Desired()
-    base = settings['priority_base']
-    down = set(facts.get('down') or [])
-    interfaces = set(facts.get('interfaces') or [])
+    add_address_sets(want, doc, facts, settings)
+    add_mark_chains(want, conns, layout, facts.get('down'))
+    add_classifier(want, layout)
+    add_hook_chains(want)
+    add_exit_rules(want, conns, layout)
+    add_input_guard(want, conns)
+    add_peer_maps(want, doc)
+    add_policy_rules(want, conns, layout, settings)
+    add_exit_routes(want, conns, facts.get('interfaces'))
+    add_orphan_chain(want, layout)
+    add_link_rules(want, doc.get('links', {}))
+    add_kill_rules(want, conns, layout, settings)
+    if has_closed_users(want):
+        add_guard_rules(want, layout, settings)
+        add_dns_guard(want, layout, guard_table(settings, layout))
+        add_guard_route(want, settings, layout, facts.get('present'))
+    return want
 
+
+def conn_mark(conn, layout, closed=False):
+    """The mark of a connection's packets: the one stored in its record (the
+    registry checks on load that it is its index's, see ``registry.check_shape``),
+    with the kill bit for its fail-closed users."""
+    return conn['mark'] | (layout.kill if closed else 0)
+
+
+def _set_mark(layout, mark):
+    """The nft statement that puts ``mark`` into the mask's bits, keeping the others."""
+    return 'meta mark set meta mark & 0x%08x | 0x%08x' % (0xffffffff & ~layout.mask, mark)
+
+
+def _is_conn(conn, layout):
+    """The nft match of a connection's packets, whatever their fail mode."""
+    return 'meta mark & 0x%08x == 0x%08x' % (layout.index_mask, conn_mark(conn, layout))
+
+
+def add_address_sets(want, doc, facts, settings):
+    """The sets of the table: the ingress interfaces (the peer interface and the
+    services'), the local networks (never an exit's), the marks of the
+    connections held down (filled by ``add_mark_chains`` and the monitor), and
+    the empty peer maps (``add_peer_maps``)."""
     local = {4: set(), 6: set()}
     for net in list(facts.get('peer_networks') or []) + settings['local_networks']:
         local[_ver(net)].add(str(ipaddress.ip_network(net, strict=False)))
@@ -311,7 +327,6 @@ def desired(doc, facts):
     for svc in doc.get('services', {}).values():
         if svc.get('interface'):
             ingress.add(svc['interface'])
-
     want.sets['ingress'] = {'type': 'ifname', 'flags': [], 'elements': ingress}
     want.sets['local4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': local[4]}
     want.sets['local6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': local[6]}
@@ -319,17 +334,27 @@ def desired(doc, facts):
     want.maps['peer4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': {}}
     want.maps['peer6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': {}}
 
-    conns = sorted(doc['connections'].values(), key=lambda c: c['index'])
+
+def add_mark_chains(want, conns, layout, down):
+    """Connection -> mark: two chains per connection (``c_<id>_closed`` sets
+    its mark with the kill bit, ``c_<id>_open`` without); the open marks of the
+    connections the monitor holds ``down`` go to the ``down_open`` set."""
+    down = set(down or [])
     for conn in conns:
         for closed in (True, False):
             want.add_chain(_chain(conn['id'], closed))
-            want.add_rule(_chain(conn['id'], closed), 'meta mark set meta mark & 0x%08x | 0x%08x'
-                          % (0xffffffff & ~layout.mask, layout.mark(conn['index'], closed)))
+            want.add_rule(_chain(conn['id'], closed), _set_mark(layout, conn_mark(conn, layout, closed)))
         if conn['id'] in down:
-            want.sets['down_open']['elements'].add(layout.mark(conn['index'], False))
+            want.sets['down_open']['elements'].add(conn_mark(conn, layout))
 
-    # "unmark" = no exit, but seen by this table: the direct mark (see MarkLayout)
-    unmark = 'meta mark set meta mark & 0x%08x | 0x%08x' % (0xffffffff & ~layout.mask, layout.direct)
+
+def add_classifier(want, layout):
+    """Peer address -> mark (the ``prerouting`` chain): every packet of an
+    ingress interface first gets the direct mark ("no exit, but seen by this
+    table", see MarkLayout), then its source's verdict in the peer maps; the
+    fail-open peers of a connection held down and local destinations go back
+    to the direct mark."""
+    unmark = _set_mark(layout, layout.direct)
     want.add_chain('prerouting', {'type': 'filter', 'hook': 'prerouting', 'priority': 'mangle'})
     want.add_rule('prerouting', 'iifname != @ingress return')
     want.add_rule('prerouting', unmark)
@@ -337,53 +362,79 @@ def desired(doc, facts):
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
     want.add_rule('prerouting', 'meta mark & 0x%08x @down_open %s' % (layout.mask, unmark))
     # DNS keeps its mark even towards the cell's own resolver, so that it can be
-    # pinned to the exit below; every other local destination is never an exit's.
+    # pinned to the exit (pin_dns); every other local destination is never an exit's.
     want.add_rule('prerouting', 'meta l4proto { tcp, udp } th dport 53 return')
     want.add_rule('prerouting', 'ip daddr @local4 %s' % unmark)
     want.add_rule('prerouting', 'ip6 daddr @local6 %s' % unmark)
 
+
+def add_hook_chains(want):
+    """The base chains the exits' rules go to, in this order."""
     want.add_chain('dstnat', {'type': 'nat', 'hook': 'prerouting', 'priority': 'dstnat'})
     want.add_chain('input', {'type': 'filter', 'hook': 'input', 'priority': 'filter'})
     want.add_chain('forward', {'type': 'filter', 'hook': 'forward', 'priority': 'filter'})
     want.add_chain('postrouting', {'type': 'nat', 'hook': 'postrouting', 'priority': 'srcnat'})
+
+
+def add_exit_rules(want, conns, layout):
+    """What each exit does with its marked packets, connection by connection:
+    a proxy-kind exit redirects them to its local instance, an interface exit
+    pins their DNS and drops what would leave by another interface."""
+    for conn in conns:
+        if conn['type'] in PROXY_TYPES:
+            add_proxy_redirects(want, conn, layout)
+        else:
+            pin_dns(want, conn, _is_conn(conn, layout))
+            add_exit_kill_switch(want, conn, layout)
+
+
+def add_proxy_redirects(want, conn, layout):
+    """A proxy-kind exit: TCP (and DNS) redirected to its instance's local ports."""
+    is_conn = _is_conn(conn, layout)
+    want.add_rule('dstnat', '%s meta l4proto tcp redirect to :%d' % (is_conn, conn.get('local_port')))
+    if conn.get('dns_port'):
+        want.add_rule('dstnat', '%s udp dport 53 redirect to :%d' % (is_conn, conn['dns_port']))
+    # what the exit cannot carry (UDP, QUIC, ICMP, ...) never reaches the WAN
+    # while the exit is up, whatever the fail mode
+    want.add_rule('forward', '%s reject with icmpx admin-prohibited' % is_conn)
+
+
+def add_exit_kill_switch(want, conn, layout):
+    """An interface exit: its fail-closed packets leave by its interface or not
+    at all (the forward chain's kill switch), masqueraded there."""
+    closed_mark = conn_mark(conn, layout, True)
+    if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
+        want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
+                      % (layout.mask, closed_mark, conn['interface']))
+        want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
+    else:
+        want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, closed_mark))
+
+
+def add_input_guard(want, conns):
+    """The proxy instances listen on every address: only redirected traffic may reach them."""
     ports = set()
     for conn in conns:
-        closed_mark = layout.mark(conn['index'], True)
-        is_conn = 'meta mark & 0x%08x == 0x%08x' % (layout.index_mask, layout.mark(conn['index'], False))
         if conn['type'] in PROXY_TYPES:
-            local_port, dns_port = conn.get('local_port'), conn.get('dns_port')
-            ports.update(p for p in (local_port, dns_port) if p)
-            want.add_rule('dstnat', '%s meta l4proto tcp redirect to :%d' % (is_conn, local_port))
-            if dns_port:
-                want.add_rule('dstnat', '%s udp dport 53 redirect to :%d' % (is_conn, dns_port))
-            # what the exit cannot carry (UDP, QUIC, ICMP, ...) never reaches the WAN
-            # while the exit is up, whatever the fail mode
-            want.add_rule('forward', '%s reject with icmpx admin-prohibited' % is_conn)
-            continue
-        pin_dns(want, conn, is_conn)
-        if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
-            want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
-                          % (layout.mask, closed_mark, conn['interface']))
-            want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
-        else:
-            want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, closed_mark))
+            ports.update(p for p in (conn.get('local_port'), conn.get('dns_port')) if p)
     want.sets['proxy_ports'] = {'type': 'inet_service', 'flags': [], 'elements': ports}
-    # the instances listen on every address; only redirected traffic may reach them
     want.add_rule('input', 'iifname "lo" accept')
     want.add_rule('input', 'meta l4proto { tcp, udp } th dport @proxy_ports ct status dnat accept')
     want.add_rule('input', 'meta l4proto { tcp, udp } th dport @proxy_ports drop')
 
-    users = list(('peer', p) for p in doc['peers'].values()) + list(('service', s) for s in
-                                                                    doc.get('services', {}).values())
-    orphans = False
-    for _kind, user in users:
+
+def add_peer_maps(want, doc):
+    """Peer (and service) address -> the chain of its connection and fail mode
+    (``peer4``/``peer6``); users of the default gateway are not in the maps."""
+    users = list(doc['peers'].values()) + list(doc.get('services', {}).values())
+    for user in users:
         cid = user.get('connection') or DEFAULT
         if cid == DEFAULT:
             continue
         if cid not in doc['connections']:
             # Its connection went away (a cell stopped offering its exit): blocked,
             # never silently moved to the default gateway.
-            verdict, orphans = 'jump orphan', True
+            verdict = 'jump orphan'
         else:
             verdict = 'jump %s' % _chain(cid, not effective_fail_open(user, doc['connections'][cid]))
         # The registry holds addresses in canonical form (str(ip_network)),
@@ -391,12 +442,28 @@ def desired(doc, facts):
         for addr in user.get('address', []):
             want.maps['peer6' if ':' in addr else 'peer4']['elements'][addr] = verdict
 
+
+def _has_orphans(want):
+    return any(verdict == 'jump orphan' for name in ('peer4', 'peer6')
+               for verdict in want.maps[name]['elements'].values())
+
+
+def add_policy_rules(want, conns, layout, settings):
+    """Mark -> table: one ``ip rule`` per connection and family at ``priority_base``."""
     for conn in conns:
-        table = conn['table']
         for family in (4, 6):
-            want.rules.append({'family': family, 'priority': base, 'fwmark': layout.mark(conn['index'], False),
-                               'fwmask': layout.index_mask, 'action': 'table', 'table': table, 'iif': None})
-        routes = want.routes.setdefault(table, [])
+            want.rules.append({'family': family, 'priority': settings['priority_base'],
+                               'fwmark': conn_mark(conn, layout), 'fwmask': layout.index_mask,
+                               'action': 'table', 'table': conn['table'], 'iif': None})
+
+
+def add_exit_routes(want, conns, interfaces):
+    """Table -> route: an interface exit's table routes what it carries through
+    its interface (while it exists); a family it does not carry is unreachable.
+    A proxy-kind exit's table is empty (its packets are redirected locally)."""
+    interfaces = set(interfaces or [])
+    for conn in conns:
+        routes = want.routes.setdefault(conn['table'], [])
         carried = conn.get('routes') or {'4': [], '6': []}
         for family in (4, 6):
             nets = carried.get(str(family)) or []
@@ -409,16 +476,21 @@ def desired(doc, facts):
                 # peer of the connection rather than leak it to the WAN.
                 routes.append({'family': family, 'dst': '0.0.0.0/0' if family == 4 else '::/0',
                                'type': 'unreachable', 'oif': None})
+
+
+def add_orphan_chain(want, layout):
+    """Users of a connection that went away get the bare kill bit: never forwarded."""
     want.add_chain('orphan')
-    want.add_rule('orphan', 'meta mark set meta mark & 0x%08x | 0x%08x' % (0xffffffff & ~layout.mask, layout.kill))
+    want.add_rule('orphan', _set_mark(layout, layout.kill))
     want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, layout.kill))
 
-    # Cell links: relayed traffic from a linked cell goes out this cell's WAN only
-    # while this cell offers its exit to that cell; what it relays is masqueraded.
-    for remote in sorted(doc.get('links', {})):
-        link = doc['links'][remote]
-        ifname = link['interface']
-        if link.get('offer'):
+
+def add_link_rules(want, links):
+    """Cell links: relayed traffic from a linked cell goes out this cell's WAN only
+    while this cell offers its exit to that cell; what it relays is masqueraded."""
+    for remote in sorted(links):
+        ifname = links[remote]['interface']
+        if links[remote].get('offer'):
             want.add_rule('postrouting', 'iifname "%s" oifname != "%s" ip daddr != @local4 masquerade'
                           % (ifname, ifname))
             want.add_rule('postrouting', 'iifname "%s" oifname != "%s" ip6 daddr != @local6 masquerade'
@@ -427,18 +499,20 @@ def desired(doc, facts):
             want.add_rule('forward', 'iifname "%s" ip daddr != @local4 counter drop' % ifname)
             want.add_rule('forward', 'iifname "%s" ip6 daddr != @local6 counter drop' % ifname)
 
-    if conns or orphans:
+
+def add_kill_rules(want, conns, layout, settings):
+    """Kill bit -> unreachable (``priority_base + 1``), while some connection or
+    orphaned user exists: a fail-closed packet its table does not route goes nowhere."""
+    if conns or _has_orphans(want):
         for family in (4, 6):
-            want.rules.append({'family': family, 'priority': base + 1, 'fwmark': layout.kill,
-                               'fwmask': layout.kill, 'action': 'unreachable', 'table': None, 'iif': None})
-    peer_if = settings['peer_interface']
-    _add_guard(want, layout, base, guard_table(settings, layout),
-               peer_if if peer_if in facts.get('present', [peer_if]) else None)
-    return want
+            want.rules.append({'family': family, 'priority': settings['priority_base'] + 1,
+                               'fwmark': layout.kill, 'fwmask': layout.kill, 'action': 'unreachable',
+                               'table': None, 'iif': None})
 
 
-def _has_closed_users(want):
-    """Does any address jump to a fail-closed chain (or the orphan chain)?"""
+def has_closed_users(want):
+    """Does any address jump to a fail-closed chain (or the orphan chain)?
+    The guards of the kill switch exist only then."""
     for name in ('peer4', 'peer6'):
         for verdict in want.maps[name]['elements'].values():
             if verdict.endswith('_closed') or verdict == 'jump orphan':
@@ -446,7 +520,7 @@ def _has_closed_users(want):
     return False
 
 
-def _add_guard(want, layout, base, table, peer_interface):
+def add_guard_rules(want, layout, settings):
     """The guard of the kill switch against a lost nftables table.
 
     Every packet the table classifies leaves prerouting with a non-zero value
@@ -469,8 +543,7 @@ def _add_guard(want, layout, base, table, peer_interface):
     The other way round, while the ip rules are missing the forward chain of
     the table drops what carries a fail-closed mark (the kill switch).
     """
-    if not _has_closed_users(want):
-        return
+    base, table = settings['priority_base'], guard_table(settings, layout)
     for ifname in sorted(want.sets['ingress']['elements']):
         # IPv4: a table whose only route leads back to the peer interface, where
         # no peer takes the packet (the WireGuard server has no peer for an
@@ -482,10 +555,15 @@ def _add_guard(want, layout, base, table, peer_interface):
                            'action': 'table', 'table': table, 'iif': ifname})
         want.rules.append({'family': 6, 'priority': base + 1, 'fwmark': 0, 'fwmask': layout.mask,
                            'action': 'unreachable', 'table': None, 'iif': ifname})
-    _add_dns_guard(want, layout, table)
-    # (a route through the peer interface exists only while it does)
-    want.routes[table] = [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_interface}] \
-        if peer_interface else []
+
+
+def add_guard_route(want, settings, layout, present):
+    """The guard table's only route: IPv4 back out the peer interface, which exists
+    only while the interface does (``present``: ``[name]`` or ``[]``; assumed when None)."""
+    peer_if = settings['peer_interface']
+    present = [peer_if] if present is None else present
+    want.routes[guard_table(settings, layout)] = \
+        [{'family': 4, 'dst': '0.0.0.0/0', 'type': 'unicast', 'oif': peer_if}] if peer_if in present else []
 
 
 # The priority of the DNS guard: the kernel's ``local`` rule has it too, and the
@@ -496,11 +574,11 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 
 
-def _add_dns_guard(want, layout, table):
+def add_dns_guard(want, layout, table):
     """The guard of DNS queries to the cell itself while the table is gone.
 
     The ``local`` rule (priority 0) finds the cell's own addresses before any
-    rule of ``_add_guard``: without the table, nothing pins a peer's query to
+    rule of ``add_guard_rules``: without the table, nothing pins a peer's query to
     the cell's resolver to its exit (the dstnat chain), and the cell's resolver
     would resolve it through the WAN, a DNS leak of a fail-closed peer. These
     rules have priority 0 and come before the ``local`` rule in the kernel's

@@ -1,24 +1,35 @@
 # -*- coding: utf-8 -*-
 # Copyright: pic.connectivity contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nftables access: read the collection's table as JSON, replace it atomically.
+"""nftables, both directions: the collection's table rendered as one nft
+script, and read back from nft's JSON listing into the same comparable shape.
 
-Uses libnftables through its Python binding (Debian's python3-nftables) and
-falls back to the ``nft`` command with the same JSON output when the binding
-is missing. Nothing here parses nft's text output.
+Rendering: ``render_table`` (the whole table, delete + create in one
+transaction), ``render_down_set`` (the monitor's one-set change) and
+``boot_block_script`` (boot restore's minimal kill switch). Parsing:
+``summary`` (a listed table -> sets, maps and the comments of each chain's
+rules), compared with ``desired_summary`` of the model's ``Desired``.
+
+Access (``Nft``) uses libnftables through its Python binding (Debian's
+python3-nftables) and falls back to the ``nft`` command with the same JSON
+output when the binding is missing. Nothing here parses nft's text output.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import json
 import re
 import subprocess
 
 from .errors import PicError
-from .model import NFT_FAMILY, NFT_TABLE
-from .validation import network
+from .validation import check_ifname, network
+
+NFT_FAMILY = 'inet'
+NFT_TABLE = 'pic_connectivity'
+BOOT_BLOCK_COMMENT = 'pic:boot-block'
 
 try:
     import nftables as _nftables
@@ -66,6 +77,133 @@ class Nft(object):
         if self.list_table() is not None:
             self.cmd('delete table %s %s' % (NFT_FAMILY, NFT_TABLE))
 
+    def check(self, script):
+        """Have the kernel validate an nft script without committing it (``nft -c``)."""
+        if self._lib is not None:
+            self._lib.set_dry_run(True)
+            try:
+                self._lib.set_json_output(False)
+                rc, out, err = self._lib.cmd(script)
+            finally:
+                self._lib.set_dry_run(False)
+        else:
+            proc = subprocess.run(['nft', '-c', '-f', '-'], input=script, capture_output=True, text=True,
+                                  check=False)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        if rc != 0:
+            raise PicError("nftables refuses the new ruleset, nothing was saved or changed: %s"
+                           % (err or out).strip())
+
+
+def list_terse():
+    """The collection's table as nft JSON objects without set contents (None if absent)."""
+    proc = subprocess.run(['nft', '-t', '-j', 'list', 'table', NFT_FAMILY, NFT_TABLE],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        if 'No such file or directory' in proc.stderr:
+            return None
+        raise PicError("nft could not list the table: %s" % proc.stderr.strip())
+    return json.loads(proc.stdout).get('nftables', [])
+
+
+# -- rendering ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _sort_key(value):
+    try:
+        net = network(value)
+        return (0, net.version, int(net.network_address), net.prefixlen, '')
+    except ValueError:
+        return (1, 0, 0, 0, str(value))
+
+
+def _nft_elem(value, nft_type):
+    if nft_type == 'ifname':
+        return '"%s"' % value
+    if nft_type == 'mark':
+        return '0x%08x' % int(value)
+    return str(value)
+
+
+def _render_set(name, spec):
+    lines = ['\tset %s {' % name, '\t\ttype %s' % spec['type']]
+    if spec['flags']:
+        lines.append('\t\tflags %s' % ', '.join(spec['flags']))
+    if spec['elements']:
+        elements = [_nft_elem(e, spec['type']) for e in sorted(spec['elements'], key=_sort_key)]
+        lines.append('\t\telements = { %s }' % ', '.join(elements))
+    lines.append('\t}')
+    return lines
+
+
+def _render_map(name, spec):
+    lines = ['\tmap %s {' % name, '\t\ttype %s : verdict' % spec['type']]
+    if spec['flags']:
+        lines.append('\t\tflags %s' % ', '.join(spec['flags']))
+    if spec['elements']:
+        lines.append('\t\telements = { %s }' % ', '.join(
+            '%s : %s' % (k, spec['elements'][k]) for k in sorted(spec['elements'], key=_sort_key)))
+    lines.append('\t}')
+    return lines
+
+
+def _render_chain(name, chain):
+    lines = ['\tchain %s {' % name]
+    if chain['base']:
+        base = chain['base']
+        lines.append('\t\ttype %s hook %s priority %s; policy accept;'
+                     % (base['type'], base['hook'], base['priority']))
+    for text, comment in chain['rules']:
+        lines.append('\t\t%s comment "%s"' % (text, comment))
+    lines.append('\t}')
+    return lines
+
+
+def render_table(want):
+    """The whole table of a ``model.Desired`` as one nft script: delete + create
+    in one transaction."""
+    lines = ['table %s %s' % (NFT_FAMILY, NFT_TABLE), 'delete table %s %s' % (NFT_FAMILY, NFT_TABLE),
+             'table %s %s {' % (NFT_FAMILY, NFT_TABLE)]
+    for name in sorted(want.sets):
+        lines.extend(_render_set(name, want.sets[name]))
+    for name in sorted(want.maps):
+        lines.extend(_render_map(name, want.maps[name]))
+    for name in want.chain_order:
+        lines.extend(_render_chain(name, want.chains[name]))
+    lines.append('}')
+    return '\n'.join(lines) + '\n'
+
+
+def render_down_set(marks):
+    """The monitor's change of the ``down_open`` set to ``marks``, in one transaction."""
+    script = 'flush set %s %s down_open\n' % (NFT_FAMILY, NFT_TABLE)
+    if marks:
+        script += 'add element %s %s down_open { %s }\n' % (NFT_FAMILY, NFT_TABLE,
+                                                            ', '.join('0x%08x' % m for m in marks))
+    return script
+
+
+def boot_block_script(peer_interface):
+    """The minimal kill switch: nothing forwarded from the peer interface, except
+    back to it (peer to peer inside the cell); the cell itself stays reachable."""
+    check_ifname(peer_interface, 'peer_interface')
+    table = '%s %s' % (NFT_FAMILY, NFT_TABLE)
+    return ('table %s\ndelete table %s\ntable %s {\n\tchain forward {\n'
+            '\t\ttype filter hook forward priority filter; policy accept;\n'
+            '\t\tiifname "%s" oifname != "%s" counter drop comment "%s"\n\t}\n}\n'
+            % (table, table, table, peer_interface, peer_interface, BOOT_BLOCK_COMMENT))
+
+
+def desired_summary(want):
+    """The comparable shape of a ``model.Desired`` table (what ``summary()`` reads back)."""
+    return {
+        'sets': dict((n, set(s['elements'])) for n, s in want.sets.items()),
+        'maps': dict((n, dict(m['elements'])) for n, m in want.maps.items()),
+        'chains': dict((n, [c for _t, c in ch['rules']]) for n, ch in want.chains.items()),
+    }
+
+
+# -- parsing -----------------------------------------------------------------------
+
 
 # Addresses as nft prints them (inet_ntop: RFC 5952 for IPv6, the form Python's
 # ipaddress prints too), without an embedded IPv4 part, whose forms differ.
@@ -106,7 +244,7 @@ def _verdict(data):
 
 
 def summary(objects):
-    """The comparable shape of a listed table (see model.Desired.nft_summary):
+    """The comparable shape of a listed table (see ``desired_summary``):
     sets as Python sets, maps as dicts (no sorting: order means nothing there)."""
     if objects is None:
         return None

@@ -10,24 +10,10 @@ __metaclass__ = type
 from . import model
 from .connections import resolve
 from .errors import PicError
-from .validation import check_peer_name, check_bool_or_none, parse_network, find_overlaps
+from .validation import check_peer_name, check_bool, check_bool_or_none, parse_network, find_overlaps
 
 
 BULK_KEYS = ('peer', 'address', 'connection', 'fail_open')
-_TRUE = frozenset(('y', 'yes', 'on', '1', 'true', 't'))
-_FALSE = frozenset(('n', 'no', 'off', '0', 'false', 'f'))
-
-
-def _bool_or_none(value, field):
-    """Ansible's booleans (``yes``, ``on``, ``1``, ...) as AnsibleModule reads them."""
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise PicError("must be true, false or null", field, value)
 
 
 def normalize_items(raw, field='peers'):
@@ -63,7 +49,7 @@ def normalize_items(raw, field='peers'):
         elif isinstance(connection, bool) or not isinstance(connection, (str, int)):
             raise PicError("must be a connection name or id, or default", path + '.connection', connection)
         items.append({'peer': peer, 'address': item.get('address'), 'connection': str(connection),
-                      'fail_open': _bool_or_none(item.get('fail_open'), path + '.fail_open')})
+                      'fail_open': check_bool(item.get('fail_open'), path + '.fail_open', none_ok=True, words=True)})
     return items
 
 

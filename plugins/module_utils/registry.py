@@ -103,12 +103,24 @@ def check_shape(doc, path):
             for key, record in doc[section].items():
                 _check_record(path, section, key, record)
     try:
-        model.normalize_settings(doc['settings'], 'settings.')
+        _settings, layout = model.normalize_settings(doc['settings'], 'settings.')
     except (PicError, TypeError, ValueError, AttributeError) as exc:
         raise PicError("the registry %s is damaged: %s; restore it from a backup" % (path, getattr(exc, 'msg', exc)))
+    _migrate_marks(doc['connections'], layout)
     out = empty()
     out.update(doc)
     return out
+
+
+def _migrate_marks(conns, layout):
+    """The data plane marks a connection's packets with the mark stored in its
+    record (model.conn_mark). Every version so far stored the mark of its index,
+    and the data plane of the versions before this one computed it from the
+    index: a record whose stored mark says otherwise (edited by hand) gets its
+    index's mark back, the one its cell has been running with."""
+    for record in conns.values():
+        if record['mark'] != layout.mark(record['index'], False):
+            record['mark'] = layout.mark(record['index'], False)
 
 
 def open_nofollow(path, flags, mode=0o600):

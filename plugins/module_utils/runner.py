@@ -23,9 +23,14 @@ SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', '
 LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
 
 
+def state_dir_option():
+    """The ``state_dir`` option of every module (the default state directory)."""
+    return dict(type='path', default=DEFAULT_STATE_DIR)
+
+
 def cell_argument_spec():
     return dict(
-        state_dir=dict(type='path', default=DEFAULT_STATE_DIR),
+        state_dir=state_dir_option(),
         peer_interface=dict(type='str'),
         local_networks=dict(type='list', elements='str'),
         mark_mask=dict(type='raw'),
@@ -143,7 +148,7 @@ def transact(module, planner):
         registry_ctx = registry.lock()
     try:
         Commits(registry).check_not_expired()
-        cell = Cell(registry)
+        cell = Cell(registry, hold_facts=True)
         try:
             warnings, recovered = _finish_pending(registry, cell, module.check_mode)
             fresh = not os.path.exists(registry.path)

@@ -17,7 +17,7 @@ from . import model
 from .connections import resolve
 from .errors import PicError
 from .peers import check_overlaps
-from .validation import check_ifname, check_peer_name, parse_network
+from .validation import check_bool, check_ifname, check_peer_name, parse_network
 
 try:
     import yaml
@@ -115,7 +115,7 @@ def plan(doc, params):
         raise PicError("is required for a service the cell does not know yet: the interface its traffic arrives "
                        "by (the cell's service network)", 'interface')
     if params.get('fail_open') is not None:
-        record['fail_open'] = bool(params['fail_open'])
+        record['fail_open'] = check_bool(params['fail_open'], 'fail_open', words=True)
     record['connection'] = conn_id
     services[name] = record
     check_overlaps(doc, {}, False)

@@ -360,10 +360,32 @@ def check_wg_key(value, field, secret):
     return value
 
 
-def check_bool_or_none(value, field):
-    if value is None or isinstance(value, bool):
+# Ansible's boolean words, as AnsibleModule reads a ``type: bool`` option.
+_TRUE_WORDS = frozenset(('y', 'yes', 'on', '1', 'true', 't'))
+_FALSE_WORDS = frozenset(('n', 'no', 'off', '0', 'false', 'f'))
+
+
+def check_bool(value, field, none_ok=False, words=False):
+    """The one boolean check of the collection: true or false, or also None
+    with ``none_ok`` (an option whose null means "keep" or "the default").
+    With ``words``, Ansible's booleans as AnsibleModule reads a ``type: bool``
+    option (``yes``, ``on``, ``1``, ...), for what reaches the library without
+    AnsibleModule's check (items of a list option declared without sub-options,
+    direct callers of the planners)."""
+    if isinstance(value, bool) or (none_ok and value is None):
         return value
-    raise PicError("must be true, false or null", field, value)
+    if words and isinstance(value, (str, int)):
+        text = str(value).strip().lower()
+        if text in _TRUE_WORDS:
+            return True
+        if text in _FALSE_WORDS:
+            return False
+    raise PicError("must be true, false or null" if none_ok else "must be true or false", field, value)
+
+
+def check_bool_or_none(value, field):
+    """``check_bool`` with None allowed (strict: no boolean words)."""
+    return check_bool(value, field, none_ok=True)
 
 
 def parse_int(value, field, minimum=None, maximum=None):

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.pic.connectivity.plugins.module_utils import cli, dataplane, model
+from ansible_collections.pic.connectivity.plugins.module_utils import cli, dataplane, model, nft
 from ansible_collections.pic.connectivity.tests.unit.helpers import in_netns, kernel_state, saved_registry
 
 TOR = {'name': 'Tor', 'type': 'tor', 'config': {}}
@@ -62,7 +62,7 @@ def test_restore_converges_the_registry_behind_the_kill_switch(registry):
     assert code == cli.RESTORED, err
     assert out.startswith('kill switch: a block of everything forwarded from wg0')   # no last good state yet
     assert 'lookup 10001' in kernel['rules'] and kernel['table'] is not None
-    assert dataplane.BOOT_BLOCK_COMMENT not in json.dumps(kernel['table'])
+    assert nft.BOOT_BLOCK_COMMENT not in json.dumps(kernel['table'])
 
 
 def test_restore_with_a_damaged_registry_keeps_the_kill_switch(registry):

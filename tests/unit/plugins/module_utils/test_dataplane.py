@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.pic.connectivity.plugins.module_utils import dataplane, model
+from ansible_collections.pic.connectivity.plugins.module_utils import dataplane, model, nft
 from ansible_collections.pic.connectivity.tests.unit.helpers import in_netns, kernel_state, saved_registry
 
 TOR = {'name': 'Tor', 'type': 'tor', 'config': {}}
@@ -107,7 +107,7 @@ def test_boot_restore_installs_the_last_good_state_or_the_block(registry, tmp_pa
         return block, block_table, good, kernel_state(), logged
     block, block_table, good, kernel, logged = on_cell(registry, steps)
     assert block == 'a block of everything forwarded from wg0'
-    assert dataplane.BOOT_BLOCK_COMMENT in str(block_table)
+    assert nft.BOOT_BLOCK_COMMENT in str(block_table)
     assert good.startswith('the last good state of ')
     assert 'lookup 10002' in kernel['rules'] and 'unreachable' in kernel['rules']   # the saved rules are back
     assert logged == []

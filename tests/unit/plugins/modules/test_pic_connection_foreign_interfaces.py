@@ -25,7 +25,7 @@ class FakeCell(object):
     links_of = {}
     done = []
 
-    def __init__(self, registry):
+    def __init__(self, registry, hold_facts=False):
         self.registry = registry
         self.routing = types.SimpleNamespace(links=self.links)
 
