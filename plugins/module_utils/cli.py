@@ -31,7 +31,7 @@ from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
 from .exitguard import parent_death_signal
-from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
+from .health import NO_PING, ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
 from .wgiface import handshake_age
@@ -246,16 +246,18 @@ class Monitor(object):
             return True, reason
         target = (conn.get('config') or {}).get('health_target')
         cid = conn['id']
-        if target:
-            ok = ping_through(target, layout.mark(conn['index'], True))
+        ok = ping_through(target, layout.mark(conn['index'], True)) if target else None
+        if ok is not None:
             self._count(cid, ok)
             return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
+        # no health_target, or no ping to probe it with: the type's own check decides
+        unprobed = '; deep probe of %s not run: %s' % (target, NO_PING) if target else ''
         if conn['type'] == 'openvpn':
-            return False, 'interface %s present' % conn['interface']
+            return False, 'interface %s present%s' % (conn['interface'], unprobed)
         age = handshake_age(conn['interface'])
         if age is not None and age > 180:
-            return True, 'last handshake %ds ago' % age
-        return False, 'handshake %s' % ('never' if age is None else '%ds ago' % age)
+            return True, 'last handshake %ds ago%s' % (age, unprobed)
+        return False, 'handshake %s%s' % ('never' if age is None else '%ds ago' % age, unprobed)
 
     def tick(self):
         # Probe without the lock (the registry is replaced atomically, so a

@@ -25,8 +25,8 @@ description:
   - With C(health_target) in a connection's config, a deep probe (an ICMP echo through the exit itself, sent
     with the connection's kill mark so it can never leave by the WAN) catches an exit whose tunnel is up but
     carries nothing.
-  - C(unknown) when it cannot tell (a tunnel that never completed a handshake, a missing instance), with the
-    reason.
+  - C(unknown) when it cannot tell (a tunnel that never completed a handshake, a missing instance, no C(ping)
+    command on the cell for the deep probe), with the reason. A missing tool never makes a connection C(down).
   - All the connections probed are probed at once, so probing many takes about as long as the slowest probe.
   - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
   - Never changes routing; always reports C(changed=false).
