@@ -25,6 +25,13 @@ attributes:
     support: none
     description: Read-only.
 options:
+  allow_empty:
+    description:
+      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
+      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
+        with no connections); V(true) reports a cell without connections.
+    type: bool
+    default: false
   state_dir:
     description: Directory on the cell holding the registry.
     type: path
@@ -96,6 +103,7 @@ PENDING_WARNING = ("a run saved the registry and did not finish applying it (%s)
 
 def gather(params, check_mode):
     registry = Registry(params['state_dir'])
+    registry.require_set_up(params.get('allow_empty'))
     doc = registry.load()
     runtime = registry.load_runtime()
     health = report(doc, runtime, HealthCache(registry.state_dir), sorted(doc['connections']),
@@ -134,6 +142,7 @@ def gather(params, check_mode):
 def main():
     module = build_module(dict(
         state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+        allow_empty=dict(type='bool', default=False),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
     ), supports_check_mode=True)

@@ -51,6 +51,13 @@ options:
     description: Probe now, ignoring the cache (the guide's on-demand probe).
     type: bool
     default: false
+  allow_empty:
+    description:
+      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
+      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
+        with no connections); V(true) reports a cell without connections.
+    type: bool
+    default: false
   state_dir:
     description: Directory on the cell holding the registry.
     type: path
@@ -107,6 +114,7 @@ def gather(module):
     if params['max_age'] < 0:
         raise PicError("must be 0 or more seconds", 'max_age', params['max_age'])
     registry = Registry(params['state_dir'])
+    registry.require_set_up(params['allow_empty'])
     doc = registry.load()
     if params['connection']:
         ids = [connections.resolve(doc, params['connection'], 'connection')]
@@ -130,6 +138,7 @@ def main():
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
         state_dir=dict(type='path', default='/var/lib/pic-connectivity'),
+        allow_empty=dict(type='bool', default=False),
     ), supports_check_mode=True)
     read_only(module, gather)
 
