@@ -246,14 +246,15 @@ class Registry(object):
             return 'no registry.json in it'
         return None
 
-    def require_set_up(self, allow_empty=False, option='allow_empty'):
+    def require_set_up(self, allow_empty=False, hint='set allow_empty=true'):
         """Refuse to read a cell that was never set up here, unless ``allow_empty``:
-        a mistyped ``state_dir`` must not read as a healthy cell with no connections."""
+        a mistyped ``state_dir`` must not read as a healthy cell with no connections.
+        ``hint`` says how to accept an empty cell (the module option, the CLI flag)."""
         why = None if allow_empty else self.never_set_up()
         if why is not None:
             raise PicError("%s: nothing of pic.connectivity was ever set up there (state_dir mistyped? "
-                           "the connectivity role not run yet?); set %s=true to report it as a cell without "
-                           "connections" % (why, option), 'state_dir', self.state_dir)
+                           "the connectivity role not run yet?); %s to report it as a cell without "
+                           "connections" % (why, hint), 'state_dir', self.state_dir)
 
     def load(self):
         self._check_dirs_not_links()
