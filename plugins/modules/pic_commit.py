@@ -52,7 +52,7 @@ options:
     description:
       - What to do when I(state_dir) holds no cell. With V(false), C(status) fails when the directory is missing or
         holds no C(registry.json), and C(confirm) and C(rollback) fail when the directory is missing (it cannot
-        hold the commit: a mistyped I(state_dir) would leave the real commit to revert by itself). V(true)
+        hold the commit, and with a mistyped I(state_dir) the real commit would revert by itself). V(true)
         reports such a cell as one without a registry or a pending commit (C(registry_sha256) null), as a
         rollout to a new cell reads it before its first change.
       - C(begin) sets the directory up and never needs it.

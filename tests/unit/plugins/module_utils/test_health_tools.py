@@ -50,7 +50,8 @@ def test_with_ping_the_deep_probe_decides(monkeypatch, tmp_path, layout, exit_co
 def test_without_ping_the_monitor_never_holds_the_exit_down(monkeypatch, tmp_path, layout):
     _path_with_ping(monkeypatch, tmp_path)
     monitor = cli.Monitor(str(tmp_path / 'state'))
-    for _ in range(5):
+    reason = None
+    for _attempt in range(5):
         down, reason = monitor.verdict(CONN, layout)
         assert down is False, reason
     assert 'deep probe of 192.0.2.1 not run' in reason
@@ -60,7 +61,8 @@ def test_without_ping_the_monitor_never_holds_the_exit_down(monkeypatch, tmp_pat
 def test_with_a_failing_ping_the_monitor_counts_failures(monkeypatch, tmp_path, layout):
     _path_with_ping(monkeypatch, tmp_path, 1)
     monitor = cli.Monitor(str(tmp_path / 'state'))
-    for _ in range(3):
-        down, _reason = monitor.verdict(CONN, layout)
+    for count in range(1, 4):
+        down, reason = monitor.verdict(CONN, layout)
         assert down is None           # decided by the counts (hysteresis)
+        assert reason == 'probe of 192.0.2.1 failed %d times' % count
     assert monitor.fails['home-vpn'] == 3
