@@ -33,6 +33,13 @@ try:
     tables.cmd('add rule %s %s nochain accept' % (NFT_FAMILY, NFT_TABLE))
 except nft.PicError as exc:
     steps['refused'] = str(exc)
+from ansible_collections.pic.connectivity.plugins.module_utils.dataplane import _nft_dry_run
+_nft_dry_run(tables, 'table %s %s {\n set s { type ipv4_addr; }\n}\n' % (NFT_FAMILY, NFT_TABLE))
+steps['dry_run_left'] = tables.list_table()
+try:
+    _nft_dry_run(tables, 'table %s %s {\n set s { type nosuchtype; }\n}\n' % (NFT_FAMILY, NFT_TABLE))
+except nft.PicError as exc:
+    steps['dry_run_refused'] = str(exc)
 print(json.dumps(steps))
 '''
 
@@ -60,6 +67,8 @@ def test_the_command_fallback_lists_replaces_and_deletes_the_table(netns):
     assert steps['present'] == {'sets': {'ingress': ['wg0']}, 'chains': {'pre': []}}
     assert steps['deleted'] is None
     assert steps['refused'].startswith('nftables refused the change: ')
+    assert steps['dry_run_left'] is None     # nft -c checks and commits nothing
+    assert steps['dry_run_refused'].startswith('nftables refuses the new ruleset')
 
 
 def test_a_host_without_the_binding_or_the_command_is_a_clear_error(monkeypatch, tmp_path):
