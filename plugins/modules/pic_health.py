@@ -30,6 +30,9 @@ description:
   - All the connections probed are probed at once, so probing many takes about as long as the slowest probe.
   - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
   - Never changes routing; always reports C(changed=false).
+requirements:
+  - C(ping) on the cell (Debian C(iputils-ping), which the connectivity role installs) for the deep probe of
+    C(health_target); without it that probe reports C(unknown).
 author:
   - PIC connectivity developers (@pic-cells)
 attributes:
