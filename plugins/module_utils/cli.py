@@ -8,8 +8,11 @@ connectivity role, with this directory copied as ``pic_connectivity_lib``):
 * ``monitor``: keep exit interfaces and their routes up, probe exits, and hold
   fail-open peers of a dead exit on the default gateway by changing one
   nftables set (never by rewriting the ruleset);
+* ``status``: the connections, their health and what carries each peer
+  now, as tables (``--json`` for scripts; see status.py);
 * ``openvpn-up``: the up/down hook of an OpenVPN exit instance (addresses
-  from OpenVPN's environment, then the connection's routes).
+  from OpenVPN's environment, then the connection's routes);
+* ``revert``: the timer of a confirmed commit (pic_commit).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,7 +34,7 @@ from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
 from .exitguard import parent_death_signal
-from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
+from .health import NO_PING, ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
 from .wgiface import handshake_age
@@ -246,16 +249,18 @@ class Monitor(object):
             return True, reason
         target = (conn.get('config') or {}).get('health_target')
         cid = conn['id']
-        if target:
-            ok = ping_through(target, model.conn_mark(conn, layout, True))
+        ok = ping_through(target, model.conn_mark(conn, layout, True)) if target else None
+        if ok is not None:
             self._count(cid, ok)
             return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
+        # no health_target, or no ping to probe it with: the type's own check decides
+        unprobed = '; deep probe of %s not run: %s' % (target, NO_PING) if target else ''
         if conn['type'] == 'openvpn':
-            return False, 'interface %s present' % conn['interface']
+            return False, 'interface %s present%s' % (conn['interface'], unprobed)
         age = handshake_age(conn['interface'])
         if age is not None and age > 180:
-            return True, 'last handshake %ds ago' % age
-        return False, 'handshake %s' % ('never' if age is None else '%ds ago' % age)
+            return True, 'last handshake %ds ago%s' % (age, unprobed)
+        return False, 'handshake %s%s' % ('never' if age is None else '%ds ago' % age, unprobed)
 
     def tick(self):
         # Probe without the lock (the registry is replaced atomically, so a
@@ -335,30 +340,84 @@ class Monitor(object):
         return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog='pic-connectivity')
-    sub = parser.add_subparsers(dest='command')
-    for name in ('restore', 'monitor', 'status'):
-        cmd = sub.add_parser(name)
-        cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
-        if name == 'restore':
-            cmd.add_argument('--peer-interface', default='wg0',
-                             help='blocked when there is no last good state to restore first')
-        if name == 'monitor':
-            cmd.add_argument('--interval', type=float, default=1.0)
-            cmd.add_argument('--fail-after', type=int, default=2)
-            cmd.add_argument('--recover-after', type=int, default=2)
+def _state_dir(cmd):
+    cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR,
+                     help='the cell\'s state directory (default: %(default)s)')
+
+
+def _add_restore_monitor(sub):
+    cmd = sub.add_parser('restore', help='boot restore: the kill switch first, then the registry\'s state',
+                         description='Re-apply the registry at boot, fail-closed: first the kill switch (the last '
+                                     'good state, or a block of the peer interface), then the registry\'s state. '
+                                     'Exit code 0: restored; 3: only the kill switch holds; 1: not even that.')
+    _state_dir(cmd)
+    cmd.add_argument('--peer-interface', default='wg0',
+                     help='blocked when there is no last good state to restore first (default: %(default)s)')
+    cmd = sub.add_parser('monitor', help='keep the data plane in place and probe the exits (runs until stopped)',
+                         description='Probe every exit each interval and hold the fail-open peers of a dead exit '
+                                     'on the default gateway; put back a removed nftables table, ip rule or route.')
+    _state_dir(cmd)
+    cmd.add_argument('--interval', type=float, default=1.0, help='seconds between passes (default: %(default)s)')
+    cmd.add_argument('--fail-after', type=int, default=2,
+                     help='failed probes before an exit is down (default: %(default)s)')
+    cmd.add_argument('--recover-after', type=int, default=2,
+                     help='answered probes before a down exit is up again (default: %(default)s)')
+
+
+def _add_status(sub):
+    cmd = sub.add_parser('status', help='connections, their health, what carries each peer, the monitor',
+                         description='What the cell does now: each connection and its health (from the shared '
+                                     'cache when fresh, probed otherwise), the address its exit interface holds, '
+                                     'what carries each peer and service (its exit, the WAN as fail-open fallback '
+                                     'or default gateway, or nothing: blocked), and the monitor\'s state.')
+    _state_dir(cmd)
+    cmd.add_argument('--json', action='store_true', help='print the status as JSON, for scripts')
+    cmd.add_argument('--probe', action='store_true', help='probe every connection now (not from the cache)')
+    cmd.add_argument('--max-age', type=int, default=30,
+                     help='seconds a cached health result may be reused (default: %(default)s)')
+    cmd.add_argument('--allow-empty', action='store_true',
+                     help='report a state directory that holds no cell as an empty cell instead of failing')
+
+
+def _add_hooks(sub):
     # OpenVPN's up/down hook: the connection's addresses and routes (OpenVPN's
     # environment), then OpenVPN's own arguments, which are ignored.
-    cmd = sub.add_parser('openvpn-up')
-    cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
-    cmd.add_argument('--connection', required=True)
-    cmd.add_argument('openvpn_args', nargs='*')
+    cmd = sub.add_parser('openvpn-up', help='OpenVPN up/down hook of an exit instance (run by OpenVPN)',
+                         description='Set the connection\'s addresses and routes from OpenVPN\'s environment.')
+    _state_dir(cmd)
+    cmd.add_argument('--connection', required=True, help='the connection id')
+    cmd.add_argument('openvpn_args', nargs='*', help='OpenVPN\'s own arguments (ignored)')
     # The timer of a confirmed commit (pic_commit): reverts unless confirmed in time.
-    cmd = sub.add_parser('revert')
-    cmd.add_argument('--state-dir', default=DEFAULT_STATE_DIR)
-    cmd.add_argument('--commit', required=True)
-    cmd.add_argument('--deadline', type=float, required=True)
+    cmd = sub.add_parser('revert', help='the timer of a confirmed commit (pic_commit): revert unless confirmed',
+                         description='Wait until the deadline, then revert the commit unless it was confirmed.')
+    _state_dir(cmd)
+    cmd.add_argument('--commit', required=True, help='the commit id')
+    cmd.add_argument('--deadline', type=float, required=True, help='when to revert (seconds since the epoch)')
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='pic-connectivity',
+                                     description='Cell side of pic.connectivity: boot restore, exit monitor, '
+                                                 'status. Give a command\'s --help for its options.')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    _add_restore_monitor(sub)
+    _add_status(sub)
+    _add_hooks(sub)
+    return parser
+
+
+def print_status(args):
+    from .status import gather, render
+    status = gather(args.state_dir, max_age=args.max_age, force=args.probe, allow_empty=args.allow_empty)
+    if args.json:
+        print(json.dumps(status, indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function
+    else:
+        sys.stdout.write(render(status))
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == 'restore':
@@ -370,8 +429,7 @@ def main(argv=None):
                 print('revert %s: %s' % (args.commit, line))  # pylint: disable=ansible-bad-function
             return 0
         if args.command == 'status':
-            print(json.dumps(Registry(args.state_dir).load_runtime(), indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function
-            return 0
+            return print_status(args)
         if args.command == 'openvpn-up':
             for line in openvpn.run_hook(Registry(args.state_dir), args.connection, os.environ):
                 print('openvpn-up %s: %s' % (args.connection, line))  # pylint: disable=ansible-bad-function

@@ -28,12 +28,16 @@ def link_exists(ifname):
     return bool(ifname) and os.path.exists('/sys/class/net/%s' % ifname)
 
 
+NO_PING = 'no ping command on the cell (Debian package iputils-ping, which the connectivity role installs)'
+
+
 def ping_through(target, mark, timeout=1.0):
     """One ICMP echo to ``target`` with SO_MARK ``mark`` (routes it through the
-    connection's table). True when answered."""
+    connection's table). True when answered, False when not, None when the cell
+    has no ``ping`` (nothing was probed: neither up nor down)."""
     ping = shutil.which('ping')
     if not ping:
-        return False
+        return None
     proc = subprocess.run([ping, '-n', '-q', '-c', '1', '-W', str(max(1, int(timeout))), '-m', str(mark), target],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     return proc.returncode == 0
@@ -239,7 +243,10 @@ def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp
         return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
     target = (conn.get('config') or {}).get('health_target')
     if target and layout is not None and conn['type'] in model.INTERFACE_TYPES:
-        if not ping_through(target, model.conn_mark(conn, layout, True)):
+        answered = ping_through(target, model.conn_mark(conn, layout, True))
+        if answered is None:
+            return UNKNOWN, '%s, but the deep probe to %s was not run: %s' % (reason, target, NO_PING)
+        if not answered:
             return DOWN, '%s, but the deep probe to %s through the exit got no answer' % (reason, target)
         return WORKING, '%s; deep probe to %s answered' % (reason, target)
     return status, reason

@@ -13,12 +13,17 @@ rules), compared with ``desired_summary`` of the model's ``Desired``.
 Access (``Nft``) uses libnftables through its Python binding (Debian's
 python3-nftables) and falls back to the ``nft`` command with the same JSON
 output when the binding is missing. Nothing here parses nft's text output.
+The command reads scripts from stdin (``nft -f -``: one transaction), but a
+listing goes as arguments (``nft -j list table ...``): ``nft -j -f -`` prints
+nothing at all for a listing (nftables 1.0.6, Debian 12), whether the table
+exists or not.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import functools
 import json
 import re
@@ -39,10 +44,30 @@ except ImportError:  # pragma: no cover - depends on the cell
     HAS_LIBNFTABLES = False
 
 
+def _nft_command(text, json_out):
+    """Run ``text`` with the ``nft`` command. Returns (rc, stdout, stderr)."""
+    if json_out:
+        # a listing: one command, made of the module's own words (never user input)
+        args = ['nft', '-j'] + text.split()
+    else:
+        args = ['nft', '-f', '-']
+    try:
+        proc = subprocess.run(args, input=None if json_out else text, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        # (not the OSError's text: "No such file or directory" means a missing table to list_table)
+        why = 'no nft command in PATH' if exc.errno == errno.ENOENT else 'nft cannot run (errno %d)' % exc.errno
+        raise PicError("neither the nftables Python binding (Debian python3-nftables) nor the nft command "
+                       "(Debian nftables) is usable on this host: %s" % why)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 class Nft(object):
-    def __init__(self):
+    """``use_binding``: None (the default) uses the Python binding when it is
+    installed and the ``nft`` command otherwise; False forces the command."""
+
+    def __init__(self, use_binding=None):
         self._lib = None
-        if HAS_LIBNFTABLES:
+        if HAS_LIBNFTABLES and use_binding is not False:
             self._lib = _nftables.Nftables()
             self._lib.set_json_output(True)
             self._lib.set_handle_output(False)
@@ -53,9 +78,7 @@ class Nft(object):
             self._lib.set_json_output(json_out)
             rc, out, err = self._lib.cmd(text)
         else:
-            args = ['nft'] + (['-j'] if json_out else []) + ['-f', '-']
-            proc = subprocess.run(args, input=text, capture_output=True, text=True, check=False)
-            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+            rc, out, err = _nft_command(text, json_out)
         if rc != 0:
             raise PicError("nftables refused the change: %s" % (err or out).strip())
         return out
@@ -68,7 +91,11 @@ class Nft(object):
             if 'No such file or directory' in str(exc):
                 return None
             raise
-        return json.loads(out).get('nftables', [])
+        try:
+            return json.loads(out).get('nftables', [])
+        except (ValueError, AttributeError):
+            raise PicError("nft listed the table %s %s as something else than JSON: %r"
+                           % (NFT_FAMILY, NFT_TABLE, out[:200]))
 
     def replace(self, script):
         self.cmd(script)

@@ -249,6 +249,25 @@ class Registry(object):
         except OSError:
             return True
 
+    def never_set_up(self):
+        """Why this state directory holds no cell (missing, or without a registry),
+        or None when it holds one."""
+        if not os.path.isdir(self.state_dir):
+            return 'no such directory'
+        if not os.path.lexists(self.path):
+            return 'no registry.json in it'
+        return None
+
+    def require_set_up(self, allow_empty=False, hint='set allow_empty=true'):
+        """Refuse to read a cell that was never set up here, unless ``allow_empty``:
+        a mistyped ``state_dir`` must not read as a healthy cell with no connections.
+        ``hint`` says how to accept an empty cell (the module option, the CLI flag)."""
+        why = None if allow_empty else self.never_set_up()
+        if why is not None:
+            raise PicError("%s: nothing of pic.connectivity was ever set up there (state_dir mistyped? "
+                           "the connectivity role not run yet?); %s to report it as a cell without "
+                           "connections" % (why, hint), 'state_dir', self.state_dir)
+
     def load(self):
         self._check_dirs_not_links()
         try:

@@ -14,10 +14,10 @@ import os
 
 from . import model
 from .commits import Commits
-from .connections import check_overrides_not_foreign
+from .connections import check_overrides_not_foreign, resolve
 from .errors import PicError
 from .registry import Registry, DEFAULT_STATE_DIR, read_nofollow_bytes, write_atomic
-from .validation import check_local_against_peers
+from .validation import check_local_against_peers, slugify
 
 SETTING_KEYS = ('peer_interface', 'local_networks', 'mark_mask', 'table_base', 'priority_base', 'port_base')
 LAYOUT_KEYS = ('mark_mask', 'table_base', 'priority_base', 'port_base')
@@ -41,15 +41,39 @@ def cell_argument_spec():
 
 
 class Plan(object):
-    """What a module wants: the new registry, its result and diff, the secrets."""
+    """What a module wants: the new registry, its result and diff, the secrets.
+    ``deferred``: changes a check-mode run reports without planning them (they
+    depend on a connection an earlier task of the same run creates)."""
 
-    def __init__(self, doc, result=None, diff=None, wg=None, removed=None, secrets=None):
+    def __init__(self, doc, result=None, diff=None, wg=None, removed=None, secrets=None, deferred=None):
         self.doc = doc
         self.result = result or {}
         self.diff = diff
         self.wg = wg or {}
         self.removed = removed or []
         self.secrets = secrets or []
+        self.deferred = deferred or []
+
+
+def planned_connection(doc, value, planned, check_mode):
+    """In check mode, the id of connection ``value`` when the cell does not have
+    it but it is one of ``planned`` (names of connections that earlier tasks of the
+    same run create, which a check-mode run does not); None otherwise (``value``
+    is then resolved as in a real run: an unknown connection is an error)."""
+    if not check_mode or not planned or not isinstance(value, str) or value == model.DEFAULT:
+        return None
+    try:
+        resolve(doc, value, 'connection')
+        return None
+    except PicError:
+        pass
+    slugs = set(slugify(name) for name in planned if isinstance(name, str))
+    return slugify(value) if value in planned or slugify(value) in slugs else None
+
+
+def planned_argument_spec():
+    """The option of the modules whose items name a connection (see planned_connection)."""
+    return dict(planned_connections=dict(type='list', elements='str', default=[]))
 
 
 def merge_settings(doc, params):
@@ -138,6 +162,11 @@ def _apply(registry, cell, base, plan, save_doc):
     return changes
 
 
+def _sets_up_nothing(plan):
+    return not plan.wg and not plan.removed and not any(plan.doc.get(section)
+                                                        for section in ('connections', 'peers', 'services', 'links'))
+
+
 def transact(module, planner):
     """Run ``planner(doc) -> Plan`` under the registry lock and converge the cell."""
     from .dataplane import Cell
@@ -163,10 +192,14 @@ def transact(module, planner):
             if registry_changed and plan.doc['settings'].get('local_networks'):
                 check_local_against_peers(plan.doc['settings']['local_networks'],
                                           cell.facts(plan.doc)['peer_networks'])
-            if module.check_mode:
+            if fresh and not recovered and _sets_up_nothing(plan):
+                # a new cell, and a call that asks for nothing (removing what never existed,
+                # no peers): no registry and no data plane, in check mode as in a real run
+                registry_changed, changes = False, list(plan.deferred)
+            elif module.check_mode:
                 if registry_changed or plan.wg:
                     cell.check(plan.doc, pending=plan.wg)
-                changes = cell.converge(plan.doc, check_mode=True, pending=plan.wg)
+                changes = list(plan.deferred) + cell.converge(plan.doc, check_mode=True, pending=plan.wg)
             else:
                 changes = recovered + _apply(registry, cell, base, plan, registry_changed or fresh)
         finally:

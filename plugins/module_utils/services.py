@@ -81,6 +81,18 @@ def load_manifest(manifest, field='manifest'):
     return data
 
 
+def check_egress(params, name):
+    """A service routed through a connection must declare ``has_egress: true`` in its manifest."""
+    if params.get('manifest') is None:
+        raise PicError("is required to route a service through a connection (it must declare has_egress: true)",
+                       'manifest')
+    manifest = load_manifest(params['manifest'])
+    if manifest.get('has_egress') is not True:
+        raise PicError("service %s does not declare has_egress: true in its manifest; only services with egress "
+                       "(the email service, typically) can be routed through a connection" % name,
+                       'manifest.has_egress', manifest.get('has_egress'))
+
+
 def plan(doc, params):
     """Apply one pic_service_egress call to a copy of ``doc``. Returns (doc, name)."""
     doc = json.loads(json.dumps(doc))
@@ -94,14 +106,7 @@ def plan(doc, params):
     conn_id = resolve(doc, params.get('connection'), 'connection')
     record = dict(services.get(name) or {'name': name, 'address': [], 'interface': None, 'fail_open': None})
     if conn_id != model.DEFAULT:
-        if params.get('manifest') is None:
-            raise PicError("is required to route a service through a connection (it must declare has_egress: true)",
-                           'manifest')
-        manifest = load_manifest(params['manifest'])
-        if manifest.get('has_egress') is not True:
-            raise PicError("service %s does not declare has_egress: true in its manifest; only services with egress "
-                           "(the email service, typically) can be routed through a connection" % name,
-                           'manifest.has_egress', manifest.get('has_egress'))
+        check_egress(params, name)
     if params.get('address') is not None:
         nets = []
         for j, addr in enumerate(params['address']):

@@ -67,6 +67,16 @@ options:
     description: The cell-side C(pic-connectivity) command (the connectivity role's I(pic_entry_point)).
     type: path
     default: /usr/local/sbin/pic-connectivity
+  allow_empty:
+    description:
+      - What to do when I(state_dir) holds no cell. With V(false), C(status) fails when the directory is missing or
+        holds no C(registry.json), and C(confirm) and C(rollback) fail when the directory is missing (it cannot
+        hold the commit, and with a mistyped I(state_dir) the real commit would revert by itself). V(true)
+        reports such a cell as one without a registry or a pending commit (C(registry_sha256) null), as a
+        rollout to a new cell reads it before its first change.
+      - C(begin) sets the directory up and never needs it.
+    type: bool
+    default: false
 seealso:
   - module: pic.connectivity.pic_health
 '''
@@ -106,6 +116,7 @@ changes:
 '''
 
 import hashlib
+import os
 
 from ansible_collections.pic.connectivity.plugins.module_utils.commits import Commits, revert
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
@@ -132,6 +143,10 @@ def apply(module):
     commits = Commits(registry)
     commit_id = check_peer_name(params['id'], 'id')
     action = params['action']
+    if action == 'status':
+        registry.require_set_up(params['allow_empty'])
+    elif action != 'begin' and not params['allow_empty'] and not os.path.isdir(registry.state_dir):
+        registry.require_set_up()
     pending = commits.pending()
     if action == 'status':
         return dict(changed=False, pending=pending, registry_sha256=registry_digest(registry))
@@ -172,6 +187,7 @@ def main():
         id=dict(type='str', default='rollout'),
         timeout=dict(type='int', default=300),
         entry_point=dict(type='path', default='/usr/local/sbin/pic-connectivity'),
+        allow_empty=dict(type='bool', default=False),
     )
     module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, apply)

@@ -42,6 +42,13 @@ attributes:
     membership: [pic.connectivity.cell]
     description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
+  allow_empty:
+    description:
+      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
+      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
+        with no connections); V(true) reports a cell without connections.
+    type: bool
+    default: false
   max_age:
     description: Seconds a cached health result may be reused.
     type: int
@@ -109,6 +116,7 @@ PENDING_WARNING = ("a run saved the registry and did not finish applying it (%s)
 
 def gather(params, check_mode):
     registry = Registry(params['state_dir'])
+    registry.require_set_up(params.get('allow_empty'))
     doc = registry.load()
     runtime = registry.load_runtime()
     health = report(doc, runtime, HealthCache(registry.state_dir), sorted(doc['connections']),
@@ -149,6 +157,7 @@ def main():
     argument_spec.update(
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
+        allow_empty=dict(type='bool', default=False),
     )
     module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, lambda mod: dict(gather(mod.params, mod.check_mode), changed=False))

@@ -25,11 +25,14 @@ description:
   - With C(health_target) in a connection's config, a deep probe (an ICMP echo through the exit itself, sent
     with the connection's kill mark so it can never leave by the WAN) catches an exit whose tunnel is up but
     carries nothing.
-  - C(unknown) when it cannot tell (a tunnel that never completed a handshake, a missing instance), with the
-    reason.
+  - C(unknown) when it cannot tell (a tunnel that never completed a handshake, a missing instance, no C(ping)
+    command on the cell for the deep probe), with the reason. A missing tool never makes a connection C(down).
   - All the connections probed are probed at once, so probing many takes about as long as the slowest probe.
   - Results are cached on the cell for I(max_age) seconds and shared by every caller; I(force) probes now.
   - Never changes routing; always reports C(changed=false).
+requirements:
+  - C(ping) on the cell (Debian C(iputils-ping), which the connectivity role installs) for the deep probe of
+    C(health_target); without it that probe reports C(unknown).
 author:
   - PIC connectivity developers (@pic-cells)
 extends_documentation_fragment:
@@ -66,6 +69,13 @@ options:
     default: 30
   force:
     description: Probe now, ignoring the cache (the guide's on-demand probe).
+    type: bool
+    default: false
+  allow_empty:
+    description:
+      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
+      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
+        with no connections); V(true) reports a cell without connections.
     type: bool
     default: false
 '''
@@ -120,6 +130,7 @@ def gather(module):
     if params['max_age'] < 0:
         raise PicError("must be 0 or more seconds", 'max_age', params['max_age'])
     registry = Registry(params['state_dir'])
+    registry.require_set_up(params['allow_empty'])
     doc = registry.load()
     if params['connection']:
         ids = [connections.resolve(doc, params['connection'], 'connection')]
@@ -143,6 +154,7 @@ def main():
         connection=dict(type='str'),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
+        allow_empty=dict(type='bool', default=False),
     )
     module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, gather)

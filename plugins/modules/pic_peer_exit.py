@@ -96,6 +96,16 @@ options:
       - Bulk form only. Peers the cell knows but I(peers) does not list go back to C(default).
     type: bool
     default: false
+  planned_connections:
+    description:
+      - Check mode only (ignored otherwise). Names of the connections that earlier tasks of the same run create,
+        which a check-mode run does not (the connectivity role passes those of its I(pic_connections)).
+      - In check mode, an item may name one of them although the cell does not have it yet. Everything else of
+        the item is checked as in a real run; its new connection is reported in C(changes), the result and the
+        diff. Any other unknown connection is an error, as in a real run.
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: pic.connectivity.pic_connection
 '''
@@ -149,10 +159,33 @@ changes:
 '''
 
 from ansible_collections.pic.connectivity.plugins.module_utils import peers
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, build_module, cell_argument_spec, run
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
+    Plan, build_module, cell_argument_spec, planned_argument_spec, planned_connection, run)
 
 
-def planner(params):
+def defer_planned(doc, items, planned, check_mode):
+    """Check mode: the items whose connection an earlier task of the run creates
+    (``planned``) keep their current connection in the plan (everything else of
+    theirs is checked as in a real run). Returns (items, {peer: connection id})."""
+    deferred, out = {}, []
+    for item in items:
+        conn_id = planned_connection(doc, item.get('connection'), planned, check_mode)
+        if conn_id is not None and isinstance(item.get('peer'), str):
+            deferred[item['peer']] = conn_id
+            current = (doc['peers'].get(item['peer']) or {}).get('connection') or 'default'
+            item = dict(item, connection=current)
+        out.append(item)
+    return out, deferred
+
+
+def _deferred_public(new_doc, name, conn_id):
+    shown = dict(peers.public(new_doc, name), connection=conn_id)
+    if new_doc['peers'][name].get('fail_open') is None:
+        shown['effective_fail_open'] = None     # the new connection's default, not known here
+    return shown
+
+
+def planner(params, check_mode=False):
     bulk = params.get('peers') is not None
 
     def _plan(doc):
@@ -161,13 +194,17 @@ def planner(params):
         else:
             items = [{'peer': params['peer'], 'address': params['address'], 'connection': params['connection'],
                       'fail_open': params['fail_open']}]
+        items, deferred = defer_planned(doc, items, params.get('planned_connections'), check_mode)
         new_doc, names = peers.plan(doc, items, purge=params['purge'], bulk=bulk)
-        changed = sorted(n for n in new_doc['peers'] if doc['peers'].get(n) != new_doc['peers'][n])
+        changed = sorted(set(n for n in new_doc['peers'] if doc['peers'].get(n) != new_doc['peers'][n])
+                         | set(n for n, cid in deferred.items() if (doc['peers'].get(n) or {}).get('connection') != cid))
         # The bulk form returns the peers it changed (a no-op run over thousands of
         # peers returns nothing to echo); the single form returns its peer.
         changed_set = set(changed)
         shown = names if not bulk else [n for n in names if n in changed_set]
-        result = {'peers': [peers.public(new_doc, n) for n in shown], 'changed_peers': changed}
+        public = dict((n, _deferred_public(new_doc, n, deferred[n]) if n in deferred else peers.public(new_doc, n))
+                      for n in set(shown) | set(changed))
+        result = {'peers': [public[n] for n in shown], 'changed_peers': changed}
         if bulk:
             # What -vvv shows as the task's arguments: the peer list is not echoed
             # back (with thousands of peers, AnsibleModule's walk of it for no_log
@@ -177,8 +214,10 @@ def planner(params):
             shown_args['peers'] = '(%d peers, not echoed)' % len(params['peers'])
             result['invocation'] = {'module_args': shown_args}
         diff = {'before': dict((n, peers.public(doc, n)) for n in changed),
-                'after': dict((n, peers.public(new_doc, n)) for n in changed)}
-        return Plan(new_doc, result, diff)
+                'after': dict((n, public[n]) for n in changed)}
+        later = ['assign peer %s to connection %s, which an earlier task of this run creates' % (n, deferred[n])
+                 for n in changed if n in deferred]
+        return Plan(new_doc, result, diff, deferred=later)
     return _plan
 
 
@@ -193,12 +232,13 @@ def main():
         # dotted path of a bad field (see the documented suboptions).
         peers=dict(type='list', elements='dict'),
         purge=dict(type='bool', default=False),
+        **planned_argument_spec()
     )
     module = build_module(argument_spec, supports_check_mode=True,
                           mutually_exclusive=[('peer', 'peers')], required_one_of=[('peer', 'peers')])
     if module.params['purge'] and module.params['peers'] is None:
         module.fail_json(msg="purge: only valid with the bulk form (peers)")
-    run(module, planner(module.params))
+    run(module, planner(module.params, module.check_mode))
 
 
 if __name__ == '__main__':

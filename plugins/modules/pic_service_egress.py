@@ -68,6 +68,16 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  planned_connections:
+    description:
+      - Check mode only (ignored otherwise). Names of the connections that earlier tasks of the same run create,
+        which a check-mode run does not (the connectivity role passes those of its I(pic_connections)).
+      - In check mode, I(connection) may name one of them although the cell does not have it yet. Everything else
+        is checked as in a real run; the new connection is reported in C(changes), the result and the diff. Any
+        other unknown connection is an error, as in a real run.
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: pic.connectivity.pic_connection
 '''
@@ -102,15 +112,30 @@ changes:
 '''
 
 from ansible_collections.pic.connectivity.plugins.module_utils import services
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import Plan, build_module, cell_argument_spec, run
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
+    Plan, build_module, cell_argument_spec, planned_argument_spec, planned_connection, run)
+from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name
 
 
-def planner(params):
+def planner(params, check_mode=False):
     def _plan(doc):
-        new_doc, name = services.plan(doc, params)
-        result = {'service': services.public(new_doc, name)}
-        diff = {'before': services.public(doc, name) or {}, 'after': result['service'] or {}}
-        return Plan(new_doc, result, diff)
+        later = None
+        if params.get('state') != 'absent':
+            later = planned_connection(doc, params.get('connection'), params.get('planned_connections'), check_mode)
+        if later is None:
+            new_doc, name = services.plan(doc, params)
+            result = {'service': services.public(new_doc, name)}
+        else:
+            # check mode, a connection an earlier task of the run creates: the rest is checked as in a real run
+            name = check_peer_name(params.get('service'), 'service')
+            services.check_egress(params, name)
+            current = (doc.get('services', {}).get(name) or {}).get('connection') or 'default'
+            new_doc, name = services.plan(doc, dict(params, connection=current))
+            result = {'service': dict(services.public(new_doc, name), connection=later)}
+        before = services.public(doc, name) or {}
+        deferred = ['route service %s through connection %s, which an earlier task of this run creates'
+                    % (name, later)] if later is not None and before.get('connection') != later else []
+        return Plan(new_doc, result, {'before': before, 'after': result['service'] or {}}, deferred=deferred)
     return _plan
 
 
@@ -124,9 +149,10 @@ def main():
         interface=dict(type='str'),
         fail_open=dict(type='bool'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
+        **planned_argument_spec()
     )
     module = build_module(argument_spec, supports_check_mode=True)
-    run(module, planner(module.params))
+    run(module, planner(module.params, module.check_mode))
 
 
 if __name__ == '__main__':

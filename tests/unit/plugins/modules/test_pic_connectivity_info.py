@@ -18,8 +18,9 @@ def state_dir(tmp_path):
     return path
 
 
-def info(state_dir, check_mode=False):
-    return in_netns(run_module, pic_connectivity_info, {'state_dir': state_dir}, check_mode=check_mode)
+def info(state_dir, check_mode=False, **args):
+    args['state_dir'] = state_dir
+    return in_netns(run_module, pic_connectivity_info, args, check_mode=check_mode)
 
 
 def test_connections_peers_and_carriers(state_dir):
@@ -52,8 +53,10 @@ def test_check_mode_writes_no_health_cache(state_dir):
     assert os.path.exists(os.path.join(state_dir, 'health.json'))
 
 
-def test_an_empty_state_dir_is_an_empty_cell(tmp_path):
-    result = info(str(tmp_path / 'nothing'))
+def test_an_empty_state_dir_is_an_empty_cell_only_when_allowed(tmp_path):
+    refused = info(str(tmp_path / 'nothing'))
+    assert refused['failed'] is True and 'state_dir' in refused['msg']
+    result = info(str(tmp_path / 'nothing'), allow_empty=True)
     assert (result['connections'], result['peers'], result['services']) == ({}, {}, {})
     assert not os.path.exists(str(tmp_path / 'nothing'))
 
