@@ -20,19 +20,20 @@ import functools
 import hashlib
 import ipaddress
 
+from . import exits
 from .errors import PicError
 from .validation import parse_int, check_ifname, check_local_networks, network
 
 NFT_FAMILY = 'inet'
 NFT_TABLE = 'pic_connectivity'
 
-TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy', 'cell_relay')
-CREATABLE_TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy')
-INTERFACE_TYPES = ('wireguard_ext', 'openvpn', 'cell_relay')
-PROXY_TYPES = ('tor', 'sshuttle', 'proxy')
-SINGLETON_TYPES = ('tor',)
-DEFAULT_FAIL_OPEN = {'wireguard_ext': False, 'openvpn': False, 'tor': True, 'sshuttle': False,
-                     'proxy': False, 'cell_relay': False}
+# Derived from the exit providers (exits/), live views of its registry.
+TYPES = exits.TYPES
+CREATABLE_TYPES = exits.CREATABLE_TYPES
+INTERFACE_TYPES = exits.INTERFACE_TYPES
+PROXY_TYPES = exits.PROXY_TYPES
+SINGLETON_TYPES = exits.SINGLETON_TYPES
+DEFAULT_FAIL_OPEN = exits.DEFAULT_FAIL_OPEN
 DEFAULT = 'default'
 
 DEFAULT_SETTINGS = {
@@ -350,7 +351,7 @@ def desired(doc, facts):
     for conn in conns:
         closed_mark = layout.mark(conn['index'], True)
         is_conn = 'meta mark & 0x%08x == 0x%08x' % (layout.index_mask, layout.mark(conn['index'], False))
-        if conn['type'] in PROXY_TYPES:
+        if exits.is_proxy(conn['type']):
             local_port, dns_port = conn.get('local_port'), conn.get('dns_port')
             ports.update(p for p in (local_port, dns_port) if p)
             want.add_rule('dstnat', '%s meta l4proto tcp redirect to :%d' % (is_conn, local_port))
@@ -361,7 +362,7 @@ def desired(doc, facts):
             want.add_rule('forward', '%s reject with icmpx admin-prohibited' % is_conn)
             continue
         pin_dns(want, conn, is_conn)
-        if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
+        if exits.is_interface(conn['type']) and conn.get('interface'):
             want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
                           % (layout.mask, closed_mark, conn['interface']))
             want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
@@ -400,11 +401,11 @@ def desired(doc, facts):
         carried = conn.get('routes') or {'4': [], '6': []}
         for family in (4, 6):
             nets = carried.get(str(family)) or []
-            if conn['type'] in INTERFACE_TYPES and nets:
+            if exits.is_interface(conn['type']) and nets:
                 if conn.get('interface') in interfaces:
                     for net in nets:
                         routes.append({'family': family, 'dst': net, 'type': 'unicast', 'oif': conn['interface']})
-            elif conn['type'] in INTERFACE_TYPES:
+            elif exits.is_interface(conn['type']):
                 # The exit carries nothing of this family: block it for every
                 # peer of the connection rather than leak it to the WAN.
                 routes.append({'family': family, 'dst': '0.0.0.0/0' if family == 4 else '::/0',

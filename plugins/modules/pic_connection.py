@@ -191,7 +191,7 @@ changes:
   sample: ["created pic-home-vpn (wireguard-go)", "add ipv4 rule pref 10000 fwmark 0x10000/0x7f0000 lookup 10001"]
 '''
 
-from ansible_collections.pic.connectivity.plugins.module_utils import connections
+from ansible_collections.pic.connectivity.plugins.module_utils import connections, exits
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
     Plan, build_module, cell_argument_spec, config_secrets, run)
 
@@ -217,7 +217,7 @@ def main():
     argument_spec = cell_argument_spec()
     argument_spec.update(
         name=dict(type='str', required=True),
-        type=dict(type='str', choices=['wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy', 'cell_relay']),
+        type=dict(type='str', choices=list(exits.TYPES)),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         config=dict(type='dict'),
         fail_open=dict(type='bool'),
