@@ -22,11 +22,12 @@ _SECRET_LINE = re.compile(r'^[ \t]*(PrivateKey|PresharedKey|password|auth-user-p
 SECRET_KEYS = exits.secret_keys()
 
 
-# Every setting any type takes that holds no secret: the values of all other keys (a misspelt
-# ``privatekey``, ``Password``) are masked as well.
-_PUBLIC_KEYS = exits.public_keys()
-_SECRET_NAMES = frozenset(re.sub('[^a-z]', '', key) for key in SECRET_KEYS)
-_SECRET_FILE_KEYS = exits.secret_file_keys()
+def _secret_names():
+    """The secret keys of every type (from the providers), letters only: a misspelt
+    ``Private-Key`` is one of them."""
+    return frozenset(re.sub('[^a-z]', '', key) for key in exits.secret_keys())
+
+
 MIN_GUESSED_SECRET = 8
 
 
@@ -54,15 +55,18 @@ def secrets_in(config):
     out = []
     if not isinstance(config, dict):
         return out
+    # Every setting any type takes that holds no secret: the values of all other keys (a
+    # misspelt ``privatekey``, ``Password``) are masked as well.
+    public, secret_names, secret_files = exits.public_keys(), _secret_names(), exits.secret_file_keys()
     for key, value in config.items():
         name = re.sub('[^a-z]', '', key.lower()) if isinstance(key, str) else None
-        if key in _SECRET_FILE_KEYS:
+        if key in secret_files:
             for text in _leaves(value):
                 out.append(text)
                 out.extend(m.group(2) for m in _SECRET_LINE.finditer(text))
-        elif name in _SECRET_NAMES:
+        elif name in secret_names:
             out.extend(_leaves(value))
-        elif key not in _PUBLIC_KEYS:
+        elif key not in public:
             out.extend(leaf for leaf in _leaves(value) if len(leaf) >= MIN_GUESSED_SECRET)
     return out
 

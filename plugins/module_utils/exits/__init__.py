@@ -168,8 +168,9 @@ SECRETS_NOTE = ('Holds secrets: masked whole in every output and log, and kept o
 
 
 def _types_text(names):
+    """' C(a)', 's C(a) and C(b)': what follows 'type' in a sentence."""
     quoted = ['C(%s)' % n for n in names]
-    return quoted[0] if len(quoted) == 1 else '%s and %s' % (', '.join(quoted[:-1]), quoted[-1])
+    return ' ' + quoted[0] if len(quoted) == 1 else 's %s and %s' % (', '.join(quoted[:-1]), quoted[-1])
 
 
 def _doc_of(name, declared):
@@ -182,14 +183,14 @@ def _doc_of(name, declared):
     if not provs:
         lines = ['For every type. ' + first.description]
     else:
-        lines = ['Only for type %s.' % _types_text([p.name for p in provs])]
+        lines = ['Only for type%s.' % _types_text([p.name for p in provs])]
         required = [p.name for p, o in declared if p is not None and o.required]
         if required:
-            lines[0] += ' Required for %s.' % _types_text(required)
+            lines[0] += ' Required for type%s.' % _types_text(required)
         if len(declared) == 1:
             lines.append(first.description)
         else:
-            lines.extend('For C(%s): %s' % (p.name, o.description) for p, o in declared)
+            lines.extend('C(%s) - %s' % (p.name, o.description) for p, o in declared)
     if first.no_log:
         lines.append(SECRET_NOTE if first.secret else SECRETS_NOTE)
     doc = {'description': lines, 'type': first.type}

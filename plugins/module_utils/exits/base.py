@@ -46,7 +46,8 @@ class Option(object):
 
 # The settings every type takes (validated by :func:`common`).
 COMMON_OPTIONS = (
-    Option('interface', 'str', 'Interface name override; the interface is the collection\'s own and is deleted '
+    Option('interface', 'str', 'Interface name override of an interface type\'s exit (proxy types take no '
+           'interface and ignore it); the interface is the collection\'s own and is deleted '
            'with the connection, so it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); '
            'C(eth0), C(wg0) or any other interface of the cell is refused, and so is a name that already exists '
            'on the cell and is not this connection\'s interface in the registry.'),
