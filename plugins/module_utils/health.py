@@ -164,8 +164,9 @@ def _proxy_check(conn, state_dir, connect=tcp_connect):
 
     * not listening: ``unknown`` when the roles never installed the instance (no
       configuration file), ``down`` when installed but not answering;
-    * tor: the TransPort (``local_port``, where peers are redirected) must answer too;
-    * sshuttle and proxy: the upstream (SSH server, proxy) must accept a TCP
+    * the provider's second target must answer too (``second_target``): Tor's
+      TransPort (``local_port``, where peers are redirected); by default the
+      upstream (``upstream``: the SSH server, the proxy), which must accept a TCP
       connection from the cell, as the exit guard checks: redsocks keeps listening
       when its proxy is gone, and sshuttle listens before its SSH session exists.
     """

@@ -13,10 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-try:
-    from collections.abc import Mapping, Sequence
-except ImportError:     # pragma: no cover (Python 2)
-    from collections import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import PicError
 from . import cell_relay, openvpn, proxy, sshuttle, tor, wireguard_ext
