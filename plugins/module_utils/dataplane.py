@@ -19,6 +19,7 @@ import sys
 
 from . import model, wgconf
 from .errors import PicError
+from .exits import cell_runs_wireguard
 from .nft import Nft, summary as nft_summary
 from .routing import Routing, diff, rule_key, route_key
 from .wgiface import WgInterface, config_matches, dump_all
@@ -120,7 +121,7 @@ class Cell(object):
         """
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
-        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
+        exits = sorted((c for c in doc['connections'].values() if cell_runs_wireguard(c['type'])),
                        key=lambda c: c['index'])
         self.routing.forget_links()
         running = dump_all() if exits else {}
@@ -188,7 +189,7 @@ class Cell(object):
         WireGuard settings of every exit render, and the kernel accepts the
         nftables table (validated in a transaction that is not committed)."""
         for conn in doc['connections'].values():
-            if conn['type'] == 'wireguard_ext':
+            if cell_runs_wireguard(conn['type']):
                 wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
         _nft_dry_run(self.nft, model.desired(doc, self.facts(doc)).render_nft())
 
@@ -202,7 +203,7 @@ class Cell(object):
         changes = []
         for cid, conn in failed['connections'].items():
             old = previous['connections'].get(cid)
-            if conn['type'] == 'wireguard_ext' and conn.get('interface') and \
+            if cell_runs_wireguard(conn['type']) and conn.get('interface') and \
                     (old is None or old.get('interface') != conn['interface']):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
         changes.extend(self.converge(previous))
@@ -244,7 +245,7 @@ class Cell(object):
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
         for conn in doc['connections'].values():
-            if conn['type'] == 'wireguard_ext':
+            if cell_runs_wireguard(conn['type']):
                 iface = WgInterface(self.routing, conn['interface'], self.run_dir)
                 if not iface.exists():
                     changes.extend(iface.ensure(self.load_wg(conn['id']),
@@ -282,7 +283,7 @@ class Cell(object):
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
         for conn in doc['connections'].values():
-            if conn['type'] == 'wireguard_ext' and conn.get('interface'):
+            if cell_runs_wireguard(conn['type']) and conn.get('interface'):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
         if self.nft.list_table() is not None:
             self.nft.delete_table()

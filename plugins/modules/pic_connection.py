@@ -367,7 +367,7 @@ def planner(params):
             result['removed'] = connections.public_result(removed, doc['settings'])
         diff = {'before': connections.public_result(before, doc['settings']) or {},
                 'after': result['connection'] or {}}
-        wg = {record['id']: payload} if record and record['type'] == 'wireguard_ext' and payload else {}
+        wg = {record['id']: payload} if record and exits.cell_runs_wireguard(record['type']) and payload else {}
         return Plan(new_doc, result, diff, wg=wg, removed=[removed] if removed else [], secrets=secrets)
     return _plan
 

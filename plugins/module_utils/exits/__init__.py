@@ -68,6 +68,12 @@ def is_interface(ctype):
     return kind_of(ctype) == INTERFACE
 
 
+def cell_runs_wireguard(ctype):
+    """Whether the cell itself brings up (and removes) the WireGuard interface of a ``ctype`` exit."""
+    found = get(ctype)
+    return bool(getattr(found, 'cell_runs_wireguard', False))
+
+
 class _Types(Sequence):
     """The names of the registered types that ``wanted(provider)`` holds, in
     registration order: a live view, compared equal to a tuple or list of the same names."""

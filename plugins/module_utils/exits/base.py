@@ -158,6 +158,10 @@ class InterfaceExit(Exit):
     and fail-closed peers can leave by nothing else."""
 
     kind = INTERFACE
+    # the cell brings the interface up itself from the connection's WireGuard
+    # payload (kernel WireGuard or wireguard-go) and removes it; otherwise a
+    # service role's daemon (OpenVPN) or pic_cell_link (a cell link) does
+    cell_runs_wireguard = False
     # what tells the guide's check and the monitor that it is up: 'handshake'
     # (a WireGuard handshake younger than 180 s) or 'link' (the interface exists)
     liveness = 'handshake'

@@ -17,6 +17,7 @@ class WireguardExt(InterfaceExit):
     name = 'wireguard_ext'
     service_role = 'wireguard_ext'
     liveness = 'handshake'
+    cell_runs_wireguard = True
     options = (
         Option('wg_config', 'str', 'The text of a WireGuard file as a provider hands it out (C([Interface]) with '
                'C(PrivateKey) and C(Address), one or more C([Peer]) with C(PublicKey), C(Endpoint) and '

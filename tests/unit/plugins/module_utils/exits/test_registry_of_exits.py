@@ -42,6 +42,8 @@ def test_the_derived_lists_are_the_ones_the_collection_had():
     assert model.SINGLETON_TYPES == ('tor',)
     assert dict(model.DEFAULT_FAIL_OPEN) == {'wireguard_ext': False, 'openvpn': False, 'tor': True,
                                              'sshuttle': False, 'proxy': False, 'cell_relay': False}
+    assert [t for t in exits.TYPES if exits.cell_runs_wireguard(t)] == ['wireguard_ext']
+    assert not exits.cell_runs_wireguard('nonesuch')
     assert tuple(exits.CONFIG_REQUIRED_TYPES) == ('wireguard_ext', 'openvpn', 'sshuttle', 'proxy')
     assert set(connections.SECRET_KEYS) == {'private_key', 'preshared_key', 'password', 'ssh_key'}
     assert exits.secret_file_keys() == ('ovpn_config', 'wg_config')
