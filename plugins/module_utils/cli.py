@@ -31,6 +31,7 @@ from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
 from .exitguard import parent_death_signal
+from .exits.base import InterfaceExit
 from .health import ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
@@ -235,7 +236,8 @@ class Monitor(object):
         """(down: bool, reason) for one exit; down None = decide by the probe counts.
         What is probed is the provider's (exits/): a proxy kind's instance port, an
         interface kind's interface, deep probe, then its liveness."""
-        provider = exits.provider(conn['type'])
+        # a type this library does not know (a newer collection's): its interface, if any
+        provider = exits.get(conn['type']) or InterfaceExit
         if provider.kind == exits.PROXY:
             ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
             self._count(conn['id'], ok)

@@ -18,6 +18,7 @@ import subprocess
 import time
 
 from . import exits, model
+from .exits.base import ProxyExit
 from .registry import write_atomic
 
 HANDSHAKE_MAX_AGE = 180
@@ -148,14 +149,20 @@ def upstream(conn):
     return provider.upstream(conn) if provider is not None and provider.kind == exits.PROXY else None
 
 
+def _provider(conn):
+    """The provider of ``conn``'s type; a type this library does not know (a registry
+    written by a newer collection) is checked as a proxy type without an upstream."""
+    return exits.get(conn['type']) or ProxyExit
+
+
 def _instance_port(conn):
     """The port of the guide's check: Tor's SOCKS port, the instance's ``local_port`` otherwise."""
-    return exits.provider(conn['type']).instance_port(conn)
+    return _provider(conn).instance_port(conn)
 
 
 def _second_target(conn):
     """((host, port), timeout) a proxy-type exit needs besides its instance port, or None."""
-    return exits.provider(conn['type']).second_target(conn, UPSTREAM_TIMEOUT)
+    return _provider(conn).second_target(conn, UPSTREAM_TIMEOUT)
 
 
 def _proxy_check(conn, state_dir, connect=tcp_connect):
@@ -170,7 +177,7 @@ def _proxy_check(conn, state_dir, connect=tcp_connect):
       connection from the cell, as the exit guard checks: redsocks keeps listening
       when its proxy is gone, and sshuttle listens before its SSH session exists.
     """
-    provider = exits.provider(conn['type'])
+    provider = _provider(conn)
     port = provider.instance_port(conn)
     if not port:
         return UNKNOWN, 'no local port known for this %s connection' % conn['type']
@@ -213,7 +220,7 @@ def guide_check(conn, now=None, state_dir=None, connect=tcp_connect):
     """The admin guide's check for one connection type: (status, reason).
     ``state_dir`` (the cell's) lets proxy types tell a missing instance (unknown)
     from a dead one (down); ``connect(host, port, timeout)`` makes their TCP probes."""
-    provider = exits.provider(conn['type'])
+    provider = _provider(conn)
     if provider.kind == exits.PROXY:
         return _proxy_check(conn, state_dir, connect)
     if provider.liveness == 'link':

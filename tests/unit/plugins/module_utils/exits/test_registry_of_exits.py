@@ -207,3 +207,12 @@ def test_the_monitor_probes_a_toy_proxy_types_instance_port(toy, tmp_path, monke
     monitor = cli.Monitor(str(tmp_path))
     down, reason = monitor.verdict({'id': 'toy', 'type': 'toy', 'local_port': 4242}, None)
     assert (down, probed, monitor.fails['toy']) == (None, [4242], 1) and '4242' in reason
+
+
+def test_a_type_the_library_does_not_know_is_checked_as_before(tmp_path):
+    """A registry written by a newer collection: the guide's check is a proxy type's
+    without an upstream, the monitor's an interface type's (missing: down)."""
+    conn = {'id': 'x', 'name': 'x', 'type': 'future', 'index': 1, 'local_port': None, 'interface': None}
+    assert health.guide_check(conn) == ('unknown', 'no local port known for this future connection')
+    assert health.upstream(conn) is None
+    assert cli.Monitor(str(tmp_path)).verdict(conn, None) == (True, 'interface None is missing')
