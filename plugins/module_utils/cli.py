@@ -29,11 +29,12 @@ import sys
 import threading
 import time
 
-from . import model, openvpn
+from . import exits, model, openvpn
 from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
 from .exitguard import parent_death_signal
+from .exits.base import InterfaceExit
 from .health import NO_PING, ping_through, link_exists, tcp_connect, HealthCache, check_all
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
@@ -235,17 +236,20 @@ class Monitor(object):
         self.oks[cid] = self.oks.get(cid, 0) + 1 if ok else 0
 
     def verdict(self, conn, layout):
-        """(down: bool, reason) for one exit; down None = decide by the probe counts."""
-        if conn['type'] in model.PROXY_TYPES:
+        """(down: bool, reason) for one exit; down None = decide by the probe counts.
+        What is probed is the provider's (exits/): a proxy kind's instance port, an
+        interface kind's interface, deep probe, then its liveness."""
+        # a type this library does not know (a newer collection's): its interface, if any
+        provider = exits.get(conn['type']) or InterfaceExit
+        if provider.kind == exits.PROXY:
             ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
             self._count(conn['id'], ok)
             return None, 'instance port %d: %s' % (conn['local_port'], why)
         if not link_exists(conn.get('interface')):
             reason = 'interface %s is missing' % conn.get('interface')
-            if conn['type'] == 'openvpn':
-                # deleted under a running OpenVPN, which never recovers by itself
-                restarted = openvpn.restart_orphaned(self.registry.state_dir, conn)
-                reason += '; %s' % restarted if restarted else ''
+            # e.g. deleted under a running OpenVPN, which never recovers by itself
+            restarted = provider.restart_orphaned(self.registry.state_dir, conn)
+            reason += '; %s' % restarted if restarted else ''
             return True, reason
         target = (conn.get('config') or {}).get('health_target')
         cid = conn['id']
@@ -255,7 +259,7 @@ class Monitor(object):
             return None, ('probe of %s %s' % (target, 'answered' if ok else 'failed %d times' % self.fails[cid]))
         # no health_target, or no ping to probe it with: the type's own check decides
         unprobed = '; deep probe of %s not run: %s' % (target, NO_PING) if target else ''
-        if conn['type'] == 'openvpn':
+        if provider.liveness == 'link':
             return False, 'interface %s present%s' % (conn['interface'], unprobed)
         age = handshake_age(conn['interface'])
         if age is not None and age > 180:

@@ -20,6 +20,7 @@ import subprocess
 import time
 
 from .errors import PicError
+from .exits import cell_runs_wireguard
 from .registry import write_atomic
 
 
@@ -145,7 +146,7 @@ def revert(registry, commit_id):
         try:
             changes = cell.converge(before)
             for cid, conn in now['connections'].items():
-                if cid not in before['connections'] and conn.get('interface') and conn['type'] == 'wireguard_ext':
+                if cid not in before['connections'] and conn.get('interface') and cell_runs_wireguard(conn['type']):
                     changes.extend(cell.drop_wg(cid, conn['interface']))
         finally:
             cell.close()

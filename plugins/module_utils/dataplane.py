@@ -19,6 +19,7 @@ import sys
 from . import model, wgconf
 from .errors import PicError
 from .nft import Nft, boot_block_script, list_terse, render_down_set, summary as nft_summary
+from .exits import cell_runs_wireguard
 from .routing import Routing, diff, rule_key, route_key
 from .wgiface import WgInterface, config_matches, dump_all
 
@@ -159,11 +160,11 @@ class Cell(object):
         """The WireGuard exit interfaces of ``doc``, created and configured
         (check mode: what would be). Returns the changes."""
         changes = []
-        exits = sorted((c for c in doc['connections'].values() if c['type'] == 'wireguard_ext'),
-                       key=lambda c: c['index'])
+        wg_exits = sorted((c for c in doc['connections'].values() if cell_runs_wireguard(c['type'])),
+                          key=lambda c: c['index'])
         self.routing.forget_links()
-        running = dump_all() if exits else {}
-        for conn in exits:
+        running = dump_all() if wg_exits else {}
+        for conn in wg_exits:
             iface = WgInterface(self.routing, conn['interface'], self.run_dir)
             if check_mode:
                 wg = (pending or {}).get(conn['id']) or self.load_wg(conn['id'])
@@ -195,7 +196,7 @@ class Cell(object):
         WireGuard settings of every exit render, and the kernel accepts the
         nftables table (validated in a transaction that is not committed)."""
         for conn in doc['connections'].values():
-            if conn['type'] == 'wireguard_ext':
+            if cell_runs_wireguard(conn['type']):
                 wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
         self.nft.check(model.desired(doc, self.facts(doc)).render_nft())
 
@@ -210,7 +211,7 @@ class Cell(object):
         self._forget_facts()
         for cid, conn in failed['connections'].items():
             old = previous['connections'].get(cid)
-            if conn['type'] == 'wireguard_ext' and conn.get('interface') and \
+            if cell_runs_wireguard(conn['type']) and conn.get('interface') and \
                     (old is None or old.get('interface') != conn['interface']):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
         changes.extend(self.converge(previous))
@@ -252,7 +253,7 @@ class Cell(object):
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = []
         for conn in doc['connections'].values():
-            if conn['type'] == 'wireguard_ext':
+            if cell_runs_wireguard(conn['type']):
                 iface = WgInterface(self.routing, conn['interface'], self.run_dir)
                 if not iface.exists():
                     changes.extend(iface.ensure(self.load_wg(conn['id']),
@@ -287,7 +288,7 @@ class Cell(object):
         changes = []
         self._forget_facts()
         for conn in doc['connections'].values():
-            if conn['type'] == 'wireguard_ext' and conn.get('interface'):
+            if cell_runs_wireguard(conn['type']) and conn.get('interface'):
                 changes.extend(WgInterface(self.routing, conn['interface'], self.run_dir).remove())
         if self.nft.list_table() is not None:
             self.nft.delete_table()

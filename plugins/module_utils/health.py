@@ -17,7 +17,8 @@ import socket
 import subprocess
 import time
 
-from . import model
+from . import exits, model
+from .exits.base import ProxyExit
 from .registry import write_atomic
 
 HANDSHAKE_MAX_AGE = 180
@@ -130,12 +131,8 @@ class Probes(object):
 
 
 # The file each service role writes for a proxy-type connection's instance
-# (docs/exit-services.md): present = the roles installed the instance.
-INSTANCE_FILES = {
-    'tor': ('tor', 'torrc'),
-    'sshuttle': ('sshuttle', '%s.conf'),
-    'proxy': ('proxy', '%s.conf'),
-}
+# (docs/exit-services.md): present = the roles installed the instance. From the providers.
+INSTANCE_FILES = exits.INSTANCE_FILES
 # A TCP connect from the cell to a proxy-type exit's upstream server (the SSH
 # server, the proxy): short, so that probing many connections stays quick.
 UPSTREAM_TIMEOUT = 0.8
@@ -152,83 +149,87 @@ def instance_file(state_dir, conn):
 
 def upstream(conn):
     """(host, port) a proxy-type exit's instance depends on, or None (Tor: its network)."""
-    config = conn.get('config') or {}
-    if conn['type'] in ('sshuttle', 'proxy') and config.get('host'):
-        return config['host'], int(config.get('port') or 22)
-    return None
+    provider = exits.get(conn['type'])
+    return provider.upstream(conn) if provider is not None and provider.kind == exits.PROXY else None
+
+
+def _provider(conn):
+    """The provider of ``conn``'s type; a type this library does not know (a registry
+    written by a newer collection) is checked as a proxy type without an upstream."""
+    return exits.get(conn['type']) or ProxyExit
 
 
 def _instance_port(conn):
     """The port of the guide's check: Tor's SOCKS port, the instance's ``local_port`` otherwise."""
-    if conn['type'] == 'tor':
-        return (conn.get('config') or {}).get('socks_port')
-    return conn.get('local_port')
+    return _provider(conn).instance_port(conn)
 
 
 def _second_target(conn):
     """((host, port), timeout) a proxy-type exit needs besides its instance port, or None."""
-    port = _instance_port(conn)
-    if conn['type'] == 'tor' and conn.get('local_port') and conn['local_port'] != port:
-        return ('127.0.0.1', conn['local_port']), 1.0
-    server = upstream(conn)
-    return (server, UPSTREAM_TIMEOUT) if server else None
+    return _provider(conn).second_target(conn, UPSTREAM_TIMEOUT)
 
 
 def _proxy_check(conn, state_dir, connect=tcp_connect):
-    """tor, sshuttle, proxy: the guide's TCP connect to the instance's port, then
-    what the port alone cannot tell.
+    """Proxy types: the guide's TCP connect to the instance's port, then
+    what the port alone cannot tell (the provider's second target).
 
     * not listening: ``unknown`` when the roles never installed the instance (no
       configuration file), ``down`` when installed but not answering;
-    * tor: the TransPort (``local_port``, where peers are redirected) must answer too;
-    * sshuttle and proxy: the upstream (SSH server, proxy) must accept a TCP
+    * the provider's second target must answer too (``second_target``): Tor's
+      TransPort (``local_port``, where peers are redirected); by default the
+      upstream (``upstream``: the SSH server, the proxy), which must accept a TCP
       connection from the cell, as the exit guard checks: redsocks keeps listening
       when its proxy is gone, and sshuttle listens before its SSH session exists.
     """
-    ctype = conn['type']
-    port = _instance_port(conn)
+    provider = _provider(conn)
+    port = provider.instance_port(conn)
     if not port:
-        return UNKNOWN, 'no local port known for this %s connection' % ctype
+        return UNKNOWN, 'no local port known for this %s connection' % conn['type']
     ok, why = connect('127.0.0.1', port, 1.0)
     if not ok:
         path = instance_file(state_dir, conn)
         if path and not os.path.exists(path):
             return UNKNOWN, 'instance of %s not installed (no %s); port %d: %s' % (conn['id'], path, port, why)
         return DOWN, 'instance port %d does not answer: %s' % (port, why)
-    second = _second_target(conn)
+    second = provider.second_target(conn, UPSTREAM_TIMEOUT)
     if not second:
         return WORKING, 'instance port %d answers' % port
     (host, sport), timeout = second
     ok, why = connect(host, sport, timeout)
-    if ctype == 'tor':
-        if not ok:
-            return DOWN, 'SOCKS port %d answers, but the TransPort %d does not: %s' % (port, sport, why)
-        return WORKING, 'SOCKS port %d and TransPort %d answer' % (port, sport)
-    if not ok:
-        return DOWN, 'instance port %d answers, but its upstream %s:%d does not: %s' % (port, host, sport, why)
-    return WORKING, 'instance port %d answers and so does its upstream %s:%d' % (port, host, sport)
+    working, reason = provider.second_verdict(ok, port, host, sport, why)
+    return (WORKING if working else DOWN), reason
+
+
+def _handshake_check(conn, now):
+    """A WireGuard interface: present, with a handshake younger than HANDSHAKE_MAX_AGE."""
+    from .wgiface import handshake_age
+    if not link_exists(conn.get('interface')):
+        return DOWN, 'interface %s is missing' % conn.get('interface')
+    age = handshake_age(conn['interface'], now or time.time())
+    if age is None:
+        return UNKNOWN, 'no handshake yet on %s' % conn['interface']
+    if age > HANDSHAKE_MAX_AGE:
+        return DOWN, 'last handshake %ds ago (more than %ds)' % (age, HANDSHAKE_MAX_AGE)
+    return WORKING, 'last handshake %ds ago' % age
+
+
+def _link_check(conn):
+    """An interface whose presence is its health (OpenVPN's tun device)."""
+    if link_exists(conn.get('interface')):
+        return WORKING, 'interface %s present' % conn['interface']
+    return DOWN, 'interface %s is missing' % conn.get('interface')
 
 
 def guide_check(conn, now=None, state_dir=None, connect=tcp_connect):
     """The admin guide's check for one connection type: (status, reason).
     ``state_dir`` (the cell's) lets proxy types tell a missing instance (unknown)
     from a dead one (down); ``connect(host, port, timeout)`` makes their TCP probes."""
-    ctype = conn['type']
-    if ctype in ('wireguard_ext', 'cell_relay'):
-        from .wgiface import handshake_age
-        if not link_exists(conn.get('interface')):
-            return DOWN, 'interface %s is missing' % conn.get('interface')
-        age = handshake_age(conn['interface'], now or time.time())
-        if age is None:
-            return UNKNOWN, 'no handshake yet on %s' % conn['interface']
-        if age > HANDSHAKE_MAX_AGE:
-            return DOWN, 'last handshake %ds ago (more than %ds)' % (age, HANDSHAKE_MAX_AGE)
-        return WORKING, 'last handshake %ds ago' % age
-    if ctype == 'openvpn':
-        if link_exists(conn.get('interface')):
-            return WORKING, 'interface %s present' % conn['interface']
-        return DOWN, 'interface %s is missing' % conn.get('interface')
-    return _proxy_check(conn, state_dir, connect)
+    provider = _provider(conn)
+    if provider.kind == exits.PROXY:
+        return _proxy_check(conn, state_dir, connect)
+    if provider.liveness == 'link':
+        return _link_check(conn)
+    return _handshake_check(conn, now)
 
 
 def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp_connect):
@@ -237,12 +238,12 @@ def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp
     connection's kill mark so it can never leave by the WAN) when configured."""
     runtime = runtime or {}
     status, reason = guide_check(conn, now, state_dir, connect)
-    if status == DOWN or (status == UNKNOWN and conn['type'] in model.PROXY_TYPES):
+    if status == DOWN or (status == UNKNOWN and exits.is_proxy(conn['type'])):
         return status, reason
     if conn['id'] in (runtime.get('down') or []):
         return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
     target = (conn.get('config') or {}).get('health_target')
-    if target and layout is not None and conn['type'] in model.INTERFACE_TYPES:
+    if target and layout is not None and exits.is_interface(conn['type']):
         answered = ping_through(target, model.conn_mark(conn, layout, True))
         if answered is None:
             return UNKNOWN, '%s, but the deep probe to %s was not run: %s' % (reason, target, NO_PING)
@@ -261,12 +262,12 @@ def check_all(conns, runtime=None, now=None, layout=None, state_dir=None):
     distinct target once). Probing many takes about as long as the slowest probe."""
     from concurrent.futures import ThreadPoolExecutor
     conns = list(conns)
-    others = [c for c in conns if c['type'] not in model.PROXY_TYPES]
+    others = [c for c in conns if not exits.is_proxy(c['type'])]
     pool = ThreadPoolExecutor(max_workers=min(64, len(others))) if others else None
     try:
         pending = dict((id(c), pool.submit(check, c, runtime, now, layout, state_dir)) for c in others)
         probes = Probes()
-        proxies = [c for c in conns if c['type'] in model.PROXY_TYPES and _instance_port(c)]
+        proxies = [c for c in conns if exits.is_proxy(c['type']) and _instance_port(c)]
         probes.prefetch([('127.0.0.1', _instance_port(c)) for c in proxies])
         seconds = {}
         for conn in proxies:

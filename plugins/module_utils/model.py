@@ -20,20 +20,20 @@ import hashlib
 import ipaddress
 import json
 
-from . import nft
+from . import exits, nft
 from .errors import PicError
 from .validation import parse_int, check_ifname, check_local_networks
 
 # The table's name lives with its rendering and parsing (nft.py); callers read it here too.
 NFT_FAMILY, NFT_TABLE = nft.NFT_FAMILY, nft.NFT_TABLE
 
-TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy', 'cell_relay')
-CREATABLE_TYPES = ('wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy')
-INTERFACE_TYPES = ('wireguard_ext', 'openvpn', 'cell_relay')
-PROXY_TYPES = ('tor', 'sshuttle', 'proxy')
-SINGLETON_TYPES = ('tor',)
-DEFAULT_FAIL_OPEN = {'wireguard_ext': False, 'openvpn': False, 'tor': True, 'sshuttle': False,
-                     'proxy': False, 'cell_relay': False}
+# Derived from the exit providers (exits/), live views of its registry.
+TYPES = exits.TYPES
+CREATABLE_TYPES = exits.CREATABLE_TYPES
+INTERFACE_TYPES = exits.INTERFACE_TYPES
+PROXY_TYPES = exits.PROXY_TYPES
+SINGLETON_TYPES = exits.SINGLETON_TYPES
+DEFAULT_FAIL_OPEN = exits.DEFAULT_FAIL_OPEN
 DEFAULT = 'default'
 
 DEFAULT_SETTINGS = {
@@ -381,7 +381,7 @@ def add_exit_rules(want, conns, layout):
     a proxy-kind exit redirects them to its local instance, an interface exit
     pins their DNS and drops what would leave by another interface."""
     for conn in conns:
-        if conn['type'] in PROXY_TYPES:
+        if exits.is_proxy(conn['type']):
             add_proxy_redirects(want, conn, layout)
         else:
             pin_dns(want, conn, _is_conn(conn, layout))
@@ -403,7 +403,7 @@ def add_exit_kill_switch(want, conn, layout):
     """An interface exit: its fail-closed packets leave by its interface or not
     at all (the forward chain's kill switch), masqueraded there."""
     closed_mark = conn_mark(conn, layout, True)
-    if conn['type'] in INTERFACE_TYPES and conn.get('interface'):
+    if exits.is_interface(conn['type']) and conn.get('interface'):
         want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x oifname != "%s" counter drop'
                       % (layout.mask, closed_mark, conn['interface']))
         want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
@@ -415,7 +415,7 @@ def add_input_guard(want, conns):
     """The proxy instances listen on every address: only redirected traffic may reach them."""
     ports = set()
     for conn in conns:
-        if conn['type'] in PROXY_TYPES:
+        if exits.is_proxy(conn['type']):
             ports.update(p for p in (conn.get('local_port'), conn.get('dns_port')) if p)
     want.sets['proxy_ports'] = {'type': 'inet_service', 'flags': [], 'elements': ports}
     want.add_rule('input', 'iifname "lo" accept')
@@ -467,11 +467,11 @@ def add_exit_routes(want, conns, interfaces):
         carried = conn.get('routes') or {'4': [], '6': []}
         for family in (4, 6):
             nets = carried.get(str(family)) or []
-            if conn['type'] in INTERFACE_TYPES and nets:
+            if exits.is_interface(conn['type']) and nets:
                 if conn.get('interface') in interfaces:
                     for net in nets:
                         routes.append({'family': family, 'dst': net, 'type': 'unicast', 'oif': conn['interface']})
-            elif conn['type'] in INTERFACE_TYPES:
+            elif exits.is_interface(conn['type']):
                 # The exit carries nothing of this family: block it for every
                 # peer of the connection rather than leak it to the WAN.
                 routes.append({'family': family, 'dst': '0.0.0.0/0' if family == 4 else '::/0',

@@ -68,20 +68,179 @@ options:
     default: present
   config:
     description:
-      - Type-specific settings. Secrets in it (private and preshared keys, passwords) are masked in every
-        output and stored in 0600 files under I(state_dir).
-      - C(wireguard_ext) takes C(wg_config), the text of a WireGuard file as a provider hands it out
-        (C([Interface]) with C(PrivateKey) and C(Address), one or more C([Peer]) with C(PublicKey),
-        C(Endpoint) and C(AllowedIPs)); or the same as keys C(private_key), C(address), C(peer_public_key),
-        C(endpoint), C(allowed_ips), C(preshared_key), C(persistent_keepalive), C(mtu).
-        C(PostUp)-style commands and C(Table) are refused.
-      - Every type takes C(interface) (interface name override) and C(health_target) (an address probed through
-        the exit by the cell's monitor). The interface is the collection's own and is deleted with the connection, so
-        it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other
-        interface of the cell is refused, and so is a name that already exists on the cell and is not this
-        connection's interface in the registry (the collection did not create it).
-      - When omitted on an existing connection, its stored configuration is kept.
+      - Type-specific settings; the keys are listed below, each with the types that take it. A key of another type
+        is refused (named, its value never shown), and so is a misspelt one.
+      - Secrets in it (private and preshared keys, passwords, the WireGuard and OpenVPN files) are masked in every
+        output and stored in 0600 files under I(state_dir); the registry keeps the rest, with a fingerprint that
+        changes when a secret changes.
+      - Required to create a connection, except one of type C(tor) (whose keys all have defaults). When omitted on
+        an existing connection, its stored configuration is kept.
+      - The module takes C(config) as a plain dict and validates it per type itself, so that a refused value is
+        never shown and a misspelt key holding a secret is masked too.
     type: dict
+    suboptions:
+      address:
+        description:
+          - Only for type C(wireguard_ext).
+          - The tunnel addresses (a list, or one string of comma-separated addresses); required with C(private_key).
+        type: raw
+      allowed_ips:
+        description:
+          - Only for type C(wireguard_ext).
+          - What the tunnel carries; defaults to C(0.0.0.0/0) and C(::/0).
+        type: raw
+      dns:
+        description:
+          - Only for types C(wireguard_ext) and C(sshuttle).
+          - C(wireguard_ext) - DNS servers of the exit (a list, or one string of comma-separated addresses); the peers'
+            DNS is pinned to them.
+          - C(sshuttle) - One DNS server (an address, or a list holding one) that sshuttle forwards the peers' DNS
+            to.
+        type: raw
+      dns_port:
+        description:
+          - Only for type C(tor).
+          - Tor's DNSPort setting (1-65535; default 9053).
+        type: int
+      endpoint:
+        description:
+          - Only for type C(wireguard_ext).
+          - The server as C(host:port); required with C(private_key).
+        type: str
+      health_fail_after:
+        description:
+          - For every type. Failed probes (1-100) after which the monitor holds the connection down.
+        type: int
+      health_recover_after:
+        description:
+          - For every type. Answered probes (1-100) after which the monitor brings the connection back.
+        type: int
+      health_target:
+        description:
+          - For every type. An IP address probed through the exit by the cell's monitor (the deep probe of interface
+            types).
+        type: str
+      host:
+        description:
+          - Only for types C(sshuttle) and C(proxy). Required for types C(sshuttle) and C(proxy).
+          - C(sshuttle) - The SSH server (a host name or an IP address).
+          - C(proxy) - The proxy server's IPv4 address.
+        type: str
+      interface:
+        description:
+          - For every type. Interface name override of an interface type's exit (proxy types take no interface and
+            ignore it); the interface is the collection's own and is deleted with the connection, so it must start
+            with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other interface of the
+            cell is refused, and so is a name that already exists on the cell and is not this connection's interface
+            in the registry.
+        type: str
+      known_hosts:
+        description:
+          - Only for type C(sshuttle).
+          - The text of the known_hosts file that holds the server's key.
+        type: str
+      listen_port:
+        description:
+          - Only for type C(wireguard_ext).
+          - The tunnel's local UDP port (1-65535).
+        type: int
+      mtu:
+        description:
+          - Only for type C(wireguard_ext).
+          - The interface MTU (1280-9000).
+        type: int
+      ovpn_config:
+        description:
+          - Only for type C(openvpn). Required for type C(openvpn).
+          - The text of the .ovpn file (checked against the client allow-list; inline keys are masked).
+          - 'Holds secrets: masked whole in every output and log, and kept only in a 0600 file under I(state_dir).'
+        type: str
+      password:
+        description:
+          - Only for types C(openvpn) and C(proxy).
+          - C(openvpn) - The C(auth-user-pass) password; goes with C(username).
+          - C(proxy) - The proxy password.
+          - 'A secret: masked in every output and log, and kept only in a 0600 file under I(state_dir).'
+        type: str
+      peer_public_key:
+        description:
+          - Only for type C(wireguard_ext).
+          - The server's public key; required with C(private_key).
+        type: str
+      persistent_keepalive:
+        description:
+          - Only for type C(wireguard_ext).
+          - Keepalive interval in seconds (0-65535).
+        type: int
+      port:
+        description:
+          - Only for types C(sshuttle) and C(proxy). Required for type C(proxy).
+          - C(sshuttle) - The SSH port (1-65535; default 22).
+          - C(proxy) - The proxy server's port (1-65535).
+        type: int
+      preshared_key:
+        description:
+          - Only for type C(wireguard_ext).
+          - The peer's preshared key (base64).
+          - 'A secret: masked in every output and log, and kept only in a 0600 file under I(state_dir).'
+        type: str
+      private_key:
+        description:
+          - Only for type C(wireguard_ext).
+          - The tunnel's private key (base64), instead of C(wg_config).
+          - 'A secret: masked in every output and log, and kept only in a 0600 file under I(state_dir).'
+        type: str
+      proxy_type:
+        description:
+          - Only for type C(proxy).
+          - C(socks5) (default) or C(http-connect).
+        type: str
+      python:
+        description:
+          - Only for type C(sshuttle).
+          - The Python command on the server (one word, for example C(python3)).
+        type: str
+      socks_port:
+        description:
+          - Only for type C(tor).
+          - Tor's SOCKS port (1-65535; default 9050), probed by the health check.
+        type: int
+      ssh_key:
+        description:
+          - Only for type C(sshuttle).
+          - The text of the SSH private key.
+          - 'A secret: masked in every output and log, and kept only in a 0600 file under I(state_dir).'
+        type: str
+      subnets:
+        description:
+          - Only for type C(sshuttle).
+          - 'Refused: an sshuttle exit carries every TCP connection of its peers.'
+        type: raw
+      trans_port:
+        description:
+          - Only for type C(tor).
+          - Tor's TransPort setting (1-65535; default 9040).
+        type: int
+      user:
+        description:
+          - Only for type C(sshuttle).
+          - The SSH user (default C(root)).
+        type: str
+      username:
+        description:
+          - Only for types C(openvpn) and C(proxy).
+          - C(openvpn) - The C(auth-user-pass) user name (1-256 characters); goes with C(password).
+          - C(proxy) - The proxy user name; required with C(password).
+        type: str
+      wg_config:
+        description:
+          - Only for type C(wireguard_ext).
+          - The text of a WireGuard file as a provider hands it out (C([Interface]) with C(PrivateKey) and C(Address),
+            one or more C([Peer]) with C(PublicKey), C(Endpoint) and C(AllowedIPs)); C(PostUp)-style commands and
+            C(Table) are refused. Required unless C(private_key) is given.
+          - 'Holds secrets: masked whole in every output and log, and kept only in a 0600 file under I(state_dir).'
+        type: str
+
   fail_open:
     description:
       - What peers of this connection get when the exit is down. C(false) blocks them (fail-closed), C(true)
@@ -202,7 +361,7 @@ changes:
   sample: ["created pic-home-vpn (wireguard-go)", "add ipv4 rule pref 10000 fwmark 0x10000/0x7f0000 lookup 10001"]
 '''
 
-from ansible_collections.pic.connectivity.plugins.module_utils import connections
+from ansible_collections.pic.connectivity.plugins.module_utils import connections, exits
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
     Plan, build_module, cell_argument_spec, config_secrets, run)
 
@@ -219,7 +378,7 @@ def planner(params):
             result['removed'] = connections.public_result(removed, doc['settings'])
         diff = {'before': connections.public_result(before, doc['settings']) or {},
                 'after': result['connection'] or {}}
-        wg = {record['id']: payload} if record and record['type'] == 'wireguard_ext' and payload else {}
+        wg = {record['id']: payload} if record and exits.cell_runs_wireguard(record['type']) and payload else {}
         return Plan(new_doc, result, diff, wg=wg, removed=[removed] if removed else [], secrets=secrets)
     return _plan
 
@@ -228,7 +387,7 @@ def main():
     argument_spec = cell_argument_spec()
     argument_spec.update(
         name=dict(type='str', required=True),
-        type=dict(type='str', choices=['wireguard_ext', 'openvpn', 'tor', 'sshuttle', 'proxy', 'cell_relay']),
+        type=dict(type='str', choices=list(exits.TYPES)),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         config=dict(type='dict'),
         fail_open=dict(type='bool'),

@@ -40,8 +40,9 @@ def _play(tmp_path, source):
 
 
 def _library(tmp_path):
+    """{path inside the package: content} of every installed file, subpackages (exits/) included."""
     lib = tmp_path / 'lib' / 'pic_connectivity_lib'
-    return dict((name, (lib / name).read_bytes()) for name in sorted(os.listdir(str(lib))))
+    return dict((str(path.relative_to(lib)), path.read_bytes()) for path in sorted(lib.rglob('*')) if path.is_file())
 
 
 def test_a_missing_or_incomplete_source_never_shrinks_the_cells_library(tmp_path):
@@ -50,6 +51,7 @@ def test_a_missing_or_incomplete_source_never_shrinks_the_cells_library(tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = _library(tmp_path)
     assert 'cli.py' in installed and 'registry.py' in installed
+    assert 'exits/__init__.py' in installed and 'exits/tor.py' in installed
 
     for broken in ('missing', 'partial', 'truncated'):
         src = tmp_path / broken

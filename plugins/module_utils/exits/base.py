@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every exit type declares (:class:`Exit`), the settings every type takes
+and the checks they share. A provider file (``exits/<type>.py``) subclasses
+:class:`InterfaceExit` or :class:`ProxyExit`; the registry (``exits/__init__.py``)
+derives every list, default and table of the collection from the providers."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import binascii
+import hashlib
+import hmac
+import json
+import os
+
+from ..errors import PicError
+from ..validation import check_owned_ifname, parse_address, parse_int
+
+INTERFACE, PROXY = 'interface', 'proxy'
+
+
+class Option(object):
+    """One key of a type's ``config``: its name, its type as the module docs state
+    it (``str``, ``int``, ``list``, ``raw``), whether it is a secret (masked in
+    every output, stored in a 0600 file), whether it is a file's text that holds
+    secret lines (masked whole), whether the type requires it, and a short
+    description for the docs."""
+
+    def __init__(self, name, doc_type, description, secret=False, holds_secrets=False, required=False,
+                 elements=None):
+        self.name = name
+        self.type = doc_type
+        self.description = description
+        self.secret = secret
+        self.holds_secrets = holds_secrets
+        self.required = required
+        self.elements = elements
+
+    @property
+    def no_log(self):
+        return self.secret or self.holds_secrets
+
+
+# The settings every type takes (validated by :func:`common`).
+COMMON_OPTIONS = (
+    Option('interface', 'str', 'Interface name override of an interface type\'s exit (proxy types take no '
+           'interface and ignore it); the interface is the collection\'s own and is deleted '
+           'with the connection, so it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); '
+           'C(eth0), C(wg0) or any other interface of the cell is refused, and so is a name that already exists '
+           'on the cell and is not this connection\'s interface in the registry.'),
+    Option('health_target', 'str', 'An IP address probed through the exit by the cell\'s monitor (the deep probe '
+           'of interface types).'),
+    Option('health_fail_after', 'int', 'Failed probes (1-100) after which the monitor holds the connection down.'),
+    Option('health_recover_after', 'int', 'Answered probes (1-100) after which the monitor brings the connection '
+           'back.'),
+)
+
+
+def check_keys(config, allowed, field):
+    """Unknown settings are named, never shown: a misspelt key may hold a secret."""
+    for key in sorted(config):
+        if key not in allowed:
+            raise PicError("unknown setting for this connection type (value hidden); allowed: %s"
+                           % ', '.join(sorted(allowed)), '%s.%s' % (field, key))
+
+
+def common(config, field):
+    """The settings every type takes, validated: the public part."""
+    public = {}
+    if config.get('health_target') is not None:
+        value = config['health_target']
+        if not isinstance(value, str):
+            raise PicError("must be an IP address", field + '.health_target', value)
+        public['health_target'] = parse_address(value, field + '.health_target')
+    for key in ('health_fail_after', 'health_recover_after'):
+        if config.get(key) is not None:
+            public[key] = parse_int(config[key], '%s.%s' % (field, key), 1, 100)
+    if config.get('interface') is not None:
+        public['interface'] = check_owned_ifname(config['interface'], field + '.interface')
+    return public
+
+
+def new_fingerprint_key():
+    return binascii.hexlify(os.urandom(16)).decode('ascii')
+
+
+def fingerprint(config, key):
+    """What shows that a configuration holding a password changed, without giving the
+    password away: an HMAC under the connection's random key (kept in its registry
+    record, never shown). A plain hash of a known .ovpn file and a password was a
+    test of every guess of the password, offline."""
+    text = json.dumps(config, sort_keys=True).encode('utf-8')
+    return hmac.new(key.encode('ascii'), text, hashlib.sha256).hexdigest()[:16]
+
+
+def server_of(conn):
+    """(host, port) of the server in a connection's ``host`` and ``port`` settings, or None."""
+    config = conn.get('config') or {}
+    if config.get('host'):
+        return config['host'], int(config.get('port') or 22)
+    return None
+
+
+NO_ROUTES = {'4': [], '6': []}
+ALL_ROUTES = {'4': ['0.0.0.0/0'], '6': ['::/0']}
+
+
+class Exit(object):
+    """An exit type. Subclasses set the class attributes and override the hooks."""
+
+    name = None
+    kind = None
+    # peers of a new connection of this type fall back to the WAN when it is down
+    fail_open = False
+    # at most one connection of this type per cell
+    singleton = False
+    # pic_connection creates it (cell_relay: pic_cell_link does)
+    creatable = True
+    # a new connection of this type needs ``config``
+    needs_config = True
+    # the role that installs its instances (roles/<service_role>), None: no role
+    service_role = None
+    # (directory under the state dir, file name; ``%s`` is the connection id) the
+    # service role writes for an instance: present = the role installed it
+    instance_file = None
+    # its public config holds a :func:`fingerprint` under the connection's own key
+    # (kept in the record as ``fingerprint_key``)
+    keyed_fingerprint = False
+    # the keys of ``config`` besides COMMON_OPTIONS
+    options = ()
+
+    @classmethod
+    def all_options(cls):
+        return COMMON_OPTIONS + tuple(cls.options)
+
+    @classmethod
+    def keys(cls):
+        return frozenset(o.name for o in cls.all_options())
+
+    @classmethod
+    def secret_values(cls, config):
+        """The values of the secret keys given in ``config`` (masked in every output)."""
+        return [config[o.name] for o in cls.options if o.secret and config.get(o.name)]
+
+    @classmethod
+    def validate(cls, config, public, field, fingerprint_key):
+        """(public, payload, secrets, routes) of a ``config`` whose keys are known
+        and whose common settings are in ``public``: ``payload`` goes to a 0600
+        file, ``routes`` are what an interface exit carries per family."""
+        raise NotImplementedError
+
+
+class InterfaceExit(Exit):
+    """An exit through a network interface: its own routing table, masqueraded,
+    and fail-closed peers can leave by nothing else."""
+
+    kind = INTERFACE
+    # the cell brings the interface up itself from the connection's WireGuard
+    # payload (kernel WireGuard or wireguard-go) and removes it; otherwise a
+    # service role's daemon (OpenVPN) or pic_cell_link (a cell link) does
+    cell_runs_wireguard = False
+    # what tells the guide's check and the monitor that it is up: 'handshake'
+    # (a WireGuard handshake younger than 180 s) or 'link' (the interface exists)
+    liveness = 'handshake'
+
+    @classmethod
+    def restart_orphaned(cls, state_dir, conn):
+        """The monitor found the interface missing: restart what never recovers by
+        itself. Returns what was done (text) or None."""
+        return None
+
+
+class ProxyExit(Exit):
+    """An exit through a local instance: the cell redirects its peers' TCP (and
+    DNS) to the instance's ports; everything else is rejected."""
+
+    kind = PROXY
+
+    @classmethod
+    def instance_port(cls, conn):
+        """The port of the guide's check (the instance's ``local_port``)."""
+        return conn.get('local_port')
+
+    @classmethod
+    def upstream(cls, conn):
+        """(host, port) the instance depends on (the exit guard checks it), or None."""
+        return None
+
+    @classmethod
+    def second_target(cls, conn, timeout):
+        """((host, port), timeout) the exit needs besides its instance port, or None."""
+        server = cls.upstream(conn)
+        return (server, timeout) if server else None
+
+    @classmethod
+    def second_verdict(cls, ok, port, host, sport, why):
+        """(working, reason) once the instance port answered and the second target was probed."""
+        if not ok:
+            return False, 'instance port %d answers, but its upstream %s:%d does not: %s' % (port, host, sport, why)
+        return True, 'instance port %d answers and so does its upstream %s:%d' % (port, host, sport)
