@@ -5,7 +5,7 @@
 
 What it does (root, Linux, stdlib only; see "Fleet runs: 20 lab cells" in docs/benchmarks.md):
 
-* brings up its own lab (lab/piclab.py) of --cells cells, isolated from any other lab on the
+* brings up its own lab (lab/piclab) of --cells cells, isolated from any other lab on the
   machine: namespaces ``$PICLAB_PREFIX-*`` (default ``picf``), run directory ``$PICLAB_RUN``
   (default ``/run/piclab-fleetbench``); it refuses to start when a lab with that prefix exists;
 * writes an inventory of the cells in a temporary directory: every cell has the WireGuard exit
@@ -26,7 +26,7 @@ What it does (root, Linux, stdlib only; see "Fleet runs: 20 lab cells" in docs/b
 
 The lab and the temporary directory are removed at the end, on failure and on SIGINT/SIGTERM too
 (--keep-lab keeps the lab, to look at it; remove it with
-``PICLAB_PREFIX=picf PICLAB_RUN=/run/piclab-fleetbench python3 lab/piclab.py down``).
+``PICLAB_PREFIX=picf PICLAB_RUN=/run/piclab-fleetbench python3 lab/piclab down``).
 
 Environment (defaults in brackets):
   PICLAB_PREFIX               namespace prefix of the benchmark's lab [picf]
@@ -436,7 +436,7 @@ def main():
     existing = lab_namespaces(prefix)
     if existing or os.path.exists(rundir):
         raise BenchError('a lab with prefix %s or run dir %s exists (another run?): %d namespace(s). Remove it with '
-                         'PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down, or set other values'
+                         'PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab down, or set other values'
                          % (prefix, rundir, len(existing), prefix, rundir))
     piclab = import_piclab()
     tools = find_controller()
@@ -468,7 +468,7 @@ def main():
     # ---- the lab
     def lab_down():
         if args.keep_lab and results.get('_complete'):     # kept only after a complete run
-            log('lab kept (--keep-lab): PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down'
+            log('lab kept (--keep-lab): PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab down'
                 % (prefix, rundir))
             return
         res = piclab.down()
@@ -490,7 +490,7 @@ def main():
             detail = ' | %s: wireguard-go %s, links %s, log: %s' % (
                 node, piclab.daemon_pid(node) or 'not running',
                 sh(['ip', '-n', piclab.ns(node), '-o', 'link'], check=False).stdout.split('\n')[:4],
-                piclab._tail(os.path.join(rundir, 'logs', '%s-wireguard-go.log' % node), 300).splitlines()[-3:])
+                piclab.tail(os.path.join(rundir, 'logs', '%s-wireguard-go.log' % node), 300).splitlines()[-3:])
         log('lab up failed, repairing with a second up: %s%s' % (str(exc).strip(), detail))
         results['lab']['up_retry'] = str(exc).strip() + detail
         up = piclab.up(cells=args.cells)

@@ -4,7 +4,7 @@
 
 What it does (root, Linux, stdlib only; see docs/benchmarks.md, section "Health"):
 
-* starts its own lab (lab/piclab.py, prefix ``phb``, run dir ``/run/piclab-hbench``; one
+* starts its own lab (lab/piclab, prefix ``phb``, run dir ``/run/piclab-hbench``; one
   cell) and the lab's private Tor network (lab/servers/tor.py), and converges cell1 with
   playbooks/site.yml as tests/lab/test_exit_tor.py does: connection "Tor"; p1 on it
   fail-open (Tor's default), p2 on it fail-closed, p3 on the default gateway; the

@@ -343,7 +343,7 @@ def add_virtual_peers(vpeers):
         key, allowed = _wg_peer_key(cell, peer)
         extra = [a for v in group for a in v.addresses()]
         piclab.run(cell, 'wg', 'set', 'wg0', 'peer', key, 'allowed-ips', ','.join(allowed + extra))
-        piclab._ipbatch(group[0].node, ['addr replace %s dev wg0%s' % (a, ' nodad' if ':' in a else '')
+        piclab.ipbatch(group[0].node, ['addr replace %s dev wg0%s' % (a, ' nodad' if ':' in a else '')
                                         for a in extra])
 
 
@@ -352,7 +352,7 @@ def remove_virtual_peers(vpeers):
         key, allowed = _wg_peer_key(cell, peer)
         extra = [a for v in group for a in v.addresses()]
         piclab.run(cell, 'wg', 'set', 'wg0', 'peer', key, 'allowed-ips', ','.join(a for a in allowed if a not in extra))
-        piclab._ipbatch(group[0].node, ['addr del %s dev wg0' % a for a in extra], check=False)
+        piclab.ipbatch(group[0].node, ['addr del %s dev wg0' % a for a in extra], check=False)
 
 
 def _grouped(vpeers):
@@ -408,13 +408,13 @@ class FlowCounter(object):
         self.script = _FLOWCOUNT % ('{ %s }' % ', '.join(dst4), '{ %s }' % ', '.join(dst6))
 
     def install(self):
-        piclab._ipbatch('inet', ['addr replace %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
+        piclab.ipbatch('inet', ['addr replace %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
                         ['addr replace %s/128 dev srv0 nodad' % v.dst6 for v in self.vpeers])
-        piclab._nft_replace('inet', 'inet leakflows', self.script)
+        piclab.nft_replace('inet', 'inet leakflows', self.script)
 
     def remove(self):
         piclab.run('inet', 'nft', 'delete', 'table', 'inet', 'leakflows', check=False)
-        piclab._ipbatch('inet', ['addr del %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
+        piclab.ipbatch('inet', ['addr del %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
                         ['addr del %s/128 dev srv0' % v.dst6 for v in self.vpeers], check=False)
 
     def sample(self):
