@@ -44,7 +44,7 @@ from .keys import key, public_key, wg_conf  # noqa: F401
 from .topology import ensure_ns, ensure_veth, public_nat, wan_lines  # noqa: F401
 from .wireguard import handshakes, wait_handshake  # noqa: F401
 from .traffic import (  # noqa: F401
-    counters, counters_reset, fetch, fetch_node, send_probe, verify_lab)
+    counters, counters_reset, fetch, fetch_node, send_probe, sources, verify_lab, via_exit, via_wan)
 from .exit_server import exit_start, exit_stop  # noqa: F401
 from .servers import SERVERS_DIR, public_host, server_plugins  # noqa: F401
 from .lifecycle import cells_present, down, status, up  # noqa: F401

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from .addresses import (PEERS, PKG_DIR, PYTHON, WG_IF, cell_names, cells, daemon_log,
+from .addresses import (PEERS, PKG_DIR, PYTHON, WG_IF, cell_names, cells, daemon_log, exit_address,
                         family_number, peer_node, server_address, server_url, wan_address)
 from .commands import LabError, links, run
 from .keys import public_key
@@ -40,6 +40,21 @@ def fetch_node(node, family=4, timeout=3):
     if cp.returncode != 0 or not out:
         return None
     return out
+
+
+def sources(peer, cell="cell1", timeout=3):
+    """(IPv4, IPv6): the source addresses the echo server saw from PEER (None: no answer)."""
+    return fetch(peer, 4, cell, timeout=timeout), fetch(peer, 6, cell, timeout=timeout)
+
+
+def via_wan(peer, cell="cell1", timeout=3):
+    """True if PEER reaches the server over both families as its cell's WAN address."""
+    return sources(peer, cell, timeout) == (wan_address(cell, 4), wan_address(cell, 6))
+
+
+def via_exit(peer, cell="cell1", timeout=3):
+    """True if PEER reaches the server over both families as the WireGuard exit."""
+    return sources(peer, cell, timeout) == (exit_address(4), exit_address(6))
 
 
 def send_probe(peer, family=4, cell="cell1", count=3, target=None):

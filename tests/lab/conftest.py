@@ -13,9 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, 'lab'))
 import piclab  # noqa: E402
 
-_BASE = os.path.join(tempfile.gettempdir(), 'pic-lab-collections')
-_LINK = os.path.join(_BASE, 'ansible_collections', 'pic', 'connectivity')
-_LIB = os.path.join(tempfile.gettempdir(), 'pic-lab-lib')
+# This checkout as an installed collection (ansible_collections/pic/connectivity)
+# and its module_utils as the cell's library (pic_connectivity_lib), by symlinks
+# made when the session starts (pytest_configure).
+COLLECTIONS_BASE = os.path.join(tempfile.gettempdir(), 'pic-lab-collections')
+LIB_BASE = os.path.join(tempfile.gettempdir(), 'pic-lab-lib')
 
 
 def _link(path, target):
@@ -26,13 +28,14 @@ def _link(path, target):
         os.symlink(target, path)
 
 
-_link(_LINK, ROOT)
-_link(os.path.join(_LIB, 'pic_connectivity_lib'), os.path.join(ROOT, 'plugins', 'module_utils'))
+def pytest_configure(config):
+    _link(os.path.join(COLLECTIONS_BASE, 'ansible_collections', 'pic', 'connectivity'), ROOT)
+    _link(os.path.join(LIB_BASE, 'pic_connectivity_lib'), os.path.join(ROOT, 'plugins', 'module_utils'))
 
 
 def ansible_pythonpath():
     import ansible
-    return os.pathsep.join([_BASE, os.path.dirname(os.path.dirname(ansible.__file__))])
+    return os.pathsep.join([COLLECTIONS_BASE, os.path.dirname(os.path.dirname(ansible.__file__))])
 
 
 class Cell(object):
@@ -91,7 +94,7 @@ class Cell(object):
 
     def cli(self, *args, background=False):
         code = ('import sys; sys.path.insert(0, %r); from pic_connectivity_lib.cli import main; '
-                'sys.exit(main(sys.argv[1:]))' % _LIB)
+                'sys.exit(main(sys.argv[1:]))' % LIB_BASE)
         argv = [piclab.NSEXEC, self.name, '/usr/bin/python3', '-c', code] + list(args) + \
             ['--state-dir', self.state_dir]
         if background:

@@ -3,12 +3,12 @@
 import base64
 import os
 import subprocess
-import sys
 import tempfile
 
 import pytest
 
 from conftest import ROOT, piclab, wait_for
+from exit_helpers import ansible_bin, ansible_env
 from test_dataplane import EXIT, converge
 
 BLACKHOLE = ('add table inet blackhole; '
@@ -79,15 +79,9 @@ def test_deep_probe_catches_a_tunnel_that_carries_nothing(cell):
 
 def test_fleet_health_report(cell):
     html = os.path.join(tempfile.mkdtemp(), 'health.html')
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    env = dict(os.environ)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-    proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook',
-                           '-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml'),
+    proc = subprocess.run([ansible_bin('ansible-playbook'), '-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml'),
                            os.path.join(ROOT, 'playbooks', 'health.yml'), '-e', 'pic_health_html=%s' % html,
-                           '-e', 'pic_health_force=true'], capture_output=True, text=True, env=env, timeout=300)
+                           '-e', 'pic_health_force=true'], capture_output=True, text=True, env=ansible_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert '| cell1 | Exit WG | wireguard_ext | working |' in proc.stdout
     with open(html) as handle:

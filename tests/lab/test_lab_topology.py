@@ -19,8 +19,10 @@ import piclab  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='the lab needs root (network namespaces)')
 
-PREFIX = 'picltopo'
-RUN = '/run/piclab-topology-test'
+# its own instance next to the one PICLAB_PREFIX/PICLAB_RUN name (by default
+# picltopo in /run/piclab-topology-test)
+PREFIX = os.environ.get('PICLAB_PREFIX', 'picl') + 'topo'
+RUN = os.path.abspath(os.environ.get('PICLAB_RUN', '/run/piclab')) + '-topology-test'
 CELLS = 2
 
 
