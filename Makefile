@@ -158,7 +158,7 @@ labtests: deps
 	pytest tests/lab
 
 # The scenarios in extensions/molecule (molecule finds them from the collection
-# root, where galaxy.yml is): each one starts its own lab (create: `piclab.py
+# root, where galaxy.yml is): each one starts its own lab (create: `piclab
 # down`, `up --cells N`) and removes it (destroy), so it runs after labtests,
 # whose lab is gone by then.  They test the collection installed in .collections/.
 molecule: deps
@@ -173,18 +173,18 @@ test: deps units sanity lint labtests molecule
 # ---------------------------------------------------------------- lab
 
 lab-up: deps
-	python3 lab/piclab.py up
+	python3 lab/piclab up
 
 lab-down:
 	@if [ -x "$(PY)" ]; then py="$(PY)"; else py=python3; fi; \
-	"$$py" lab/piclab.py down
+	"$$py" lab/piclab down
 
-# The demo starts from a new lab: `piclab.py up` checks that every peer
+# The demo starts from a new lab: `piclab up` checks that every peer
 # reaches the internet through its cell's WAN, which a converged lab no
 # longer does by design.
 demo: deps
-	python3 lab/piclab.py down
-	python3 lab/piclab.py up --cells 2
+	python3 lab/piclab down
+	python3 lab/piclab up --cells 2
 	ansible-playbook -i lab/demo/hosts.yml playbooks/site.yml
 	python3 lab/demo_report.py
 

@@ -1,12 +1,13 @@
 """What the benchmarks in bench/ share (stdlib only): their error type, logging, clean-up on exit
-and on SIGTERM/SIGHUP, commands, timed runs with CPU accounting, and finding the controller's
-python and ansible-playbook."""
+and on SIGTERM/SIGHUP, commands, timed runs with CPU accounting, finding the controller's
+python and ansible-playbook, and reporting (statistics, Markdown tables, the JSON results file)."""
 
 import atexit
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -160,3 +161,64 @@ def find_controller():
                               '"python": sys.version.split()[0]}))']).stdout)
     return {'controller_python': py, 'ansible_playbook': playbook, 'ansible_pkg': info['pkg'],
             'ansible_core': info['version'], 'controller_python_version': info['python']}
+
+
+# ---------------------------------------------------------------- reporting
+
+def rnd(value, digits=3):
+    return None if value is None else round(value, digits)
+
+
+def med(values):
+    return statistics.median(values) if values else None
+
+
+def summary(values, digits=3):
+    """{median, max, min, n} of VALUES (None ones left out), or None if there are none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {'median': round(statistics.median(values), digits), 'max': round(max(values), digits),
+            'min': round(min(values), digits), 'n': len(values)}
+
+
+def fmt_s(value, small_digits=1):
+    """Seconds for a table: 'n/a', '123 s', '12.3 s', or SMALL_DIGITS decimals below 10 s."""
+    if value is None:
+        return 'n/a'
+    if value >= 100:
+        return '%.0f s' % value
+    if value >= 10:
+        return '%.1f s' % value
+    return '%.*f s' % (small_digits, value)
+
+
+def table(header, align, rows):
+    """A Markdown table: HEADER cells, ALIGN one of 'l'/'r' per column (or a string of them), ROWS
+    of cells (strings). Returns its lines."""
+    rule = {'l': '---', 'r': '---:'}
+    return (['| %s |' % ' | '.join(header), '|%s|' % '|'.join(rule[a] for a in align)] +
+            ['| %s |' % ' | '.join(str(c) for c in row) for row in rows])
+
+
+def public(results):
+    """RESULTS without its private keys (those starting with an underscore)."""
+    return {k: v for k, v in results.items() if not k.startswith('_')}
+
+
+def write_results(path, results, indent=1):
+    """Write RESULTS (its public keys) to PATH as sorted JSON with a final newline."""
+    with open(path, 'w') as handle:
+        json.dump(public(results), handle, indent=indent, sort_keys=True)
+        handle.write('\n')
+
+
+def git_commit(ref='HEAD'):
+    """The short commit of REF in this repository ('' if git cannot tell)."""
+    return sh(['git', '-C', REPO, 'rev-parse', '--short', ref], check=False).stdout.strip()
+
+
+def git_dirty(*paths):
+    """True if tracked files (under PATHS) have uncommitted changes."""
+    args = ['git', '-C', REPO, 'status', '--porcelain', '--untracked-files=no'] + (['--'] + list(paths) if paths else [])
+    return bool(sh(args, check=False).stdout.strip())

@@ -5,7 +5,7 @@
 
 What it does (root, Linux, stdlib only; see "Fleet runs: 20 lab cells" in docs/benchmarks.md):
 
-* brings up its own lab (lab/piclab.py) of --cells cells, isolated from any other lab on the
+* brings up its own lab (lab/piclab) of --cells cells, isolated from any other lab on the
   machine: namespaces ``$PICLAB_PREFIX-*`` (default ``picf``), run directory ``$PICLAB_RUN``
   (default ``/run/piclab-fleetbench``); it refuses to start when a lab with that prefix exists;
 * writes an inventory of the cells in a temporary directory: every cell has the WireGuard exit
@@ -26,7 +26,7 @@ What it does (root, Linux, stdlib only; see "Fleet runs: 20 lab cells" in docs/b
 
 The lab and the temporary directory are removed at the end, on failure and on SIGINT/SIGTERM too
 (--keep-lab keeps the lab, to look at it; remove it with
-``PICLAB_PREFIX=picf PICLAB_RUN=/run/piclab-fleetbench python3 lab/piclab.py down``).
+``PICLAB_PREFIX=picf PICLAB_RUN=/run/piclab-fleetbench python3 lab/piclab down``).
 
 Environment (defaults in brackets):
   PICLAB_PREFIX               namespace prefix of the benchmark's lab [picf]
@@ -50,8 +50,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import (BenchError, CURRENT, add_cleanup, find_controller, install_cleanup, loadavg, logger, sh,
-                      timed_run)
+from benchlib import (BenchError, CURRENT, add_cleanup, find_controller, fmt_s, git_commit, git_dirty,
+                      install_cleanup, loadavg, logger, sh, table, timed_run, write_results)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PREFIX = 'picf'
@@ -338,14 +338,6 @@ def summarize(runs):
 
 # ---------------------------------------------------------------- report
 
-def fmt_s(value):
-    if value is None:
-        return 'n/a'
-    if value >= 100:
-        return '%.0f s' % value
-    return '%.1f s' % value
-
-
 def fmt_load(summary):
     return ', '.join('%.2f-%.2f' % (a, b) for a, b in zip(summary['loadavg_before'], summary['loadavg_after']))
 
@@ -356,47 +348,61 @@ def fmt_wall(summary):
     return '%s (%s)' % (fmt_s(summary['median_s']), fmt_s(summary['min_s']))
 
 
-def markdown(results):
-    rows = ['| run | cells | forks | wall time | per cell | CPU time | cells changed | tasks ok per cell '
-            '| load average (1 min) before-after |',
-            '|---|---:|---:|---:|---:|---:|---:|---:|---|']
+def runs_table(results):
     labels = [('first_converge', 'first converge (`site.yml`)'),
               ('noop', 'no-op fleet run (`site.yml`)'),
               ('change', 'one-connection change: exit MTU (`site.yml`)'),
               ('rollout_change', 'one-connection change: exit MTU (`rollout.yml`, batches %s)'
                % results['settings'].get('rollout_batches_text', ''))]
+    rows = []
     for key, text in labels:
         s = results['runs'].get(key)
-        if not s:
-            continue
-        rows.append('| %s | %d | %d | %s | %s | %s | %s | %s | %s |' % (
-            text, s['cells'], s['forks'], fmt_wall(s), fmt_s(s['per_cell_s']), fmt_s(s['cpu_median_s']),
-            '/'.join(str(n) for n in s['changed_cells']), s['tasks_ok_per_cell'], fmt_load(s)))
-    rows.append('')
-    for key, head, col in (('by_cells', 'No-op run against the number of cells (forks %d)'
-                            % results['settings']['forks'], 'cells'),
-                           ('by_forks', 'No-op run against forks (%d cells)' % results['settings']['cells'],
-                            'forks')):
-        if not results['scaling'].get(key):
-            continue
-        rows.append(head + ':')
-        rows.append('')
-        rows.append('| %s | wall time | per cell | CPU time | load average (1 min) before-after |' % col)
-        rows.append('|---:|---:|---:|---:|---|')
-        for s in sorted(results['scaling'][key], key=lambda x: x[col]):
-            rows.append('| %d | %s | %s | %s | %s |' % (s[col], fmt_wall(s), fmt_s(s['per_cell_s']),
-                                                        fmt_s(s['cpu_median_s']), fmt_load(s)))
-        rows.append('')
-    return '\n'.join(rows)
+        if s:
+            rows.append((text, '%d' % s['cells'], '%d' % s['forks'], fmt_wall(s), fmt_s(s['per_cell_s']),
+                         fmt_s(s['cpu_median_s']), '/'.join(str(n) for n in s['changed_cells']),
+                         s['tasks_ok_per_cell'], fmt_load(s)))
+    return table(['run', 'cells', 'forks', 'wall time', 'per cell', 'CPU time', 'cells changed', 'tasks ok per cell',
+                  'load average (1 min) before-after'], 'lrrrrrrrl', rows) + ['']
+
+
+def scaling_table(results, key, head, col):
+    if not results['scaling'].get(key):
+        return []
+    rows = [('%d' % s[col], fmt_wall(s), fmt_s(s['per_cell_s']), fmt_s(s['cpu_median_s']), fmt_load(s))
+            for s in sorted(results['scaling'][key], key=lambda x: x[col])]
+    return [head + ':', ''] + table([col, 'wall time', 'per cell', 'CPU time', 'load average (1 min) before-after'],
+                                    'rrrrl', rows) + ['']
+
+
+def markdown(results):
+    return '\n'.join(
+        runs_table(results) +
+        scaling_table(results, 'by_cells', 'No-op run against the number of cells (forks %d)'
+                      % results['settings']['forks'], 'cells') +
+        scaling_table(results, 'by_forks', 'No-op run against forks (%d cells)' % results['settings']['cells'],
+                      'forks'))
+
+
+def print_report(results, args):
+    print(results['markdown'])
+    lab = results['lab']
+    print('Lab: %d cells up in %.1f s; %d namespaces, %d processes, %.0f MiB RSS after up, %.0f MiB after the '
+          'first converge (MemAvailable %.0f MiB lower).' % (
+              args.cells, lab['up_s'], lab['after_up']['namespaces'], lab['after_up']['processes'],
+              lab['after_up']['rss_mib'], lab['after_converge']['rss_mib'],
+              lab['after_converge']['mem_available_drop_mib']))
+    print('Load average (1, 5, 15 min) at start %s, at end %s; %.0f s in all. Results: %s'
+          % (results['machine']['loadavg_at_start'], results['machine']['loadavg_at_end'],
+             results['duration_s'], args.out))
 
 
 def parse_counts(text):
     return [int(x) for x in text.split(',') if x.strip()] if text else []
 
 
-# ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- the steps
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--cells', type=int, default=20, help='cells in the lab and the inventory [20]')
     parser.add_argument('--forks', type=int, default=10,
@@ -416,17 +422,17 @@ def main():
     parser.add_argument('--nice', type=int, default=0,
                         help='run the benchmark and everything it starts at this nice increment')
     args = parser.parse_args()
-    cell_counts = [n for n in parse_counts(args.cell_counts) if n <= args.cells]
-    fork_counts = parse_counts(args.fork_counts)
-    if not 1 <= args.cells <= 200 or args.forks < 1 or args.repeat < 1 or any(n < 1 for n in cell_counts + fork_counts):
+    args.cell_counts = [n for n in parse_counts(args.cell_counts) if n <= args.cells]
+    args.fork_counts = parse_counts(args.fork_counts)
+    if not 1 <= args.cells <= 200 or args.forks < 1 or args.repeat < 1 or \
+            any(n < 1 for n in args.cell_counts + args.fork_counts):
         parser.error('--cells 1..200, --forks, --repeat and the counts must be positive')
+    return args
 
-    install_cleanup()
-    if os.geteuid() != 0:
-        raise BenchError('needs root (network namespaces)')
-    if args.nice:
-        os.nice(args.nice)
 
+def lab_identity():
+    """(prefix, run dir) of the benchmark's own lab, from the environment or the defaults;
+    refuses the default lab's and one that exists already."""
     os.environ.setdefault('PICLAB_PREFIX', DEFAULT_PREFIX)
     os.environ.setdefault('PICLAB_RUN', DEFAULT_RUN)
     prefix, rundir = os.environ['PICLAB_PREFIX'], os.path.abspath(os.environ['PICLAB_RUN'])
@@ -437,179 +443,203 @@ def main():
     existing = lab_namespaces(prefix)
     if existing or os.path.exists(rundir):
         raise BenchError('a lab with prefix %s or run dir %s exists (another run?): %d namespace(s). Remove it with '
-                         'PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down, or set other values'
+                         'PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab down, or set other values'
                          % (prefix, rundir, len(existing), prefix, rundir))
-    piclab = import_piclab()
-    tools = find_controller()
-    t_start = time.time()
-    results = {
-        'settings': {'cells': args.cells, 'forks': args.forks, 'cell_counts': cell_counts,
-                     'fork_counts': fork_counts, 'repeat': args.repeat, 'rollout': not args.no_rollout,
+    return prefix, rundir
+
+
+def initial_results(args, tools, prefix, rundir):
+    with open('/proc/meminfo') as handle:
+        memory_mib = int(handle.readline().split()[1]) // 1024
+    return {
+        'settings': {'cells': args.cells, 'forks': args.forks, 'cell_counts': args.cell_counts,
+                     'fork_counts': args.fork_counts, 'repeat': args.repeat, 'rollout': not args.no_rollout,
                      'rollout_batches': args.rollout_batches, 'nice': os.nice(0),
                      'rollout_batches_text': args.rollout_batches,
                      'piclab_prefix': prefix, 'piclab_run': rundir, 'command': ' '.join(sys.argv)},
         'machine': {
-            'nproc': os.cpu_count(), 'kernel': platform.release(), 'memory_mib': None,
+            'nproc': os.cpu_count(), 'kernel': platform.release(), 'memory_mib': memory_mib,
             'controller_python': '%s (%s)' % (tools['controller_python_version'], tools['controller_python']),
             'ansible_core': tools['ansible_core'],
-            'git_commit': sh(['git', '-C', REPO, 'rev-parse', '--short', 'HEAD'], check=False).stdout.strip(),
-            'git_dirty': bool(sh(['git', '-C', REPO, 'status', '--porcelain', '--untracked-files=no'],
-                                 check=False).stdout.strip()),
+            'git_commit': git_commit(), 'git_dirty': git_dirty(),
             'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
             'loadavg_at_start': loadavg(),
         },
         'lab': {}, 'runs': {}, 'scaling': {}, 'checks': [],
     }
-    with open('/proc/meminfo') as handle:
-        results['machine']['memory_mib'] = int(handle.readline().split()[1]) // 1024
 
-    workdir = tempfile.mkdtemp(prefix='pic-fleetbench-')
-    add_cleanup(shutil.rmtree, workdir, True)
 
-    # ---- the lab
-    def lab_down():
-        if args.keep_lab and results.get('_complete'):     # kept only after a complete run
-            log('lab kept (--keep-lab): PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab.py down'
-                % (prefix, rundir))
+class FleetBench(object):
+    """The benchmark's state between its steps: the lab, the inventory, the runner, the results."""
+
+    def __init__(self, args, piclab, tools, prefix, rundir):
+        self.args, self.piclab, self.tools = args, piclab, tools
+        self.prefix, self.rundir = prefix, rundir
+        self.t_start = time.time()
+        self.results = initial_results(args, tools, prefix, rundir)
+        self.workdir = tempfile.mkdtemp(prefix='pic-fleetbench-')
+        add_cleanup(shutil.rmtree, self.workdir, True)
+        self.cells = ['cell%d' % k for k in range(1, args.cells + 1)]
+        self.invdir = os.path.join(self.workdir, 'inventory')
+        self.runner = None
+        self.avail0 = None
+        self.measured = {}
+
+    def save(self):
+        """The results so far (after every phase: an interrupted run leaves what it measured)."""
+        self.results['duration_s'] = round(time.time() - self.t_start, 1)
+        write_results(self.args.out, self.results, indent=2)
+
+    def lab_down(self):
+        if self.args.keep_lab and self.results.get('_complete'):     # kept only after a complete run
+            log('lab kept (--keep-lab): PICLAB_PREFIX=%s PICLAB_RUN=%s python3 lab/piclab down'
+                % (self.prefix, self.rundir))
             return
-        res = piclab.down()
+        res = self.piclab.down()
         log('lab removed: %s namespace(s), %s process(es) stopped, %.1f s'
             % (res['namespaces'], res['killed'], res['seconds']))
-    add_cleanup(lab_down)
-    avail0 = mem_available_mib()
-    log('bringing up a lab of %d cells (prefix %s, run dir %s) ...' % (args.cells, prefix, rundir))
-    t0 = time.perf_counter()
-    try:
-        up = piclab.up(cells=args.cells)
-    except piclab.LabError as exc:
-        # seen once with 20 cells on a loaded machine: a peer's wg0 missing right after its
-        # wireguard-go socket appeared. `up` repairs (restarts dead daemons): log it, try once more.
-        node = re.search(r'ip -n %s-(\S+) ' % re.escape(prefix), str(exc))
-        detail = ''
-        if node:
-            node = node.group(1)
-            detail = ' | %s: wireguard-go %s, links %s, log: %s' % (
-                node, piclab.daemon_pid(node) or 'not running',
-                sh(['ip', '-n', piclab.ns(node), '-o', 'link'], check=False).stdout.split('\n')[:4],
-                piclab._tail(os.path.join(rundir, 'logs', '%s-wireguard-go.log' % node), 300).splitlines()[-3:])
-        log('lab up failed, repairing with a second up: %s%s' % (str(exc).strip(), detail))
-        results['lab']['up_retry'] = str(exc).strip() + detail
-        up = piclab.up(cells=args.cells)
-    results['lab']['up_s'] = round(time.perf_counter() - t0, 2)
-    results['lab']['after_up'] = lab_memory(prefix)
-    results['lab']['after_up']['mem_available_drop_mib'] = round(avail0 - mem_available_mib(), 1)
-    log('lab up in %.1f s (verified: handshakes, v4+v6 fetch from every peer): %s'
-        % (up['seconds'], {k: v for k, v in results['lab']['after_up'].items() if k != 'by_name'}))
 
-    cells = ['cell%d' % k for k in range(1, args.cells + 1)]
-    invdir = os.path.join(workdir, 'inventory')
-    inventory = write_inventory(invdir, args.cells)
-    runner = Runner(tools, workdir, inventory, cells)
-    measured = {}
+    def _up_failure_detail(self, exc):
+        node = re.search(r'ip -n %s-(\S+) ' % re.escape(self.prefix), str(exc))
+        if not node:
+            return ''
+        node = node.group(1)
+        return ' | %s: wireguard-go %s, links %s, log: %s' % (
+            node, self.piclab.daemon_pid(node) or 'not running',
+            sh(['ip', '-n', self.piclab.ns(node), '-o', 'link'], check=False).stdout.split('\n')[:4],
+            self.piclab.tail(os.path.join(self.rundir, 'logs', '%s-wireguard-go.log' % node), 300).splitlines()[-3:])
 
-    def save():
-        # after every phase, so that an interrupted run leaves what it measured
-        results['duration_s'] = round(time.time() - t_start, 1)
-        with open(args.out, 'w') as handle:
-            json.dump({k: v for k, v in results.items() if not k.startswith('_')}, handle, indent=2, sort_keys=True)
-            handle.write('\n')
+    def lab_up(self):
+        add_cleanup(self.lab_down)
+        self.avail0 = mem_available_mib()
+        log('bringing up a lab of %d cells (prefix %s, run dir %s) ...' % (self.args.cells, self.prefix, self.rundir))
+        t0 = time.perf_counter()
+        try:
+            up = self.piclab.up(cells=self.args.cells)
+        except self.piclab.LabError as exc:
+            # seen once with 20 cells on a loaded machine: a peer's wg0 missing right after its
+            # wireguard-go socket appeared. `up` repairs (restarts dead daemons): log it, try once more.
+            detail = self._up_failure_detail(exc)
+            log('lab up failed, repairing with a second up: %s%s' % (str(exc).strip(), detail))
+            self.results['lab']['up_retry'] = str(exc).strip() + detail
+            up = self.piclab.up(cells=self.args.cells)
+        lab = self.results['lab']
+        lab['up_s'] = round(time.perf_counter() - t0, 2)
+        lab['after_up'] = self.lab_memory()
+        log('lab up in %.1f s (verified: handshakes, v4+v6 fetch from every peer): %s'
+            % (up['seconds'], {k: v for k, v in lab['after_up'].items() if k != 'by_name'}))
+        self.runner = Runner(self.tools, self.workdir, write_inventory(self.invdir, self.args.cells), self.cells)
 
-    def noop(ncells, forks, label):
+    def lab_memory(self):
+        mem = lab_memory(self.prefix)
+        mem['mem_available_drop_mib'] = round(self.avail0 - mem_available_mib(), 1)
+        return mem
+
+    def noop(self, ncells, forks, label):
         key = (ncells, forks)
-        if key not in measured:
-            measured[key] = summarize([runner.run('site.yml', '%s-%d' % (label, i + 1), forks,
-                                                  limit=ncells if ncells < args.cells else None,
-                                                  expect='unchanged')
-                                       for i in range(args.repeat)])
-        return measured[key]
+        if key not in self.measured:
+            self.measured[key] = summarize([
+                self.runner.run('site.yml', '%s-%d' % (label, i + 1), forks,
+                                limit=ncells if ncells < self.args.cells else None, expect='unchanged')
+                for i in range(self.args.repeat)])
+        return self.measured[key]
 
-    # ---- first converge
-    first = runner.run('site.yml', 'first-converge', args.forks, expect='changed')
-    results['runs']['first_converge'] = summarize([first])
-    check_paths(piclab, cells)
-    check_mtu(piclab, cells, 1420)
-    results['checks'].append('after the first converge: p1 and p2 of every cell leave through the exit, '
-                             'p3 through the cell\'s WAN (HTTP fetch); exit MTU 1420 on every cell')
-    results['lab']['after_converge'] = lab_memory(prefix)
-    results['lab']['after_converge']['mem_available_drop_mib'] = round(avail0 - mem_available_mib(), 1)
+    def first_converge(self):
+        first = self.runner.run('site.yml', 'first-converge', self.args.forks, expect='changed')
+        self.results['runs']['first_converge'] = summarize([first])
+        check_paths(self.piclab, self.cells)
+        check_mtu(self.piclab, self.cells, 1420)
+        self.results['checks'].append('after the first converge: p1 and p2 of every cell leave through the exit, '
+                                      'p3 through the cell\'s WAN (HTTP fetch); exit MTU 1420 on every cell')
+        self.results['lab']['after_converge'] = self.lab_memory()
+        self.save()
 
-    save()
-    # ---- no-op fleet run
-    results['runs']['noop'] = noop(args.cells, args.forks, 'noop')
+    def noop_fleet_run(self):
+        self.results['runs']['noop'] = self.noop(self.args.cells, self.args.forks, 'noop')
+        self.save()
 
-    save()
-    # ---- one-connection change: the exit's MTU, across the fleet
-    changes = []
-    for i in range(args.repeat):
-        mtu = CHANGE_MTUS[i % len(CHANGE_MTUS)]
-        set_exit_mtu(invdir, mtu)
-        changes.append(runner.run('site.yml', 'change-mtu-%d' % mtu, args.forks, expect='changed'))
-        check_mtu(piclab, cells, mtu)
-    results['runs']['change'] = summarize(changes)
-    results['checks'].append('after every MTU change: the exit interface of every cell has the new MTU')
-    check_paths(piclab, cells)
-    results['checks'].append('after the change: p1, p2 through the exit and p3 through the WAN again')
+    def exit_mtu_change(self):
+        """One-connection change: the exit's MTU, across the fleet."""
+        changes = []
+        for i in range(self.args.repeat):
+            mtu = CHANGE_MTUS[i % len(CHANGE_MTUS)]
+            set_exit_mtu(self.invdir, mtu)
+            changes.append(self.runner.run('site.yml', 'change-mtu-%d' % mtu, self.args.forks, expect='changed'))
+            check_mtu(self.piclab, self.cells, mtu)
+        self.results['runs']['change'] = summarize(changes)
+        self.results['checks'].append('after every MTU change: the exit interface of every cell has the new MTU')
+        check_paths(self.piclab, self.cells)
+        self.results['checks'].append('after the change: p1, p2 through the exit and p3 through the WAN again')
+        self.save()
 
-    save()
-    # ---- the same change through rollout.yml
-    if not args.no_rollout:
-        batches = [b.strip() for b in args.rollout_batches.split(',') if b.strip()]
-        extra_vars = os.path.join(workdir, 'rollout-vars.json')
+    def _rollout_once(self, mtu, extra_vars):
+        set_exit_mtu(self.invdir, mtu)
+        res = self.runner.run('rollout.yml', 'rollout-mtu-%d' % mtu, self.args.forks, extra=['-e', '@' + extra_vars])
+        totals = re.findall(r'\*\*total\*\* \| (\d+) changed, (\d+) rolled back', res['_stdout'])
+        if not totals or totals[-1] != (str(self.args.cells), '0'):
+            raise BenchError('rollout summary: expected %d changed, 0 rolled back; got %s'
+                             % (self.args.cells, totals[-1:] or 'no summary'))
+        res['batches'] = len(re.findall(r'^PLAY \[', res['_stdout'], re.M))
+        check_mtu(self.piclab, self.cells, mtu)
+        return res
+
+    def rollout_change(self):
+        """The same change through rollout.yml."""
+        if self.args.no_rollout:
+            return
+        batches = [b.strip() for b in self.args.rollout_batches.split(',') if b.strip()]
+        extra_vars = os.path.join(self.workdir, 'rollout-vars.json')
         with open(extra_vars, 'w') as handle:
             json.dump({'pic_rollout_batches': [int(b) if b.isdigit() else b for b in batches]}, handle)
-        rollouts = []
-        for i in range(args.repeat):
-            mtu = ROLLOUT_MTUS[i % len(ROLLOUT_MTUS)]
-            set_exit_mtu(invdir, mtu)
-            res = runner.run('rollout.yml', 'rollout-mtu-%d' % mtu, args.forks, extra=['-e', '@' + extra_vars])
-            totals = re.findall(r'\*\*total\*\* \| (\d+) changed, (\d+) rolled back', res['_stdout'])
-            if not totals or totals[-1] != (str(args.cells), '0'):
-                raise BenchError('rollout summary: expected %d changed, 0 rolled back; got %s'
-                                 % (args.cells, totals[-1:] or 'no summary'))
-            res['batches'] = len(re.findall(r'^PLAY \[', res['_stdout'], re.M))
-            rollouts.append(res)
-            check_mtu(piclab, cells, mtu)
-        results['runs']['rollout_change'] = summarize(rollouts)
-        results['runs']['rollout_change']['batches'] = rollouts[0]['batches']
-        results['checks'].append('rollout: summary "%d changed, 0 rolled back"; the new MTU on every cell'
-                                 % args.cells)
-        check_paths(piclab, cells)
+        rollouts = [self._rollout_once(ROLLOUT_MTUS[i % len(ROLLOUT_MTUS)], extra_vars)
+                    for i in range(self.args.repeat)]
+        self.results['runs']['rollout_change'] = summarize(rollouts)
+        self.results['runs']['rollout_change']['batches'] = rollouts[0]['batches']
+        self.results['checks'].append('rollout: summary "%d changed, 0 rolled back"; the new MTU on every cell'
+                                      % self.args.cells)
+        check_paths(self.piclab, self.cells)
+        self.save()
 
-    save()
-    # ---- scaling of the no-op run
-    results['scaling']['by_cells'] = []
-    for n in cell_counts:
-        s = dict(noop(n, args.forks, 'noop-cells-%d' % n))
-        s['cells'] = n
-        results['scaling']['by_cells'].append(s)
-        save()
-    results['scaling']['by_forks'] = []
-    for f in fork_counts:
-        s = dict(noop(args.cells, f, 'noop-forks-%d' % f))
-        s['forks'] = f
-        results['scaling']['by_forks'].append(s)
-        save()
+    def noop_scaling(self):
+        """The no-op run against the number of cells, then against forks."""
+        self.results['scaling']['by_cells'] = []
+        for n in self.args.cell_counts:
+            s = dict(self.noop(n, self.args.forks, 'noop-cells-%d' % n))
+            s['cells'] = n
+            self.results['scaling']['by_cells'].append(s)
+            self.save()
+        self.results['scaling']['by_forks'] = []
+        for f in self.args.fork_counts:
+            s = dict(self.noop(self.args.cells, f, 'noop-forks-%d' % f))
+            s['forks'] = f
+            self.results['scaling']['by_forks'].append(s)
+            self.save()
 
-    results['lab']['at_end'] = lab_memory(prefix)
-    results['machine']['loadavg_at_end'] = loadavg()
-    results['duration_s'] = round(time.time() - t_start, 1)
-    results['_complete'] = True
-    table = markdown(results)
-    results['markdown'] = table
-    out = {k: v for k, v in results.items() if not k.startswith('_')}
-    with open(args.out, 'w') as handle:
-        json.dump(out, handle, indent=2, sort_keys=True)
-        handle.write('\n')
-    print(table)
-    lab = results['lab']
-    print('Lab: %d cells up in %.1f s; %d namespaces, %d processes, %.0f MiB RSS after up, %.0f MiB after the '
-          'first converge (MemAvailable %.0f MiB lower).' % (
-              args.cells, lab['up_s'], lab['after_up']['namespaces'], lab['after_up']['processes'],
-              lab['after_up']['rss_mib'], lab['after_converge']['rss_mib'],
-              lab['after_converge']['mem_available_drop_mib']))
-    print('Load average (1, 5, 15 min) at start %s, at end %s; %.0f s in all. Results: %s'
-          % (results['machine']['loadavg_at_start'], results['machine']['loadavg_at_end'],
-             results['duration_s'], args.out))
+    def finish(self):
+        self.results['lab']['at_end'] = lab_memory(self.prefix)
+        self.results['machine']['loadavg_at_end'] = loadavg()
+        self.results['_complete'] = True
+        self.results['markdown'] = markdown(self.results)
+        self.save()
+        return self.results
+
+
+def main():
+    args = parse_args()
+    install_cleanup()
+    if os.geteuid() != 0:
+        raise BenchError('needs root (network namespaces)')
+    if args.nice:
+        os.nice(args.nice)
+    prefix, rundir = lab_identity()
+    bench = FleetBench(args, import_piclab(), find_controller(), prefix, rundir)
+    bench.lab_up()
+    bench.first_converge()
+    bench.noop_fleet_run()
+    bench.exit_mtu_change()
+    bench.rollout_change()
+    bench.noop_scaling()
+    print_report(bench.finish(), args)
     return 0
 
 

@@ -4,7 +4,7 @@
 
 What it does (root, Linux, stdlib only; see docs/benchmarks.md, section "Health"):
 
-* starts its own lab (lab/piclab.py, prefix ``phb``, run dir ``/run/piclab-hbench``; one
+* starts its own lab (lab/piclab, prefix ``phb``, run dir ``/run/piclab-hbench``; one
   cell) and the lab's private Tor network (lab/servers/tor.py), and converges cell1 with
   playbooks/site.yml as tests/lab/test_exit_tor.py does: connection "Tor"; p1 on it
   fail-open (Tor's default), p2 on it fail-closed, p3 on the default gateway; the
@@ -40,13 +40,12 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import loadavg, logger
+from benchlib import loadavg, logger, summary, table, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX, RUN = 'phb', '/run/piclab-hbench'
@@ -55,14 +54,6 @@ INSTANCE = 'pic-tor'
 
 
 log = logger('bench-health')
-
-
-def summary(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {'median': round(statistics.median(values), 3), 'max': round(max(values), 3),
-            'min': round(min(values), 3), 'n': len(values)}
 
 
 # ---------------------------------------------------------------- the lab
@@ -252,6 +243,76 @@ def poll(func, timeout, interval=0.05):
     return None
 
 
+def start_spray():
+    """p2 (fail-closed) sprays UDP, ICMP and TCP at the internet (until stop_spray)."""
+    return subprocess.Popen([piclab.NSEXEC, piclab.peer_node('p2', 'cell1'), piclab.PYTHON, '-c',
+                             _SPRAY, piclab.SERVER_V4, piclab.SERVER_V6], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_spray(spray):
+    os.killpg(spray.pid, signal.SIGKILL)
+    spray.wait()
+
+
+def port_listening_at(watcher):
+    """When the port watcher saw the TransPort listen (time.time()), or None."""
+    try:
+        return float(watcher.communicate(timeout=30)[0].strip())
+    except (ValueError, subprocess.TimeoutExpired):
+        watcher.kill()
+        return None
+
+
+def failover_entry(number, times, fallback, back, listening, leaks, load):
+    """One round's figures, from the stop command (supervisorctl's own start-up and Tor's exit included)."""
+    issued, gone, issued_start, started = times
+    back_at = None if back is None else started + back
+    back = None if back is None else back_at - issued_start
+    return {'round': number, 'stop_command_s': round(gone - issued, 3),
+            'fallback_s': None if fallback is None else round(gone - issued + fallback, 3),
+            'fallback_after_exit_s': None if fallback is None else round(fallback, 3),
+            'back_s': None if back is None else round(back, 3),
+            'tor_listening_after_start_s': None if listening is None else round(listening - issued_start, 3),
+            'back_after_listening_s': None if None in (back_at, listening) else round(back_at - listening, 3),
+            'leaked_packets': leaks, 'loadavg': load}
+
+
+def failover_round(cell, number, wan4, tor4, trans_port, sprays):
+    """Stop Tor (p2 spraying), time p1's fallback to the WAN; start it, time p1 back through Tor."""
+    if poll(lambda: piclab.fetch('p1', 4, timeout=5) == tor4, 60, 0.5) is None:
+        raise SystemExit('round %d: p1 is not through Tor' % number)
+    time.sleep(2)      # the monitor has seen Tor up for a while
+    before = leaked()
+    # p2 (fail-closed) sprays from just before the stop until just before the start
+    sprays.append(start_spray())
+    time.sleep(0.5)
+    load = loadavg()
+    issued = time.time()
+    cell.supervisorctl('stop', INSTANCE)
+    gone = time.time()
+    fallback = poll(lambda: piclab.fetch('p1', 4, timeout=0.5) == wan4, 30)
+    time.sleep(3)      # Tor down a while longer: p2 keeps trying
+    # stop spraying before Tor starts again: the cell's Tor 0.4.9 was seen dying
+    # (SIGSEGV) again and again while starting under p2's spray
+    stop_spray(sprays.pop())
+    watcher = subprocess.Popen([piclab.NSEXEC, 'cell1', piclab.PYTHON, '-c', _PORT_WATCH, str(trans_port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    issued_start = time.time()
+    cell.supervisorctl('start', INSTANCE)
+    started = time.time()
+    back = poll(lambda: piclab.fetch('p1', 4, timeout=2) == tor4, 90)
+    listening = port_listening_at(watcher)
+    if back is None:
+        log('round %d: p1 not back through Tor: fetch %s; %s; monitor %s' % (
+            number, piclab.fetch('p1', 4, timeout=5), cell.supervisorctl('status').strip(),
+            piclab.run('cell1', 'cat', os.path.join(cell.state_dir, 'runtime.json'), check=False).stdout))
+    entry = failover_entry(number, (issued, gone, issued_start, started), fallback, back, listening,
+                           leaked() - before, load)
+    log('round %d: %s' % (number, entry))
+    return entry
+
+
 def bench_failover(cell, tornet, rounds):
     wan4, tor4 = piclab.wan_address('cell1', 4), tornet.exit_address(4)
     if poll(lambda: piclab.fetch('p1', 4, timeout=5) == tor4, 90, 1) is None:
@@ -261,63 +322,12 @@ def bench_failover(cell, tornet, rounds):
     with open(os.path.join(cell.state_dir, 'registry.json')) as handle:
         trans_port = json.load(handle)['connections']['tor']['local_port']
     reset_leaks()
-    out = []
-    spray = None
+    sprays = []
     try:
-        for number in range(1, rounds + 1):
-            if poll(lambda: piclab.fetch('p1', 4, timeout=5) == tor4, 60, 0.5) is None:
-                raise SystemExit('round %d: p1 is not through Tor' % number)
-            time.sleep(2)      # the monitor has seen Tor up for a while
-            before = leaked()
-            # p2 (fail-closed) sprays from just before the stop until just before the start
-            spray = subprocess.Popen([piclab.NSEXEC, piclab.peer_node('p2', 'cell1'), piclab.PYTHON, '-c',
-                                      _SPRAY, piclab.SERVER_V4, piclab.SERVER_V6], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-            time.sleep(0.5)
-            load = loadavg()
-            issued = time.time()
-            cell.supervisorctl('stop', INSTANCE)
-            gone = time.time()
-            fallback = poll(lambda: piclab.fetch('p1', 4, timeout=0.5) == wan4, 30)
-            time.sleep(3)      # Tor down a while longer: p2 keeps trying
-            # stop spraying before Tor starts again: the cell's Tor 0.4.9 was seen dying
-            # (SIGSEGV) again and again while starting under p2's spray
-            os.killpg(spray.pid, signal.SIGKILL)
-            spray.wait()
-            spray = None
-            watcher = subprocess.Popen([piclab.NSEXEC, 'cell1', piclab.PYTHON, '-c', _PORT_WATCH, str(trans_port)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            issued_start = time.time()
-            cell.supervisorctl('start', INSTANCE)
-            started = time.time()
-            back = poll(lambda: piclab.fetch('p1', 4, timeout=2) == tor4, 90)
-            back_at = None if back is None else started + back
-            back = None if back is None else back_at - issued_start
-            try:
-                listening = float(watcher.communicate(timeout=30)[0].strip())
-            except (ValueError, subprocess.TimeoutExpired):
-                watcher.kill()
-                listening = None
-            if back is None:
-                log('round %d: p1 not back through Tor: fetch %s; %s; monitor %s' % (
-                    number, piclab.fetch('p1', 4, timeout=5), cell.supervisorctl('status').strip(),
-                    piclab.run('cell1', 'cat', os.path.join(cell.state_dir, 'runtime.json'), check=False).stdout))
-            leaks = leaked() - before
-            # from the stop command (supervisorctl's own start-up and Tor's exit included)
-            entry = {'round': number, 'stop_command_s': round(gone - issued, 3),
-                     'fallback_s': None if fallback is None else round(gone - issued + fallback, 3),
-                     'fallback_after_exit_s': None if fallback is None else round(fallback, 3),
-                     'back_s': None if back is None else round(back, 3),
-                     'tor_listening_after_start_s': None if listening is None else round(listening - issued_start, 3),
-                     'back_after_listening_s': None if None in (back_at, listening) else round(back_at - listening, 3),
-                     'leaked_packets': leaks, 'loadavg': load}
-            log('round %d: %s' % (number, entry))
-            out.append(entry)
+        return [failover_round(cell, number, wan4, tor4, trans_port, sprays) for number in range(1, rounds + 1)]
     finally:
-        if spray is not None:
-            os.killpg(spray.pid, signal.SIGKILL)
-            spray.wait()
-    return out
+        for spray in sprays:
+            stop_spray(spray)
 
 
 # ---------------------------------------------------------------- (b) probing many
@@ -394,36 +404,47 @@ def bench_probing(cell, proxies, nconns, repeat):
 
 
 # ---------------------------------------------------------------- report
+FAILOVER_ROWS = (
+    ('fallback_s', '`supervisorctl stop pic-tor` issued -> fail-open peer reaches the echo server '
+     'from the WAN', '< 3 s'),
+    ('fallback_after_exit_s', '... of which after the stop command returned (Tor gone)', ''),
+    ('back_s', '`supervisorctl start pic-tor` issued -> fail-open peer seen through Tor again', '< 3 s'),
+    ('tor_listening_after_start_s', '... of which until Tor listens on its TransPort', ''),
+    ('back_after_listening_s', '... and from then on (monitor: 2 good probes; Tor: a circuit)', ''))
+
+
+def failover_table(fo):
+    rows = []
+    for key, label, target in FAILOVER_ROWS:
+        s = fo.get(key)
+        rows.append((label, '%s s' % (s and s['median']), '%s s' % (s and s['max']), target))
+    rows.append(('packets of the fail-closed peer reaching the internet while Tor was down',
+                 '%d (total)' % fo['leaked_total'],
+                 '%d (one round)' % max(r['leaked_packets'] for r in fo['rounds']), '0'))
+    return table(['Tor failover (%d rounds)' % len(fo['rounds']), 'median', 'max', 'target'], 'llll', rows) + ['']
+
+
+def probing_table(pr, conns):
+    rows = [(label, '%s s' % data['module_wall_s']['median'], '%s s' % data['module_wall_s']['max'],
+             '%s s' % data['probe_s']['median'], '%s s' % data['probe_s']['max'],
+             ', '.join('%s %d' % kv for kv in sorted(data['statuses'].items())),
+             ' '.join('%.2f' % x for x in data['loadavg']))
+            for label, data in sorted(pr.items())]
+    return table(['pic_health force, %d connections' % conns, 'module wall median', 'max', 'probing median', 'max',
+                  'statuses', 'load avg'], 'lllllll', rows)
+
+
 def markdown(results):
     lines = []
-    fo = results.get('failover')
-    if fo:
-        lines += ['| Tor failover (%d rounds) | median | max | target |' % len(fo['rounds']), '|---|---|---|---|']
-        for key, label, target in (
-                ('fallback_s', '`supervisorctl stop pic-tor` issued -> fail-open peer reaches the echo server '
-                 'from the WAN', '< 3 s'),
-                ('fallback_after_exit_s', '... of which after the stop command returned (Tor gone)', ''),
-                ('back_s', '`supervisorctl start pic-tor` issued -> fail-open peer seen through Tor again', '< 3 s'),
-                ('tor_listening_after_start_s', '... of which until Tor listens on its TransPort', ''),
-                ('back_after_listening_s', '... and from then on (monitor: 2 good probes; Tor: a circuit)', '')):
-            s = fo.get(key)
-            lines.append('| %s | %s s | %s s | %s |' % (label, s and s['median'], s and s['max'], target))
-        lines.append('| packets of the fail-closed peer reaching the internet while Tor was down | %d (total) | '
-                     '%d (one round) | 0 |' % (fo['leaked_total'], max(r['leaked_packets'] for r in fo['rounds'])))
-        lines.append('')
-    pr = results.get('probing')
-    if pr:
-        lines += ['| pic_health force, %d connections | module wall median | max | probing median | max | '
-                  'statuses | load avg |' % results['conns'], '|---|---|---|---|---|---|---|']
-        for label, data in sorted(pr.items()):
-            lines.append('| %s | %s s | %s s | %s s | %s s | %s | %s |' % (
-                label, data['module_wall_s']['median'], data['module_wall_s']['max'], data['probe_s']['median'],
-                data['probe_s']['max'], ', '.join('%s %d' % kv for kv in sorted(data['statuses'].items())),
-                ' '.join('%.2f' % x for x in data['loadavg'])))
+    if results.get('failover'):
+        lines += failover_table(results['failover'])
+    if results.get('probing'):
+        lines += probing_table(results['probing'], results['conns'])
     return '\n'.join(lines)
 
 
-def main():
+# ---------------------------------------------------------------- the steps
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--conns', type=int, default=50)
@@ -432,17 +453,63 @@ def main():
     parser.add_argument('--skip-failover', action='store_true')
     parser.add_argument('--skip-probing', action='store_true')
     parser.add_argument('--keep', action='store_true', help='leave the lab up')
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def initial_results(args):
+    return {'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'machine': {
+        'cpus': os.cpu_count(), 'kernel': platform.release(), 'python': platform.python_version()},
+        'lab': {'prefix': piclab.prefix(), 'run_dir': piclab.run_dir()}, 'targets': TARGETS,
+        'loadavg_start': loadavg(), 'rounds': args.rounds, 'conns': args.conns}
+
+
+def failover_summary(rounds):
+    out = {'rounds': rounds}
+    for key in ('fallback_s', 'fallback_after_exit_s', 'back_s', 'tor_listening_after_start_s',
+                'back_after_listening_s'):
+        out[key] = summary([r[key] for r in rounds])
+    out['leaked_total'] = sum(r['leaked_packets'] for r in rounds)
+    out['misses'] = sum(1 for r in rounds if r['fallback_s'] is None or r['back_s'] is None)
+    return out
+
+
+def run_failover(args, cell, tornet, python, collections, workdir, results):
+    """(a): the private Tor network, cell1 converged on it, the failover rounds."""
+    started = time.time()
+    tornet.start()
+    tornet.wait_ready(90)
+    log('private Tor network ready after %.1fs' % (time.time() - started))
+    results['site_yml_s'] = round(converge_tor(tornet, python, collections, workdir), 1)
+    log('site.yml (Tor exit) %.1fs' % results['site_yml_s'])
+    results['failover'] = failover_summary(bench_failover(cell, tornet, args.rounds))
+
+
+def run_probing(args, cell, proxies, results):
+    """(b): the lab's proxies up, pic_health over --conns proxy connections."""
+    proxies.start_socks()
+    proxies.start_http()
+    results['probing'] = bench_probing(cell, proxies, args.conns, args.repeat)
+
+
+def tear_down(args, tornet, workdir):
+    if not args.keep:
+        try:
+            tornet.stop()
+        except Exception as exc:  # keep cleaning
+            log('stopping the Tor network: %s' % exc)
+        piclab.down()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    args = parse_args()
     if os.geteuid() != 0:
         raise SystemExit('needs root (network namespaces)')
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     workdir = tempfile.mkdtemp(prefix='pic-bench-health-')
     python = controller_python()
     collections, ansible_dir = ansible_paths(python, workdir)
-    results = {'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'machine': {
-        'cpus': os.cpu_count(), 'kernel': platform.release(), 'python': platform.python_version()},
-        'lab': {'prefix': piclab.prefix(), 'run_dir': piclab.run_dir()}, 'targets': TARGETS,
-        'loadavg_start': loadavg(), 'rounds': args.rounds, 'conns': args.conns}
+    results = initial_results(args)
     tornet, proxies = plugin('tor'), plugin('proxies')
     try:
         log('lab %s: down, then up (1 cell)' % piclab.prefix())
@@ -450,38 +517,13 @@ def main():
         piclab.up(cells=1)
         cell = Cell(collections, ansible_dir)
         if not args.skip_failover:
-            started = time.time()
-            tornet.start()
-            tornet.wait_ready(90)
-            log('private Tor network ready after %.1fs' % (time.time() - started))
-            results['site_yml_s'] = round(converge_tor(tornet, python, collections, workdir), 1)
-            log('site.yml (Tor exit) %.1fs' % results['site_yml_s'])
-            rounds = bench_failover(cell, tornet, args.rounds)
-            results['failover'] = {'rounds': rounds,
-                                   'fallback_s': summary([r['fallback_s'] for r in rounds]),
-                                   'fallback_after_exit_s': summary([r['fallback_after_exit_s'] for r in rounds]),
-                                   'back_s': summary([r['back_s'] for r in rounds]),
-                                   'tor_listening_after_start_s': summary([r['tor_listening_after_start_s']
-                                                                           for r in rounds]),
-                                   'back_after_listening_s': summary([r['back_after_listening_s'] for r in rounds]),
-                                   'leaked_total': sum(r['leaked_packets'] for r in rounds),
-                                   'misses': sum(1 for r in rounds if r['fallback_s'] is None or r['back_s'] is None)}
+            run_failover(args, cell, tornet, python, collections, workdir, results)
         if not args.skip_probing:
-            proxies.start_socks()
-            proxies.start_http()
-            results['probing'] = bench_probing(cell, proxies, args.conns, args.repeat)
+            run_probing(args, cell, proxies, results)
         results['loadavg_end'] = loadavg()
     finally:
-        if not args.keep:
-            try:
-                tornet.stop()
-            except Exception as exc:  # keep cleaning
-                log('stopping the Tor network: %s' % exc)
-            piclab.down()
-        shutil.rmtree(workdir, ignore_errors=True)
-    with open(args.out, 'w') as handle:
-        json.dump(results, handle, indent=1, sort_keys=True)
-        handle.write('\n')
+        tear_down(args, tornet, workdir)
+    write_results(args.out, results, indent=1)
     print(markdown(results))
     print('load average: start %s, end %s' % (results['loadavg_start'], results['loadavg_end']))
     return 0

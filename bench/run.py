@@ -41,14 +41,14 @@ import platform
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import benchlib
 from benchlib import (BenchError, CURRENT, add_cleanup, cleanup, find_controller, install_cleanup,
-                      logger, sh, timed_run)
+                      logger, med, rnd, sh, table, timed_run, write_results)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The collection measured: the working tree, or an export of --ref (set in main()).
@@ -239,14 +239,6 @@ class Cell(object):
 
 
 # ---------------------------------------------------------------- helpers
-
-def med(values):
-    return statistics.median(values) if values else None
-
-
-def rnd(value, digits=3):
-    return None if value is None else round(value, digits)
-
 
 def wg_keypair():
     priv = sh(['wg', 'genkey']).stdout.strip()
@@ -637,13 +629,7 @@ def bench_naive(tools, workdir, pylib, cell_python, n, mode):
 # ---------------------------------------------------------------- report
 
 def fmt_s(value):
-    if value is None:
-        return 'n/a'
-    if value >= 100:
-        return '%.0f s' % value
-    if value >= 10:
-        return '%.1f s' % value
-    return '%.3f s' % value
+    return benchlib.fmt_s(value, small_digits=3)
 
 
 def fmt_mb(summary):
@@ -666,42 +652,43 @@ def naive_for(results, n):
                    '%.0f min' % (src['per_peer_s'] * n / 60.0)}
 
 
-def markdown(results):
-    rows = []
-    rows.append('| peers | connections | first apply, median (best) | no-op re-run | one-peer change '
-                '| ansible-playbook first / no-op '
-                '| naive, one task per peer | naive / first apply | naive / ansible-playbook | peak RSS '
-                '| nft rules | ip rules |')
-    rows.append('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for size in results['sizes']:
-        n = size['peers']
-        pb = next((p for p in results['playbook'] if p['peers'] == n), None)
-        nv = naive_for(results, n)
-        naive_txt = 'n/a'
-        ratio = ratio_pb = 'n/a'
-        if nv:
-            naive_txt = '%s (%.3f s/peer)%s' % (fmt_s(nv['wall_s']), nv['per_peer_s'],
-                                                ' **extrapolated**' if nv['extrapolated'] else '')
-            ratio = '%.0f x' % (nv['wall_s'] / size['first_apply']['median_s'])
-            if pb:
-                ratio_pb = '%.0f x' % (nv['wall_s'] / pb['first_apply_s'])
-        c = size['counts_after_apply']
-        rows.append('| %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f MiB | %d | %d (v4 %d + v6 %d) |' % (
-            n, size['connections'], fmt_mb(size['first_apply']), fmt_mb(size['noop']), fmt_mb(size['one_peer']),
+def size_row(results, size):
+    """A row of the main table: one peer count."""
+    n = size['peers']
+    pb = next((p for p in results['playbook'] if p['peers'] == n), None)
+    nv = naive_for(results, n)
+    naive_txt = 'n/a'
+    ratio = ratio_pb = 'n/a'
+    if nv:
+        naive_txt = '%s (%.3f s/peer)%s' % (fmt_s(nv['wall_s']), nv['per_peer_s'],
+                                            ' **extrapolated**' if nv['extrapolated'] else '')
+        ratio = '%.0f x' % (nv['wall_s'] / size['first_apply']['median_s'])
+        if pb:
+            ratio_pb = '%.0f x' % (nv['wall_s'] / pb['first_apply_s'])
+    c = size['counts_after_apply']
+    return ('%d' % n, '%d' % size['connections'], fmt_mb(size['first_apply']), fmt_mb(size['noop']),
+            fmt_mb(size['one_peer']),
             ('%s / %s' % (fmt_s(pb['first_apply_s']), fmt_s(pb['noop_s']))) if pb else 'not run',
-            naive_txt, ratio, ratio_pb, size['first_apply']['peak_rss_mib'], c['nft_rules_table'],
-            c['ip_rules_total'], c['ip_rules_v4'], c['ip_rules_v6']))
-    rows.append('')
-    rows.append('CPU time (user + system) of the module process, medians:')
-    rows.append('')
-    rows.append('| peers | first apply | no-op re-run | one-peer change | nft map elements peer4 / peer6 | registry.json |')
-    rows.append('|---:|---:|---:|---:|---:|---:|')
-    for size in results['sizes']:
-        c = size['counts_after_apply']
-        rows.append('| %d | %s | %s | %s | %d / %d | %.0f KiB |' % (
-            size['peers'], fmt_s(size['first_apply']['cpu_median_s']), fmt_s(size['noop']['cpu_median_s']),
-            fmt_s(size['one_peer']['cpu_median_s']), c['peer4_elements'], c['peer6_elements'],
-            size['registry_bytes'] / 1024.0))
+            naive_txt, ratio, ratio_pb, '%.0f MiB' % size['first_apply']['peak_rss_mib'], '%d' % c['nft_rules_table'],
+            '%d (v4 %d + v6 %d)' % (c['ip_rules_total'], c['ip_rules_v4'], c['ip_rules_v6']))
+
+
+def cpu_row(size):
+    """A row of the CPU time table: one peer count."""
+    c = size['counts_after_apply']
+    return ('%d' % size['peers'], fmt_s(size['first_apply']['cpu_median_s']), fmt_s(size['noop']['cpu_median_s']),
+            fmt_s(size['one_peer']['cpu_median_s']), '%d / %d' % (c['peer4_elements'], c['peer6_elements']),
+            '%.0f KiB' % (size['registry_bytes'] / 1024.0))
+
+
+def markdown(results):
+    rows = table(['peers', 'connections', 'first apply, median (best)', 'no-op re-run', 'one-peer change',
+                  'ansible-playbook first / no-op', 'naive, one task per peer', 'naive / first apply',
+                  'naive / ansible-playbook', 'peak RSS', 'nft rules', 'ip rules'], 'r' * 12,
+                 [size_row(results, size) for size in results['sizes']])
+    rows += ['', 'CPU time (user + system) of the module process, medians:', '']
+    rows += table(['peers', 'first apply', 'no-op re-run', 'one-peer change', 'nft map elements peer4 / peer6',
+                   'registry.json'], 'r' * 6, [cpu_row(size) for size in results['sizes']])
     return '\n'.join(rows) + '\n'
 
 
@@ -737,7 +724,7 @@ def parse_sizes(text):
     return [int(x) for x in text.split(',') if x.strip()] if text else []
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--sizes', default='1000,10000', help='peer counts for the module (default 1000,10000)')
     parser.add_argument('--naive-sizes', default='1000',
@@ -760,121 +747,152 @@ def main():
                              'increment, e.g. -10 on a machine shared with other work (default 0)')
     parser.add_argument('--keep-workdir', action='store_true', help='keep the temporary directory (debugging)')
     args = parser.parse_args()
+    for name in ('sizes', 'naive_sizes', 'naive_command_sizes', 'playbook_sizes'):
+        setattr(args, name, parse_sizes(getattr(args, name)))
+    args.out = args.out if os.path.isabs(args.out) else os.path.join(os.getcwd(), args.out)
+    return args
 
+
+def check_machine():
+    ensure_packages()
+    if not shutil.which('wireguard-go') and not os.path.isdir('/sys/module/wireguard'):
+        raise BenchError('neither kernel WireGuard nor wireguard-go is available')
+
+
+def make_workdir(args):
+    workdir = tempfile.mkdtemp(prefix='picb-')
+    if not args.keep_workdir:
+        add_cleanup(shutil.rmtree, workdir, True)
+    else:
+        log('work dir kept: %s' % workdir)
+    return workdir
+
+
+def export_ref(ref, workdir):
+    """Measure REF: an export of it in WORKDIR becomes the collection measured."""
+    export = os.path.join(workdir, 'collection')
+    os.makedirs(export)
+    archive = subprocess.run(['git', '-C', REPO, 'archive', '--format=tar', ref], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise BenchError('git archive %s: %s' % (ref, archive.stderr.decode(errors='replace').strip()))
+    sh(['tar', '-x', '-C', export], input=archive.stdout, text=False)
+    SOURCE.update(root=export, ref=ref)
+    log('measuring %s (exported to %s)' % (ref, export))
+
+
+def initial_results(args, tools):
+    return {
+        'command': ' '.join(['python3', 'bench/run.py'] + sys.argv[1:]),
+        'measured': SOURCE['ref'] or 'working tree',
+        'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        'machine': machine_info(tools),
+        'tools': dict((k, v) for k, v in tools.items() if k != 'ansible_pkg'),
+        'setup': {'namespace': CELL_NS, 'peer_interface': 'wg0 (veth) 10.64.0.1/10 fd00:64::1/64',
+                  'peers': 'pN: one /32 from 10.64.0.0/10 and one /128 from fd00:64::/64, round-robin '
+                           'over c1..c10, every third fail_open: true',
+                  'connections': '%d wireguard_ext (endpoints 203.0.113.200-209:51820, nothing answers)'
+                                 % NCONN,
+                  'module_time': 'wall time of `python3 plugins/modules/pic_peer_exit.py args.json` run '
+                                 'with the cell interpreter inside the namespace (includes interpreter '
+                                 'start-up and `ip netns exec`)',
+                  'repeat': args.repeat, 'nice': os.nice(0)},
+        'sizes': [], 'playbook': [], 'naive': [],
+    }
+
+
+def startup_floor(cell, repeat):
+    """The fixed cost of any module run here: interpreter + ansible.module_utils.basic import."""
+    floor = []
+    for _r in range(repeat):
+        wall, rc, _rss = timed_run(cell.wrap([cell.cell_python, '-c', 'import ansible.module_utils.basic']),
+                                   subprocess.DEVNULL, subprocess.DEVNULL, env=cell.env, timeout=MODULE_TIMEOUT)
+        if rc != 0:
+            raise BenchError('the cell python cannot import ansible.module_utils.basic from %s' % cell.pylib)
+        floor.append(wall)
+    log('start-up floor (ip netns exec + python + import ansible.module_utils.basic): %.3f s' % med(floor))
+    return rnd(med(floor))
+
+
+def zero_peers_noop(cell, repeat):
+    """The fixed cost of a pic_peer_exit run on this cell: no peers at all, nothing to change."""
+    cell.module('pic_peer_exit', {'state_dir': cell.state_dir, 'peers': []}, label='zero peers')
+    zero = [cell.module('pic_peer_exit', {'state_dir': cell.state_dir, 'peers': []}, expect_changed=False,
+                        label='zero peers no-op')['_wall'] for _r in range(repeat)]
+    log('no-op with 0 peers (the fixed cost of a run with %d connections): %.3f s' % (NCONN, med(zero)))
+    return rnd(med(zero))
+
+
+def measure_sizes(args, cell, tools, snapshot, results):
+    """The module at every size (profiled where asked or where 1,000 peers misses a target), and
+    through ansible-playbook at the playbook sizes."""
+    for n in args.sizes:
+        size, _peers = bench_size(cell, snapshot, n, args.repeat)
+        results['sizes'].append(size)
+        missed = n == 1000 and (size['first_apply']['median_s'] >= TARGETS['first_apply_1000_s']
+                                or size['noop']['median_s'] >= TARGETS['noop_1000_s'])
+        if args.profile or missed:
+            if missed and not args.profile:
+                log('N=1000 misses a time target: profiling it (cProfile)')
+            results.setdefault('profile', {}).update(profile_size(cell, snapshot, n))
+        if n in args.playbook_sizes:
+            results['playbook'].append(bench_playbook(cell, tools, snapshot, n))
+
+
+def measure_naive(args, cell, tools, workdir, results):
+    """The naive playbooks (one task per peer, one per command), extrapolated to the other sizes."""
+    for n in args.naive_sizes:
+        results['naive'].append(bench_naive(tools, workdir, cell.pylib, tools['cell_python'], n, 'peer'))
+    for n in args.naive_command_sizes:
+        results['naive'].append(bench_naive(tools, workdir, cell.pylib, tools['cell_python'], n, 'command'))
+    for n in args.sizes:
+        if not any(x['peers'] == n and x['mode'] == 'peer' for x in results['naive']):
+            nv = naive_for(results, n)
+            if nv:
+                results['naive'].append(nv)
+
+
+def measure(args, started):
+    check_machine()
+    tools = find_tools(args)
+    workdir = make_workdir(args)
+    if args.ref:
+        export_ref(args.ref, workdir)
+    os.makedirs('/run/wireguard', exist_ok=True)   # mount point for the per-namespace bind mounts
+    results = initial_results(args, tools)
+    log('machine: %s' % json.dumps(results['machine']))
+    ns_create(CELL_NS)
+    cell = Cell(CELL_NS, workdir, tools['cell_python'], tools['ansible_pkg'])
+    add_cleanup(stop_wireguard_go, cell)
+    results['startup_floor_s'] = startup_floor(cell, args.repeat)
+    results['connections'] = create_connections(cell)
+    snapshot = os.path.join(workdir, 'registry-no-peers.json')
+    shutil.copy2(os.path.join(cell.state_dir, 'registry.json'), snapshot)
+    results['noop_0_peers_s'] = zero_peers_noop(cell, args.repeat)
+    measure_sizes(args, cell, tools, snapshot, results)
+    measure_naive(args, cell, tools, workdir, results)
+    results['targets'] = targets(results)
+    results['markdown'] = markdown(results)
+    results['duration_s'] = round(time.time() - started, 1)
+    results['machine']['loadavg_at_end'] = round(os.getloadavg()[0], 2)
+    return results
+
+
+def main():
+    args = parse_args()
     if os.geteuid() != 0:
         sys.stderr.write('bench/run.py needs root (network namespaces)\n')
         return 2
     install_cleanup()
-
     if args.nice:
         os.nice(args.nice)
     started = time.time()
-    sizes = parse_sizes(args.sizes)
-    naive_sizes = parse_sizes(args.naive_sizes)
-    naive_cmd_sizes = parse_sizes(args.naive_command_sizes)
-    playbook_sizes = parse_sizes(args.playbook_sizes)
-    out_path = args.out if os.path.isabs(args.out) else os.path.join(os.getcwd(), args.out)
-
     try:
-        ensure_packages()
-        if not shutil.which('wireguard-go') and not os.path.isdir('/sys/module/wireguard'):
-            raise BenchError('neither kernel WireGuard nor wireguard-go is available')
-        tools = find_tools(args)
-        workdir = tempfile.mkdtemp(prefix='picb-')
-        if not args.keep_workdir:
-            add_cleanup(shutil.rmtree, workdir, True)
-        else:
-            log('work dir kept: %s' % workdir)
-        if args.ref:
-            export = os.path.join(workdir, 'collection')
-            os.makedirs(export)
-            archive = subprocess.run(['git', '-C', REPO, 'archive', '--format=tar', args.ref],
-                                     capture_output=True, check=False)
-            if archive.returncode != 0:
-                raise BenchError('git archive %s: %s' % (args.ref, archive.stderr.decode(errors='replace').strip()))
-            sh(['tar', '-x', '-C', export], input=archive.stdout, text=False)
-            SOURCE.update(root=export, ref=args.ref)
-            log('measuring %s (exported to %s)' % (args.ref, export))
-        os.makedirs('/run/wireguard', exist_ok=True)   # mount point for the per-namespace bind mounts
-        results = {
-            'command': ' '.join(['python3', 'bench/run.py'] + sys.argv[1:]),
-            'measured': SOURCE['ref'] or 'working tree',
-            'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-            'machine': machine_info(tools),
-            'tools': dict((k, v) for k, v in tools.items() if k != 'ansible_pkg'),
-            'setup': {'namespace': CELL_NS, 'peer_interface': 'wg0 (veth) 10.64.0.1/10 fd00:64::1/64',
-                      'peers': 'pN: one /32 from 10.64.0.0/10 and one /128 from fd00:64::/64, round-robin '
-                               'over c1..c10, every third fail_open: true',
-                      'connections': '%d wireguard_ext (endpoints 203.0.113.200-209:51820, nothing answers)'
-                                     % NCONN,
-                      'module_time': 'wall time of `python3 plugins/modules/pic_peer_exit.py args.json` run '
-                                     'with the cell interpreter inside the namespace (includes interpreter '
-                                     'start-up and `ip netns exec`)',
-                      'repeat': args.repeat, 'nice': os.nice(0)},
-            'sizes': [], 'playbook': [], 'naive': [],
-        }
-        log('machine: %s' % json.dumps(results['machine']))
-
-        ns_create(CELL_NS)
-        cell = Cell(CELL_NS, workdir, tools['cell_python'], tools['ansible_pkg'])
-        add_cleanup(stop_wireguard_go, cell)
-
-        # the fixed cost of any module run here: interpreter + ansible.module_utils.basic import
-        floor = []
-        for _r in range(args.repeat):
-            wall, rc, _rss = timed_run(cell.wrap([cell.cell_python, '-c', 'import ansible.module_utils.basic']),
-                                       subprocess.DEVNULL, subprocess.DEVNULL, env=cell.env, timeout=MODULE_TIMEOUT)
-            if rc != 0:
-                raise BenchError('the cell python cannot import ansible.module_utils.basic from %s' % cell.pylib)
-            floor.append(wall)
-        results['startup_floor_s'] = rnd(med(floor))
-        log('start-up floor (ip netns exec + python + import ansible.module_utils.basic): %.3f s' % med(floor))
-
-        results['connections'] = create_connections(cell)
-        snapshot = os.path.join(workdir, 'registry-no-peers.json')
-        shutil.copy2(os.path.join(cell.state_dir, 'registry.json'), snapshot)
-
-        # the fixed cost of a pic_peer_exit run on this cell: no peers at all, nothing to change
-        cell.module('pic_peer_exit', {'state_dir': cell.state_dir, 'peers': []}, label='zero peers')
-        zero = [cell.module('pic_peer_exit', {'state_dir': cell.state_dir, 'peers': []}, expect_changed=False,
-                            label='zero peers no-op')['_wall'] for _r in range(args.repeat)]
-        results['noop_0_peers_s'] = rnd(med(zero))
-        log('no-op with 0 peers (the fixed cost of a run with %d connections): %.3f s' % (NCONN, med(zero)))
-
-        for n in sizes:
-            size, _peers = bench_size(cell, snapshot, n, args.repeat)
-            results['sizes'].append(size)
-            missed = n == 1000 and (size['first_apply']['median_s'] >= TARGETS['first_apply_1000_s']
-                                    or size['noop']['median_s'] >= TARGETS['noop_1000_s'])
-            if args.profile or missed:
-                if missed and not args.profile:
-                    log('N=1000 misses a time target: profiling it (cProfile)')
-                results.setdefault('profile', {}).update(profile_size(cell, snapshot, n))
-            if n in playbook_sizes:
-                results['playbook'].append(bench_playbook(cell, tools, snapshot, n))
-
-        for n in naive_sizes:
-            results['naive'].append(bench_naive(tools, workdir, cell.pylib, tools['cell_python'], n, 'peer'))
-        for n in naive_cmd_sizes:
-            results['naive'].append(bench_naive(tools, workdir, cell.pylib, tools['cell_python'], n, 'command'))
-        for n in sizes:
-            if not any(x['peers'] == n and x['mode'] == 'peer' for x in results['naive']):
-                nv = naive_for(results, n)
-                if nv:
-                    results['naive'].append(nv)
-
-        results['targets'] = targets(results)
-        results['markdown'] = markdown(results)
-        results['duration_s'] = round(time.time() - started, 1)
-        results['machine']['loadavg_at_end'] = round(os.getloadavg()[0], 2)
+        results = measure(args, started)
     finally:
         cleanup()
-
-    with open(out_path, 'w') as handle:
-        json.dump(results, handle, indent=1, sort_keys=True)
-        handle.write('\n')
+    write_results(args.out, results, indent=1)
     print(report_text(results))
-    log('results written to %s (%.0f s in all)' % (out_path, results['duration_s']))
+    log('results written to %s (%.0f s in all)' % (args.out, results['duration_s']))
     return 0
 
 

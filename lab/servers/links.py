@@ -36,30 +36,30 @@ def _conf(priv, peer_pub, port, endpoint, allowed):
 
 def _ensure(node, ifc, conf_text, addrs):
     daemon = "wg-" + ifc
-    if ifc not in piclab._links(node):
+    if ifc not in piclab.links(node):
         piclab.stop(node, daemon)
-        sock = os.path.join(piclab._node_dir(node), "wireguard", ifc + ".sock")
+        sock = os.path.join(piclab.node_dir(node), "wireguard", ifc + ".sock")
         if os.path.exists(sock):
             os.unlink(sock)
         piclab.spawn(node, daemon, ["wireguard-go", "-f", ifc])
         deadline = time.monotonic() + 10
-        while not os.path.exists(sock) or ifc not in piclab._links(node):
+        while not os.path.exists(sock) or ifc not in piclab.links(node):
             if time.monotonic() > deadline:
                 raise piclab.LabError("link %s in %s did not come up" % (ifc, node))
             time.sleep(0.02)
-    path = os.path.join(piclab._node_dir(node), ifc + ".conf")
-    piclab._write(path, conf_text, 0o600)
+    path = os.path.join(piclab.node_dir(node), ifc + ".conf")
+    piclab.write_file(path, conf_text, 0o600)
     piclab.run(node, "wg", "syncconf", ifc, path)
     lines = ["addr replace %s dev %s%s" % (a, ifc, " nodad" if ":" in a else "") for a in addrs]
-    piclab._ipbatch(node, lines + ["link set %s up" % ifc])
+    piclab.ipbatch(node, lines + ["link set %s up" % ifc])
 
 
 def up(ncells):
     described = {}
     for index, a, b in links(ncells):
         node_a, node_b = "cell%d" % a, "cell%d" % b
-        priv_a, pub_a = piclab._key("link%d-a" % index)
-        priv_b, pub_b = piclab._key("link%d-b" % index)
+        priv_a, pub_a = piclab.key("link%d-a" % index)
+        priv_b, pub_b = piclab.key("link%d-b" % index)
         port_a, port_b = LINK_PORT_BASE + b, LINK_PORT_BASE + a
         _ensure(node_a, ifname(b), _conf(priv_a, pub_b, port_a, "%s:%d" % (piclab.wan_address(node_b, 4), port_b),
                                          "0.0.0.0/0, ::/0"),
@@ -69,12 +69,12 @@ def up(ncells):
                 ["%s/30" % address(index, 2), "%s/64" % address(index, 2, 6)])
         described.setdefault(node_a, []).append({"cell": node_b, "interface": ifname(b)})
         described.setdefault(node_b, []).append({"cell": node_a, "interface": ifname(a)})
-    piclab._write(os.path.join(piclab.run_dir(), "links.json"), json.dumps(described, indent=1) + "\n")
+    piclab.write_file(os.path.join(piclab.run_dir(), "links.json"), json.dumps(described, indent=1) + "\n")
 
 
 def link_down(a, b):
     """Cut the link between cellA and cellB (cellA's side: its interface goes away)."""
     piclab.stop("cell%d" % a, "wg-" + ifname(b))
     deadline = time.monotonic() + 5
-    while ifname(b) in piclab._links("cell%d" % a) and time.monotonic() < deadline:
+    while ifname(b) in piclab.links("cell%d" % a) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -45,7 +45,7 @@ def address(family=4):
 
 
 def client_config_path(cell="cell1"):
-    return os.path.join(piclab.run_dir(), "exits", "%s-openvpn.ovpn" % piclab._cell_name(cell))
+    return os.path.join(piclab.run_dir(), "exits", "%s-openvpn.ovpn" % piclab.cell_name(cell))
 
 
 def client_config(cell="cell1"):
@@ -66,7 +66,7 @@ def _openssl(*args, input_text=None):
 
 def _ext_file(name, text):
     path = _dir("pki", name + ".ext")
-    piclab._write(path, text, 0o600)
+    piclab.write_file(path, text, 0o600)
     return path
 
 
@@ -188,12 +188,12 @@ def up(ncells):
     if os.path.exists(path):
         with open(path) as handle:
             old = handle.read()
-    piclab._write(path, conf, 0o600)
+    piclab.write_file(path, conf, 0o600)
     if old is not None and old != conf and running():
         stop()
     start()
     for k in range(1, ncells + 1):
-        piclab._write(client_config_path(k), _client_config(k), 0o600)
+        piclab.write_file(client_config_path(k), _client_config(k), 0o600)
 
 
 def check():

@@ -46,13 +46,13 @@ def info(node):
 def _password(node):
     path = _node_dir(node, "password")
     if not os.path.exists(path):
-        piclab._write(path, secrets.token_hex(12) + "\n", 0o600)
+        piclab.write_file(path, secrets.token_hex(12) + "\n", 0o600)
     with open(path) as handle:
         return handle.read().strip()
 
 
 def _write_info(node, port, ptype, password):
-    piclab._write(_exits(node + ".json"), json.dumps({
+    piclab.write_file(_exits(node + ".json"), json.dumps({
         "host": address(node, 4), "host6": address(node, 6), "port": port, "proxy_type": ptype,
         "username": USER, "password": password,
     }, indent=1, sort_keys=True) + "\n", 0o600)
@@ -105,9 +105,9 @@ def start_http():
     os.chmod(d, 0o755)
     log = os.path.join(d, "tinyproxy.log")
     if not os.path.exists(log):
-        piclab._write(log, "", 0o600)
+        piclab.write_file(log, "", 0o600)
     shutil.chown(log, "nobody", "nogroup")
-    piclab._write(os.path.join(d, "tinyproxy.conf"), _tinyproxy_conf(password), 0o600)
+    piclab.write_file(os.path.join(d, "tinyproxy.conf"), _tinyproxy_conf(password), 0o600)
     binary = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
     piclab.spawn(HTTP_NODE, "tinyproxy", [binary, "-d", "-c", os.path.join(d, "tinyproxy.conf")])
     if not _wait_port(HTTP_NODE, HTTP_PORT):

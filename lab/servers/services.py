@@ -20,12 +20,12 @@ def address(family=4):
 def up(ncells):
     for k in range(1, min(ncells, 2) + 1):
         cell, svc = "cell%d" % k, node("cell%d" % k)
-        piclab._ensure_ns(svc, router=False)
-        piclab._ensure_veth(svc, "eth0", cell, INTERFACE)
-        piclab._ipbatch(cell, ["link set %s up" % INTERFACE,
+        piclab.ensure_ns(svc, router=False)
+        piclab.ensure_veth(svc, "eth0", cell, INTERFACE)
+        piclab.ipbatch(cell, ["link set %s up" % INTERFACE,
                                "addr replace %s/24 dev %s" % (CELL_V4, INTERFACE),
                                "addr replace %s/64 dev %s nodad" % (CELL_V6, INTERFACE)])
-        piclab._ipbatch(svc, ["link set lo up", "link set eth0 up",
+        piclab.ipbatch(svc, ["link set lo up", "link set eth0 up",
                               "addr replace %s/24 dev eth0" % SERVICE_V4,
                               "addr replace %s/64 dev eth0 nodad" % SERVICE_V6,
                               "route replace default via %s" % CELL_V4,

@@ -88,12 +88,12 @@ def _files():
         client_pub = handle.read().strip()
     with open(_dir("ssh_host_ed25519_key.pub")) as handle:
         host_pub = " ".join(handle.read().split()[:2])
-    piclab._write(_dir("authorized_keys"), client_pub + "\n", 0o600)
-    piclab._write(_dir("sshd_config"), _config(), 0o600)
-    piclab._write(exits_dir("sshexit_known_hosts"),
+    piclab.write_file(_dir("authorized_keys"), client_pub + "\n", 0o600)
+    piclab.write_file(_dir("sshd_config"), _config(), 0o600)
+    piclab.write_file(exits_dir("sshexit_known_hosts"),
                   "%s,%s %s\n" % (address(4), address(6), host_pub), 0o600)
     os.chmod(exits_dir("sshexit_key.pub"), 0o600)
-    piclab._write(exits_dir("sshexit.json"), json.dumps({
+    piclab.write_file(exits_dir("sshexit.json"), json.dumps({
         "host": address(4), "host6": address(6), "port": PORT, "user": "root",
         "key": exits_dir("sshexit_key"), "known_hosts": exits_dir("sshexit_known_hosts"),
         "dns_echo": [piclab.SERVER_ROUTER4, piclab.SERVER_ROUTER6],
@@ -135,8 +135,8 @@ def start():
 def stop():
     """Stop sshd and every session it runs (sshuttle's server side too): every
     process of the node, which runs nothing else."""
-    cp = piclab._sh(["ip", "netns", "pids", piclab.ns(NODE)], check=False)
-    piclab._kill_wait([int(x) for x in cp.stdout.split() if x.isdigit()])
+    cp = piclab.sh(["ip", "netns", "pids", piclab.ns(NODE)], check=False)
+    piclab.kill_wait([int(x) for x in cp.stdout.split() if x.isdigit()])
     piclab.stop(NODE, "sshd")
 
 

@@ -34,7 +34,7 @@ Client files under ``$PICLAB_RUN/exits/`` (0600):
 * ``tor-exit.json``: ``{"v4": ..., "v6": ..., "nickname": ...}`` of the exit relay.
 
 The network is opt-in (six tor processes): ``start()`` (or ``PICLAB_TOR=1``
-for ``piclab.py up``) builds and starts it; afterwards every ``piclab.py up``
+for ``piclab up``) builds and starts it; afterwards every ``piclab up``
 repairs it.  ``stop()`` kills the daemons and keeps keys and state.
 CLI: ``python3 lab/servers/tor.py start|stop|status|wait``.
 """
@@ -193,7 +193,7 @@ def _torrc(node, host, authority_lines):
 def build():
     """Namespaces, keys, torrc files and client files (idempotent, no daemons)."""
     if not os.path.exists("/run/netns/%s" % piclab.ns("inet")):
-        raise piclab.LabError("the lab is not up (no namespace %s): run piclab.py up first" % piclab.ns("inet"))
+        raise piclab.LabError("the lab is not up (no namespace %s): run lab/piclab up first" % piclab.ns("inet"))
     lines = []
     for node, host in NODES:
         piclab.public_host(node, host)

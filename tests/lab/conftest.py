@@ -13,9 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, 'lab'))
 import piclab  # noqa: E402
 
-_BASE = os.path.join(tempfile.gettempdir(), 'pic-lab-collections')
-_LINK = os.path.join(_BASE, 'ansible_collections', 'pic', 'connectivity')
-_LIB = os.path.join(tempfile.gettempdir(), 'pic-lab-lib')
+# This checkout as an installed collection (ansible_collections/pic/connectivity)
+# and its module_utils as the cell's library (pic_connectivity_lib), by symlinks
+# made when the session starts (pytest_configure).
+COLLECTIONS_BASE = os.path.join(tempfile.gettempdir(), 'pic-lab-collections')
+LIB_BASE = os.path.join(tempfile.gettempdir(), 'pic-lab-lib')
 
 
 def _link(path, target):
@@ -26,13 +28,14 @@ def _link(path, target):
         os.symlink(target, path)
 
 
-_link(_LINK, ROOT)
-_link(os.path.join(_LIB, 'pic_connectivity_lib'), os.path.join(ROOT, 'plugins', 'module_utils'))
+def pytest_configure(config):
+    _link(os.path.join(COLLECTIONS_BASE, 'ansible_collections', 'pic', 'connectivity'), ROOT)
+    _link(os.path.join(LIB_BASE, 'pic_connectivity_lib'), os.path.join(ROOT, 'plugins', 'module_utils'))
 
 
 def ansible_pythonpath():
     import ansible
-    return os.pathsep.join([_BASE, os.path.dirname(os.path.dirname(ansible.__file__))])
+    return os.pathsep.join([COLLECTIONS_BASE, os.path.dirname(os.path.dirname(ansible.__file__))])
 
 
 class Cell(object):
@@ -91,7 +94,7 @@ class Cell(object):
 
     def cli(self, *args, background=False):
         code = ('import sys; sys.path.insert(0, %r); from pic_connectivity_lib.cli import main; '
-                'sys.exit(main(sys.argv[1:]))' % _LIB)
+                'sys.exit(main(sys.argv[1:]))' % LIB_BASE)
         argv = [piclab.NSEXEC, self.name, '/usr/bin/python3', '-c', code] + list(args) + \
             ['--state-dir', self.state_dir]
         if background:
@@ -343,7 +346,7 @@ def add_virtual_peers(vpeers):
         key, allowed = _wg_peer_key(cell, peer)
         extra = [a for v in group for a in v.addresses()]
         piclab.run(cell, 'wg', 'set', 'wg0', 'peer', key, 'allowed-ips', ','.join(allowed + extra))
-        piclab._ipbatch(group[0].node, ['addr replace %s dev wg0%s' % (a, ' nodad' if ':' in a else '')
+        piclab.ipbatch(group[0].node, ['addr replace %s dev wg0%s' % (a, ' nodad' if ':' in a else '')
                                         for a in extra])
 
 
@@ -352,7 +355,7 @@ def remove_virtual_peers(vpeers):
         key, allowed = _wg_peer_key(cell, peer)
         extra = [a for v in group for a in v.addresses()]
         piclab.run(cell, 'wg', 'set', 'wg0', 'peer', key, 'allowed-ips', ','.join(a for a in allowed if a not in extra))
-        piclab._ipbatch(group[0].node, ['addr del %s dev wg0' % a for a in extra], check=False)
+        piclab.ipbatch(group[0].node, ['addr del %s dev wg0' % a for a in extra], check=False)
 
 
 def _grouped(vpeers):
@@ -408,13 +411,13 @@ class FlowCounter(object):
         self.script = _FLOWCOUNT % ('{ %s }' % ', '.join(dst4), '{ %s }' % ', '.join(dst6))
 
     def install(self):
-        piclab._ipbatch('inet', ['addr replace %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
+        piclab.ipbatch('inet', ['addr replace %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
                         ['addr replace %s/128 dev srv0 nodad' % v.dst6 for v in self.vpeers])
-        piclab._nft_replace('inet', 'inet leakflows', self.script)
+        piclab.nft_replace('inet', 'inet leakflows', self.script)
 
     def remove(self):
         piclab.run('inet', 'nft', 'delete', 'table', 'inet', 'leakflows', check=False)
-        piclab._ipbatch('inet', ['addr del %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
+        piclab.ipbatch('inet', ['addr del %s/32 dev srv0' % v.dst4 for v in self.vpeers] +
                         ['addr del %s/128 dev srv0' % v.dst6 for v in self.vpeers], check=False)
 
     def sample(self):

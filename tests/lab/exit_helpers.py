@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
-"""Helpers of the transparent-proxy exit lab tests (test_exit_sshuttle.py,
-test_exit_proxy.py): converging through playbooks/site.yml with a vars file,
-DNS queries from a peer, the internet's packet counters, the cell's supervisord."""
+"""Helpers shared by the lab tests: running playbooks (site.yml with a vars file,
+on a copy of the lab inventory), the lab's exit server plugins, DNS queries and
+packets from a peer, the cell's supervisord.  Where traffic leaves (sources,
+via_wan, via_exit) is the lab's own API (piclab)."""
 import os
 import re
 import subprocess
@@ -11,7 +12,7 @@ import time
 
 import yaml
 
-from conftest import ROOT, cell_resolver, piclab, wait_for, leak_count, quiet_counters
+from conftest import COLLECTIONS_BASE, ROOT, cell_resolver, piclab, wait_for, leak_count, quiet_counters
 
 
 def server_plugin(name):
@@ -51,42 +52,63 @@ def inventory_dir():
     return out
 
 
-def _ansible_env():
+SITE = os.path.join(ROOT, 'playbooks', 'site.yml')
+LAB_INVENTORY = os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml')
+ANY_CELL = r'cell\d+'      # playbook(hosts=...): count the changes of every cell
+
+
+def ansible_env():
+    """The environment of an ansible command: this checkout as the collection,
+    unless ANSIBLE_COLLECTIONS_PATH says otherwise (make's .collections/)."""
     env = dict(os.environ)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
+    env.setdefault('ANSIBLE_COLLECTIONS_PATH', COLLECTIONS_BASE)
     return env
 
 
-def playbook(inventory, variables, *extra):
-    """Run playbooks/site.yml with VARIABLES (-e @file); returns (changed, stdout)."""
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
-        yaml.safe_dump(variables, handle)
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+def ansible_bin(name):
+    """The ansible command NAME next to this python, else from PATH."""
+    binary = os.path.join(os.path.dirname(sys.executable), name)
+    return binary if os.path.exists(binary) else name
+
+
+def changed_count(out, hosts='cell1'):
+    """The play recap's changed= of the hosts matching HOSTS (a regex), summed."""
+    counts = re.findall(r'%s\s*:\s*ok=\d+\s+changed=(\d+)' % hosts, out)
+    assert counts, out[-3000:]
+    return sum(int(n) for n in counts)
+
+
+def playbook(inventory, variables=None, *extra, playbook_path=SITE, expect_fail=False, hosts='cell1',
+             timeout=900):
+    """Run PLAYBOOK_PATH (playbooks/site.yml) on INVENTORY (a directory holding
+    hosts.yml, or an inventory file) with VARIABLES (-e @file, if any) and EXTRA
+    arguments.  Returns (changed, output): the changes of HOSTS in the recap
+    (None with EXPECT_FAIL, which asserts the run failed) and stdout + stderr."""
+    if os.path.isdir(inventory):
+        inventory = os.path.join(inventory, 'hosts.yml')
+    argv = [ansible_bin('ansible-playbook'), '-i', inventory, playbook_path] + list(extra)
+    varfile = None
+    if variables is not None:
+        with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:   # 0600
+            yaml.safe_dump(variables, handle)
+        varfile = handle.name
+        argv += ['-e', '@' + varfile]
     try:
         started = time.time()
-        proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook',
-                               '-i', os.path.join(inventory, 'hosts.yml'),
-                               os.path.join(ROOT, 'playbooks', 'site.yml'), '-e', '@' + handle.name] + list(extra),
-                              capture_output=True, text=True, env=_ansible_env(), timeout=900)
+        proc = subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=timeout)
     finally:
-        os.unlink(handle.name)
+        if varfile:
+            os.unlink(varfile)
     print('playbook: %.1fs' % (time.time() - started))
+    out = proc.stdout + proc.stderr
+    if expect_fail:
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        return None, out
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    recap = re.search(r'cell1\s*:\s*ok=(\d+)\s+changed=(\d+)', proc.stdout)
-    return int(recap.group(2)), proc.stdout
+    return changed_count(proc.stdout, hosts), out
 
 
-# -- where traffic leaves ---------------------------------------------------------------
-def sources(peer, timeout=3):
-    return piclab.fetch(peer, 4, timeout=timeout), piclab.fetch(peer, 6, timeout=timeout)
-
-
-def via_wan(peer):
-    return sources(peer) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
-
-
+# -- DNS and packets from a peer -----------------------------------------------------
 _DNS_QUERY = r"""
 import random, socket, struct, sys
 server, qtype, tcp = sys.argv[1], int(sys.argv[2]), sys.argv[3] == 'tcp'

@@ -6,18 +6,15 @@ import json
 import os
 import re
 import subprocess
-import sys
 
-from conftest import ROOT, _BASE, piclab, reset_cell, wait_for
+from conftest import ROOT, piclab, reset_cell, wait_for
+from exit_helpers import ansible_bin, ansible_env
 
 
 def run_site(*extra):
-    env = dict(os.environ)
-    env.setdefault('ANSIBLE_COLLECTIONS_PATH', _BASE)
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    argv = [binary if os.path.exists(binary) else 'ansible-playbook', os.path.join(ROOT, 'playbooks', 'site.yml'),
+    argv = [ansible_bin('ansible-playbook'), os.path.join(ROOT, 'playbooks', 'site.yml'),
             '-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml')] + list(extra)
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(argv, capture_output=True, text=True, env=ansible_env(), timeout=600)
 
 
 def _changed(proc):

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import piclab, wait_for, leak_count, quiet_counters
+from piclab import sources, via_exit, via_wan
 
 EXIT = 'Exit WG'
 
@@ -38,18 +39,6 @@ def converge(cell):
                                           'config': {'wg_config': exit_conf(), 'health_target': piclab.EXIT_TUN_V4}})
     peers = cell.module('pic_peer_exit', {'peers': peers_baseline(), 'purge': True})
     return conn, peers
-
-
-def sources(peer):
-    return piclab.fetch(peer, 4), piclab.fetch(peer, 6)
-
-
-def via_exit(peer):
-    return sources(peer) == (piclab.exit_address(4), piclab.exit_address(6))
-
-
-def via_wan(peer):
-    return sources(peer) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
 
 
 

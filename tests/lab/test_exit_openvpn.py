@@ -9,7 +9,6 @@ default gateway; a second connection "Exit OVPN B" (with credentials, no peer)
 to the same server shows that instances are restarted one by one.
 """
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -17,12 +16,13 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
+from exit_helpers import addresses, inventory_dir, playbook
+from piclab import sources, via_wan
 
 EXIT = 'Exit OVPN'
 EXIT_B = 'Exit OVPN B'
@@ -46,20 +46,6 @@ server = _server()
 
 
 # -- converging with the real role -------------------------------------------------
-def _inventory(tmp):
-    """The lab inventory, with the lab's run dir (the committed one says /run/piclab)."""
-    dest = os.path.join(tmp, 'inventory')
-    shutil.copytree(os.path.join(ROOT, 'lab', 'inventory'), dest)
-    for folder, _dirs, files in os.walk(dest):
-        for name in files:
-            path = os.path.join(folder, name)
-            with open(path) as handle:
-                text = handle.read()
-            with open(path, 'w') as handle:
-                handle.write(text.replace('/run/piclab', piclab.run_dir()))
-    return os.path.join(dest, 'hosts.yml')
-
-
 def site(conf_b_extra='', absent=False, verbose=False):
     """Run playbooks/site.yml on cell1 with our connections; returns (changed, output)."""
     ovpn = server.client_config('cell1')
@@ -75,28 +61,12 @@ def site(conf_b_extra='', absent=False, verbose=False):
         peers = [{'name': 'p1', 'address': addresses('p1'), 'connection': EXIT},
                  {'name': 'p2', 'address': addresses('p2'), 'connection': EXIT, 'fail_open': True},
                  {'name': 'p3', 'address': addresses('p3')}]
-    tmp = tempfile.mkdtemp(prefix='pic-ovpn-test-')
+    inventory = inventory_dir()
     try:
-        varfile = os.path.join(tmp, 'vars.json')
-        with open(os.open(varfile, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as handle:
-            json.dump({'pic_connections': connections, 'pic_peers': peers}, handle)
-        env = dict(os.environ)
-        if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-            from conftest import _BASE
-            env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-        binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-        argv = [binary if os.path.exists(binary) else 'ansible-playbook', '-i', _inventory(tmp),
-                os.path.join(ROOT, 'playbooks', 'site.yml'), '-e', '@' + varfile] + (['-vvv'] if verbose else [])
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+        return playbook(inventory, {'pic_connections': connections, 'pic_peers': peers},
+                        *(['-vvv'] if verbose else []))
     finally:
-        shutil.rmtree(tmp)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    recap = re.search(r'cell1\s*:\s*ok=(\d+)\s+changed=(\d+)', proc.stdout)
-    return int(recap.group(2)), proc.stdout + proc.stderr
-
-
-def addresses(peer):
-    return [piclab.peer_address(peer, 4) + '/32', piclab.peer_address(peer, 6) + '/128']
+        shutil.rmtree(inventory)
 
 
 # -- looking at the cell ---------------------------------------------------------------
@@ -115,16 +85,8 @@ def ifindex(cell):
     return int(out) if out.isdigit() else None
 
 
-def sources(peer):
-    return piclab.fetch(peer, 4), piclab.fetch(peer, 6)
-
-
 def via_exit(peer):
     return sources(peer) == (server.address(4), server.address(6))
-
-
-def via_wan(peer):
-    return sources(peer) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
 
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from conftest import piclab, wait_for
 from exit_helpers import (Supervisor, addresses, dns_query, installed, inventory_dir, leak_count, peers_on,
-                          playbook, quiet_counters, server_plugin, sources, uncarried_count, via_wan, wait_pid)
+                          playbook, quiet_counters, server_plugin, uncarried_count, wait_pid)
+from piclab import sources, via_wan
 
 SSHD = server_plugin('sshd')
 CONN, CONN2 = 'Exit SSH', 'Exit SSH 2'

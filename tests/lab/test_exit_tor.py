@@ -13,16 +13,17 @@ import os
 import re
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
-import yaml
 
-from conftest import ROOT, piclab, wait_for, leak_count, quiet_counters
+from conftest import piclab, wait_for, leak_count, quiet_counters
+from exit_helpers import addresses, inventory_dir, playbook
+from piclab import sources, via_wan
 
 CONN = 'Tor'
+TOR_TIMEOUT = 5      # seconds per request: a Tor circuit is slower than a tunnel
 INSTANCE = 'pic-tor'
 
 _DNS_QUERY = r"""
@@ -54,10 +55,6 @@ TORNET = _tor_network()
 
 
 # -- helpers ---------------------------------------------------------------------
-def addresses(peer):
-    return [piclab.peer_address(peer, 4) + '/32', piclab.peer_address(peer, 6) + '/128']
-
-
 def tor_vars(extra_settings=(), state='present'):
     peers_conn = CONN if state == 'present' else 'default'
     return {
@@ -75,64 +72,8 @@ def tor_vars(extra_settings=(), state='present'):
     }
 
 
-def inventory_dir():
-    """A copy of lab/inventory for this lab's run dir (the committed one names /run/piclab)."""
-    out = tempfile.mkdtemp(prefix='pic-tor-inv-')
-    src = os.path.join(ROOT, 'lab', 'inventory')
-    for base, _dirs, files in os.walk(src):
-        for name in files:
-            rel = os.path.relpath(os.path.join(base, name), src)
-            os.makedirs(os.path.join(out, os.path.dirname(rel)), exist_ok=True)
-            with open(os.path.join(base, name)) as handle:
-                text = handle.read().replace('/run/piclab', piclab.run_dir())
-            with open(os.path.join(out, rel), 'w') as handle:
-                handle.write(text)
-    return out
-
-
-def ansible_env():
-    env = dict(os.environ)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-    return env
-
-
-def ansible_bin(name):
-    binary = os.path.join(os.path.dirname(sys.executable), name)
-    return binary if os.path.exists(binary) else name
-
-
-def playbook(inventory, variables, playbook_path=None, expect_fail=False):
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
-        yaml.safe_dump(variables, handle)
-    try:
-        started = time.time()
-        proc = subprocess.run([ansible_bin('ansible-playbook'), '-i', os.path.join(inventory, 'hosts.yml'),
-                               playbook_path or os.path.join(ROOT, 'playbooks', 'site.yml'),
-                               '-e', '@' + handle.name], capture_output=True, text=True,
-                              env=ansible_env(), timeout=600)
-    finally:
-        os.unlink(handle.name)
-    print('playbook: %.1fs' % (time.time() - started))
-    if expect_fail:
-        assert proc.returncode != 0, proc.stdout[-3000:]
-        return None, proc.stdout
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    recap = re.search(r'cell1\s*:\s*ok=(\d+)\s+changed=(\d+)', proc.stdout)
-    return int(recap.group(2)), proc.stdout
-
-
-def sources(peer, timeout=5):
-    return piclab.fetch(peer, 4, timeout=timeout), piclab.fetch(peer, 6, timeout=timeout)
-
-
 def via_tor(peer):
-    return sources(peer) == (TORNET.exit_address(4), TORNET.exit_address(6))
-
-
-def via_wan(peer):
-    return sources(peer, timeout=3) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
+    return sources(peer, timeout=TOR_TIMEOUT) == (TORNET.exit_address(4), TORNET.exit_address(6))
 
 
 def dns(peer, server, name='echo.piclab.test', qtype=1):
@@ -209,9 +150,9 @@ def test_site_converges_the_tor_exit(cell, inventory, sup):
     changed, _out = playbook(inventory, tor_vars())
     assert changed > 0
     assert sup.pid(INSTANCE), sup.ctl('status')
-    assert wait_for(lambda: via_tor('p1'), 40, 1), sources('p1')
-    assert via_tor('p2'), sources('p2')
-    assert via_wan('p3'), sources('p3')
+    assert wait_for(lambda: via_tor('p1'), 40, 1), sources('p1', timeout=TOR_TIMEOUT)
+    assert via_tor('p2'), sources('p2', timeout=TOR_TIMEOUT)
+    assert via_wan('p3'), sources('p3', timeout=TOR_TIMEOUT)
     torrc = os.path.join(cell.state_dir, 'tor', 'torrc')
     assert stat.S_IMODE(os.stat(torrc).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.join(cell.state_dir, 'tor', 'data')).st_mode) == 0o700
@@ -294,7 +235,7 @@ def test_changed_settings_restart_only_tor(cell, inventory, sup):
     assert wait_for(lambda: sup.pid(INSTANCE), 10) not in (None, tor_pid)
     with open(os.path.join(cell.state_dir, 'tor', 'torrc')) as handle:
         assert 'MaxCircuitDirtiness 300' in handle.read()
-    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2', timeout=TOR_TIMEOUT)
 
 
 @pytest.mark.parametrize('variables,message', [
@@ -312,7 +253,7 @@ def test_bad_tor_settings_are_refused_and_change_nothing(cell, inventory, variab
                      '    - ansible.builtin.include_role:\n        name: pic.connectivity.tor\n'
                      '        tasks_from: instances\n')
     try:
-        _changed, out = playbook(inventory, dict(variables, pic_exit_connections=[conn]), handle.name,
+        _changed, out = playbook(inventory, dict(variables, pic_exit_connections=[conn]), playbook_path=handle.name,
                                  expect_fail=True)
     finally:
         os.unlink(handle.name)
@@ -327,15 +268,15 @@ def test_tor_down_fail_open_falls_back_fail_closed_blocks(sup):
     started = time.time()
     assert wait_for(lambda: piclab.fetch('p1', 4, timeout=1) == piclab.wan_address('cell1', 4), 15)
     fallback = time.time() - started
-    assert via_wan('p1'), sources('p1')
+    assert via_wan('p1'), sources('p1', timeout=TOR_TIMEOUT)
     assert sources('p2', timeout=2) == (None, None)
     assert dns('p2', piclab.SERVER_ROUTER4).startswith('error')
     assert leak_count('p2') == 0
     assert leak_count('p1') > 0     # positive control: the fail-open peer does reach the internet
     sup.ctl('start', INSTANCE)
     started = time.time()
-    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
-    assert wait_for(lambda: via_tor('p1'), 15, 1), sources('p1')
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2', timeout=TOR_TIMEOUT)
+    assert wait_for(lambda: via_tor('p1'), 15, 1), sources('p1', timeout=TOR_TIMEOUT)
     print('tor stopped: fail-open fallback after %.1fs; back through Tor %.1fs after start'
           % (fallback, time.time() - started))
 
@@ -350,7 +291,7 @@ def test_health_working_then_down_within_one_probe_when_tor_stops(cell, sup):
     finally:
         sup.ctl('start', INSTANCE)
     assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
-    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2', timeout=TOR_TIMEOUT)
 
 
 def test_killed_tor_is_restarted_by_its_supervisor(cell, sup):
@@ -358,7 +299,7 @@ def test_killed_tor_is_restarted_by_its_supervisor(cell, sup):
     assert tor_in_cell() == [pid]
     cell.sh('kill', '-9', str(pid))
     assert wait_for(lambda: sup.pid(INSTANCE) not in (None, pid), 15), sup.ctl('status')
-    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2')
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2', timeout=TOR_TIMEOUT)
 
 
 def test_health_unknown_without_the_instance(cell, inventory, sup):
@@ -387,4 +328,4 @@ def test_removing_the_connection_stops_tor_and_keeps_it_installed(cell, inventor
     assert not os.path.exists(os.path.join(cell.state_dir, 'tor', 'torrc'))
     assert os.path.exists('/usr/bin/tor')
     for peer in ('p1', 'p2', 'p3'):
-        assert via_wan(peer), sources(peer)
+        assert via_wan(peer), sources(peer, timeout=TOR_TIMEOUT)

@@ -8,30 +8,20 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 
 import pytest
 import yaml
 
 from conftest import ROOT, piclab, wait_for
+from exit_helpers import ansible_bin, ansible_env
 from test_dataplane import EXIT, converge
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 
 
-def ansible_env(**extra):
-    env = dict(os.environ, **extra)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-    return env
-
-
 def run_playbook(inventory, playbook, *extra, **env):
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    return subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook', '-i', inventory, playbook]
-                          + list(extra), capture_output=True, text=True, env=ansible_env(**env), timeout=300)
+    return subprocess.run([ansible_bin('ansible-playbook'), '-i', inventory, playbook] + list(extra),
+                          capture_output=True, text=True, env=dict(ansible_env(), **env), timeout=300)
 
 
 def fleet_inventory(tmp, cell):

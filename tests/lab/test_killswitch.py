@@ -104,8 +104,7 @@ def baseline(cell):
 
 
 def via_exit(peer):
-    return (piclab.fetch(peer, 4, timeout=2), piclab.fetch(peer, 6, timeout=2)) == \
-        (piclab.exit_address(4), piclab.exit_address(6))
+    return piclab.via_exit(peer, timeout=2)
 
 
 def table_present(cell):

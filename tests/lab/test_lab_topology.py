@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The local cell lab itself (lab/piclab.py): topology, idempotence, counters, exit, clean-up.
+"""The local cell lab itself (lab/piclab): topology, idempotence, counters, exit, clean-up.
 
 Runs its own lab instance (own namespace prefix and run dir), so it neither
 needs nor disturbs a lab started with the defaults (make lab-up, the session
@@ -19,8 +19,10 @@ import piclab  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='the lab needs root (network namespaces)')
 
-PREFIX = 'picltopo'
-RUN = '/run/piclab-topology-test'
+# its own instance next to the one PICLAB_PREFIX/PICLAB_RUN name (by default
+# picltopo in /run/piclab-topology-test)
+PREFIX = os.environ.get('PICLAB_PREFIX', 'picl') + 'topo'
+RUN = os.path.abspath(os.environ.get('PICLAB_RUN', '/run/piclab')) + '-topology-test'
 CELLS = 2
 
 
@@ -104,7 +106,7 @@ def test_nodes_have_private_wireguard_dirs(lab):
         os.stat(os.path.join(RUN, 'nodes', 'cell1', 'wireguard', 'wg0.sock')).st_ino
     # the interpreter wrapper Ansible uses runs inside the cell
     wrapper = piclab.python_wrapper('cell1')
-    proc = piclab._sh([wrapper, '-c', 'import os; print(" ".join(sorted(os.listdir("/sys/class/net"))))'])
+    proc = piclab.sh([wrapper, '-c', 'import os; print(" ".join(sorted(os.listdir("/sys/class/net"))))'])
     assert {'wan0', 'acc0', 'wg0'} <= set(proc.stdout.split())
     # exit client configs for the collection
     for v4only in (False, True):

@@ -176,7 +176,7 @@ def _supervised(cell):
 def _wg_exit_pids(cell):
     """The cell's userspace WireGuard exits (only this cell's: pids are the host's)."""
     out = cell.sh('pgrep', '-f', 'wireguard-go -f pic-', check=False).stdout.split()
-    return [int(p) for p in out if p.isdigit() and piclab._in_node(int(p), cell.name)]
+    return [int(p) for p in out if p.isdigit() and piclab.in_node(int(p), cell.name)]
 
 
 def exit_server_stopped(ctx):
@@ -226,7 +226,7 @@ def interface_deleted(ctx):
 
 def _restore_everything(ctx):
     for name in ('cell1', 'cell3'):
-        piclab._nft_replace(name, 'inet lab_nat', piclab._LAB_NAT)
+        piclab.public_nat(name)
         ctx['cells'][name].cli('restore')
 
 

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -13,20 +12,15 @@ import pytest
 
 from conftest import Cell, ROOT, piclab, wait_for
 from test_fleet_site import FLEET
-from test_site import playbook
+from exit_helpers import ANY_CELL, ansible_bin, ansible_env, playbook
 
 CELLS = ('cell1', 'cell2', 'cell3')
 
 
 def run_rollout(*extra, timeout=600):
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    env = dict(os.environ)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-    return subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook', '-i', FLEET,
+    return subprocess.run([ansible_bin('ansible-playbook'), '-i', FLEET,
                            os.path.join(ROOT, 'playbooks', 'rollout.yml')] + list(extra),
-                          capture_output=True, text=True, env=env, timeout=timeout)
+                          capture_output=True, text=True, env=ansible_env(), timeout=timeout)
 
 
 def registries():
@@ -39,7 +33,7 @@ def entry_point(cell):
 
 @pytest.fixture(scope='module', autouse=True)
 def fleet(lab):
-    playbook('-i', FLEET)
+    playbook(FLEET, hosts=ANY_CELL)
     assert wait_for(lambda: piclab.fetch('p1', 4) == piclab.exit_address(4), 15)
     yield
 
@@ -125,12 +119,9 @@ def test_interrupted_run_leaves_the_old_state():
                        {'name': 'p1', 'address': ['10.0.0.11/32', 'fd00:10::11/128'], 'connection': 'Exit WG'},
                        {'name': 'p2', 'address': ['10.0.0.12/32', 'fd00:10::12/128'], 'connection': 'Exit WG'}]},
                   handle)
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    env = dict(os.environ)
-    env.setdefault('ANSIBLE_COLLECTIONS_PATH', __import__('conftest')._BASE)
-    proc = subprocess.Popen([binary if os.path.exists(binary) else 'ansible-playbook', '-i', FLEET,
+    proc = subprocess.Popen([ansible_bin('ansible-playbook'), '-i', FLEET,
                              os.path.join(ROOT, 'playbooks', 'rollout.yml'), '-e', '@' + changed],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ansible_env(),
                             start_new_session=True)
     seen = ''
     deadline = time.time() + 120

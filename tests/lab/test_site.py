@@ -2,41 +2,28 @@
 """The connectivity role through playbooks/site.yml and the lab inventory, as an operator runs it.
 Runs after test_dataplane (file order): it leaves the cell's monitor running."""
 import os
-import re
-import subprocess
-import sys
 
 from conftest import ROOT, piclab, wait_for
-from test_dataplane import sources, via_exit, via_wan
+from exit_helpers import ANY_CELL, LAB_INVENTORY, playbook
+from piclab import sources, via_exit, via_wan
 
 
-def playbook(*extra):
-    env = dict(os.environ)
-    if 'ANSIBLE_COLLECTIONS_PATH' not in env:
-        from conftest import _BASE
-        env['ANSIBLE_COLLECTIONS_PATH'] = _BASE
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    if '-i' not in extra:
-        extra = ('-i', os.path.join(ROOT, 'lab', 'inventory', 'hosts.yml')) + extra
-    proc = subprocess.run([binary if os.path.exists(binary) else 'ansible-playbook',
-                           os.path.join(ROOT, 'playbooks', 'site.yml')] + list(extra),
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    changed = sum(int(n) for n in re.findall(r'cell\d+\s*:\s*ok=\d+\s+changed=(\d+)', proc.stdout))
-    return changed, proc.stdout
+def site(*extra):
+    """site.yml on the committed lab inventory: (changes of every cell, output)."""
+    return playbook(LAB_INVENTORY, None, *extra, hosts=ANY_CELL)
 
 
 def test_site_converges_the_lab_cell_idempotently(cell):
-    changed, out = playbook('--check')
+    changed, out = site('--check')
     assert changed > 0
-    changed, out = playbook('-vvv')
+    changed, out = site('-vvv')
     assert changed > 0
     with open(piclab.exit_config_path('cell1')) as handle:
         key = [line.split('=', 1)[1].strip() for line in handle if line.startswith('PrivateKey')][0]
     assert key not in out
     assert wait_for(lambda: via_exit('p1'), 15), sources('p1')
     assert via_exit('p2') and via_wan('p3')
-    changed, out = playbook()
+    changed, out = site()
     assert changed == 0, out[-3000:]
 
 
@@ -55,7 +42,7 @@ def test_site_restores_a_tampered_cell_library(cell):
     drift (content, mode, owner, a missing file, a file the collection no longer has) is restored."""
     lib = os.path.join(os.path.dirname(cell.state_dir), 'lib', 'pic_connectivity_lib')
     sources = os.path.join(ROOT, 'plugins', 'module_utils')
-    playbook()                                            # converged (the tests above did it already)
+    site()                                            # converged (the tests above did it already)
     assert os.path.isfile(os.path.join(lib, 'model.py')), lib
 
     def drift():
@@ -83,13 +70,13 @@ def test_site_restores_a_tampered_cell_library(cell):
     tampered = drift()
     assert tampered == ['errors.py', 'health.py', 'model.py', 'nft.py', 'stale_module.py']
 
-    changed, out = playbook('--check')
+    changed, out = site('--check')
     assert changed > 0 and drift() == tampered            # check mode changes nothing
     for name in ('errors.py', 'health.py', 'model.py', 'nft.py'):
         assert 'changed: [cell1] => (item=%s)' % name in out
     assert 'item=routing.py' not in out                   # an unchanged file is not even copied
 
-    changed, out = playbook()
+    changed, out = site()
     assert changed > 0 and drift() == [], out[-3000:]
-    changed, out = playbook()
+    changed, out = site()
     assert changed == 0, out[-3000:]

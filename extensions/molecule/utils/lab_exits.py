@@ -12,7 +12,7 @@ IPv4 and IPv6 are both checked, polling until every expectation holds or the
 timeout passes (a new tunnel takes a handshake). Prints JSON
 ``{"CELL/PEER": {"4": {"seen": ..., "expected": ..., "ok": ...}, "6": ...}}``
 and exits 1 unless every check holds. The lab follows PICLAB_PREFIX and
-PICLAB_RUN like lab/piclab.py itself.
+PICLAB_RUN like lab/piclab itself.
 """
 import argparse
 import json
