@@ -94,7 +94,10 @@ def test_an_interface_exit_is_created_once_with_its_secret_kept_apart(state_dir)
     if not shutil.which('wg') or not shutil.which('wireguard-go'):
         pytest.skip('wg and wireguard-go are needed')
     wg = args(state_dir, name='Exit WG', type='wireguard_ext',
-              config=keyed(address=['10.200.0.11/32'], allowed_ips=['0.0.0.0/0'], preshared_key=PSK))
+              config=keyed(address=['10.200.0.11/32'], allowed_ips=['0.0.0.0/0'], preshared_key=PSK,
+                           # wireguard-go's control sockets are shared by every namespace: a
+                           # name of this run's own, not the lab's pic-exit-wg
+                           interface='pic-ut%d' % (os.getpid() % 100000)))
 
     def scenario():
         first = run_module(pic_connection, wg)
