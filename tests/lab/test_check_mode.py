@@ -7,8 +7,17 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from conftest import ROOT, piclab, reset_cell, wait_for
 from exit_helpers import ansible_bin, ansible_env
+
+
+@pytest.fixture(scope='module', autouse=True)
+def bare_cell_after(cell):
+    """The last test converges the cell for real: later test files expect a bare gateway."""
+    yield
+    reset_cell(cell)
 
 
 def run_site(*extra):
