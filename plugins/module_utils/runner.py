@@ -11,6 +11,7 @@ __metaclass__ = type
 
 import json
 import os
+import sys
 
 from . import audit, model
 from .commits import Commits
@@ -168,7 +169,10 @@ def _source(module, planner):
     name = getattr(module, '_name', None) or ''
     if name.startswith('pic') or '.pic_' in name:
         return name.rsplit('.', 1)[-1]
-    return (getattr(planner, '__module__', None) or 'pic.connectivity').rsplit('.', 1)[-1]
+    where = getattr(planner, '__module__', None) or 'pic.connectivity'
+    if where == '__main__':   # the module run as a script: its file's name
+        where = os.path.splitext(os.path.basename(getattr(sys.modules['__main__'], '__file__', '') or where))[0]
+    return where.rsplit('.', 1)[-1]
 
 
 def journal(module, registry, planner, base_plan, changes, stale):

@@ -71,7 +71,8 @@ def test_records_show_before_and_after_without_fingerprint_keys():
     assert sorted(changed) == ['connections.tor', 'peers.a']
     assert changed['peers.a']['before'] is None and changed['peers.a']['after']['connection'] == 'tor'
     assert 'fingerprint_key' not in changed['connections.tor']['after']
-    assert audit.registry_changes(after, before)['peers.a']['after'] is None
+    undone = audit.registry_changes(before=after, after=before)
+    assert undone['peers.a']['after'] is None
 
 
 def test_secrets_are_masked_wherever_they_appear(tmp_path):
