@@ -66,6 +66,14 @@ options:
         and I(port_base + 2N + 1) (DNS) for its instance.
       - Cannot change while connections exist. When omitted, the registry's value is kept (C(12300) on a new cell).
     type: int
+  audit_actor:
+    description:
+      - Who asks for the change, as the controller says (for example C(alice@laptop)), written to the cell's
+        audit journal (C(audit.jsonl) in I(state_dir)) with every change the call makes. Not authenticated;
+        the journal also records the user the module runs as on the cell and sudo's C(SUDO_USER).
+      - The connectivity role fills it from the controller (C(pic_audit_actor), the controller's C(USER) and
+        host name). Printable text, at most 200 characters. Read-only modules ignore it.
+    type: str
 requirements:
   - python3 on the cell with pyroute2 (Debian C(python3-pyroute2)) and the nftables binding
     (Debian C(python3-nftables)) or the C(nft) command

@@ -10,6 +10,8 @@ connectivity role, with this directory copied as ``pic_connectivity_lib``):
   nftables set (never by rewriting the ruleset);
 * ``status``: the connections, their health and what carries each peer
   now, as tables (``--json`` for scripts; see status.py);
+* ``audit``: the recent entries of the audit journal (``-n N``, ``--json``;
+  see audit.py);
 * ``openvpn-up``: the up/down hook of an OpenVPN exit instance (addresses
   from OpenVPN's environment, then the connection's routes);
 * ``revert``: the timer of a confirmed commit (pic_commit).
@@ -29,7 +31,7 @@ import sys
 import threading
 import time
 
-from . import exits, model, openvpn
+from . import audit, exits, model, openvpn
 from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
@@ -280,6 +282,7 @@ class Monitor(object):
             doc = self.registry.load()
             runtime = self.registry.load_runtime()
             down = set(runtime.get('down') or [])
+            was_down = sorted(down)
             reasons = runtime.get('reasons') or {}
             cell = Cell(self.registry)
             try:
@@ -308,6 +311,7 @@ class Monitor(object):
                                'monitor_at': time.time()}
                 self.registry.save_runtime(new_runtime)
                 if changed or healed:
+                    journal_monitor(self.registry.state_dir, was_down, sorted(down), healed + changed)
                     for line in healed + changed:
                         print(line)  # pylint: disable=ansible-bad-function
                     sys.stdout.flush()
@@ -342,6 +346,18 @@ class Monitor(object):
         finally:
             guard.close()
         return 0
+
+
+def journal_monitor(state_dir, was_down, down, lines):
+    """The monitor's changes to the audit journal: the exits it marked down or up
+    again (fail-open peers moved) and what it put back in place."""
+    line = audit.entry('monitor', None, None, None, lines)
+    if was_down != down:
+        line['changed'] = {'runtime.down': {'before': was_down, 'after': down}}
+    try:
+        audit.Journal(state_dir).append(line)
+    except (OSError, PicError) as exc:
+        print('monitor: the audit journal was not written: %s' % exc, file=sys.stderr)  # pylint: disable=ansible-bad-function
 
 
 def _state_dir(cmd):
@@ -383,6 +399,27 @@ def _add_status(sub):
                      help='report a state directory that holds no cell as an empty cell instead of failing')
 
 
+def _add_audit(sub):
+    cmd = sub.add_parser('audit', help='the recent entries of the audit journal (who changed what, when)',
+                         description='The last entries of the cell\'s audit journal (audit.jsonl in the state '
+                                     'directory, rotated by size): each change a pic module, a commit revert or '
+                                     'the monitor made, when, the actor the controller gave, the user on the '
+                                     'cell, and the records before and after (never secrets). Oldest first.')
+    _state_dir(cmd)
+    cmd.add_argument('--json', action='store_true', help='print the entries as JSON, for scripts')
+    cmd.add_argument('-n', '--entries', type=int, default=20, metavar='N',
+                     help='how many of the most recent entries (default: %(default)s)')
+
+
+def print_audit(args):
+    entries = audit.Journal(args.state_dir).recent(args.entries)
+    if args.json:
+        print(json.dumps(entries, indent=1, sort_keys=True))  # pylint: disable=ansible-bad-function
+    else:
+        sys.stdout.write(audit.render(entries))
+    return 0
+
+
 def _add_hooks(sub):
     # OpenVPN's up/down hook: the connection's addresses and routes (OpenVPN's
     # environment), then OpenVPN's own arguments, which are ignored.
@@ -402,10 +439,11 @@ def _add_hooks(sub):
 def build_parser():
     parser = argparse.ArgumentParser(prog='pic-connectivity',
                                      description='Cell side of pic.connectivity: boot restore, exit monitor, '
-                                                 'status. Give a command\'s --help for its options.')
+                                                 'status, audit journal. Give a command\'s --help for its options.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     _add_restore_monitor(sub)
     _add_status(sub)
+    _add_audit(sub)
     _add_hooks(sub)
     return parser
 
@@ -434,6 +472,8 @@ def main(argv=None):
             return 0
         if args.command == 'status':
             return print_status(args)
+        if args.command == 'audit':
+            return print_audit(args)
         if args.command == 'openvpn-up':
             for line in openvpn.run_hook(Registry(args.state_dir), args.connection, os.environ):
                 print('openvpn-up %s: %s' % (args.connection, line))  # pylint: disable=ansible-bad-function

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 from .errors import PicError
@@ -132,10 +133,10 @@ class Commits(object):
         shutil.rmtree(snap, ignore_errors=True)
 
 
-def revert(registry, commit_id):
+def revert(registry, commit_id, source='pic_commit rollback', actor=None):
     """Put commit ``commit_id``'s snapshot back and converge the cell to it, under the
     registry lock: the connections the commit added go away, the ones it changed or
-    removed come back as they were."""
+    removed come back as they were. The revert goes to the audit journal."""
     from .dataplane import Cell
     commits = Commits(registry)
     with registry:
@@ -150,7 +151,17 @@ def revert(registry, commit_id):
                     changes.extend(cell.drop_wg(cid, conn['interface']))
         finally:
             cell.close()
+        record_revert(registry, '%s of commit %s' % (source, commit_id), actor, (now, before), changes)
     return changes
+
+
+def record_revert(registry, source, actor, docs, changes):
+    """Journal a revert; a journal that cannot be written does not stop it (said on stderr)."""
+    from . import audit
+    try:
+        audit.Journal(registry.state_dir).append(audit.entry(source, actor, docs[0], docs[1], changes))
+    except (OSError, PicError) as exc:
+        sys.stderr.write('pic-connectivity: the audit journal was not written: %s\n' % exc)
 
 
 def wait_and_revert(registry, commit_id, deadline):
@@ -164,6 +175,6 @@ def wait_and_revert(registry, commit_id, deadline):
     current = commits.pending()
     if current is None or current['id'] != commit_id:
         return []
-    changes = revert(registry, commit_id)
+    changes = revert(registry, commit_id, 'timer revert')
     write_atomic(commits.expired_path, json.dumps({'id': commit_id, 'at': time.time()}))
     return changes

@@ -146,7 +146,9 @@ def existing_id_of(doc, name, conn_id):
     taken = doc['connections'].get(conn_id)
     if taken is not None:
         raise PicError("gives the id %r, which is already the id of connection %r; choose a name that differs "
-                       "in its letters or digits" % (conn_id, taken['name']), 'name', name)
+                       "in its letters or digits (connections are not renamed: create the new one, move the peers "
+                       "and services with pic_peer_exit and pic_service_egress, then remove %r)"
+                       % (conn_id, taken['name'], taken['name']), 'name', name)
     return None
 
 

@@ -13,7 +13,8 @@ from .errors import PicError
 from .validation import check_peer_name, check_bool, check_bool_or_none, parse_network, find_overlaps
 
 
-BULK_KEYS = ('peer', 'address', 'connection', 'fail_open')
+BULK_KEYS = ('peer', 'address', 'connection', 'fail_open', 'state')
+STATES = ('present', 'absent')
 
 
 def normalize_items(raw, field='peers'):
@@ -30,11 +31,11 @@ def normalize_items(raw, field='peers'):
     for i, item in enumerate(raw):
         path = '%s[%d]' % (field, i)
         if not isinstance(item, dict):
-            raise PicError("must be a dict with peer, address, connection and fail_open", path, item)
+            raise PicError("must be a dict with peer, address, connection, fail_open and state", path, item)
         for key in item:
             if key not in BULK_KEYS and key != 'name':
                 raise PicError("is not a supported key (supported: peer or its alias name, address, connection, "
-                               "fail_open)", '%s.%s' % (path, key), item[key])
+                               "fail_open, state)", '%s.%s' % (path, key), item[key])
         peer = item.get('peer')
         if 'name' in item:
             if 'peer' in item and item['name'] != peer:
@@ -44,20 +45,42 @@ def normalize_items(raw, field='peers'):
         if peer is None:
             raise PicError("is required", path + '.peer')
         connection = item.get('connection')
-        if connection is None:
-            connection = model.DEFAULT
-        elif isinstance(connection, bool) or not isinstance(connection, (str, int)):
-            raise PicError("must be a connection name or id, or default", path + '.connection', connection)
-        items.append({'peer': peer, 'address': item.get('address'), 'connection': str(connection),
-                      'fail_open': check_bool(item.get('fail_open'), path + '.fail_open', none_ok=True, words=True)})
+        if connection is not None:
+            # None (no connection key): the peer keeps its connection (see plan())
+            if isinstance(connection, bool) or not isinstance(connection, (str, int)):
+                raise PicError("must be a connection name or id, or default", path + '.connection', connection)
+            connection = str(connection)
+        items.append({'peer': peer, 'address': item.get('address'), 'connection': connection,
+                      'fail_open': check_bool(item.get('fail_open'), path + '.fail_open', none_ok=True, words=True),
+                      'state': check_state(item.get('state'), path + '.state')})
     return items
+
+
+def check_state(value, field):
+    """``present`` (also for None) or ``absent``."""
+    if value is None:
+        return 'present'
+    if value not in STATES:
+        raise PicError("must be present or absent", field, value)
+    return value
+
+
+def _connection_of(doc, name, value, field):
+    """The connection id an item puts its peer on: ``value`` resolved, or, when
+    the item names none (None), the peer's current connection (``default`` for a
+    new peer), so an item that only changes ``fail_open`` keeps the connection."""
+    if value is None:
+        return (doc['peers'].get(name) or {}).get('connection') or model.DEFAULT
+    return resolve(doc, value, field)
 
 
 def plan(doc, items, purge=False, bulk=False):
     """Apply peer assignments to a copy of ``doc``.
 
     ``items``: dicts with ``peer``, ``address`` (list or None = keep),
-    ``connection`` (name/id/'default'/None) and ``fail_open`` (bool or None).
+    ``connection`` (name/id/'default'; None = keep the peer's, 'default' for a
+    new peer), ``fail_open`` (bool or None) and ``state`` (``absent`` removes
+    the peer from the registry: its addresses are free again).
     Returns (doc, [per-peer result]).
     """
     peers = dict((k, dict(v)) for k, v in doc['peers'].items())
@@ -72,7 +95,11 @@ def plan(doc, items, purge=False, bulk=False):
         if name in seen:
             raise PicError("peer listed twice (also at peers[%d])" % seen[name], prefix + 'peer', name)
         seen[name] = i
-        conn_id = resolve(doc, item.get('connection'), prefix + 'connection')
+        if check_state(item.get('state'), prefix + 'state') == 'absent':
+            peers.pop(name, None)
+            results.append(name)
+            continue
+        conn_id = _connection_of(doc, name, item.get('connection'), prefix + 'connection')
         fail_open = check_bool_or_none(item.get('fail_open'), prefix + 'fail_open')
         record = peers.get(name, {'name': name, 'address': []})
         addresses = item.get('address')

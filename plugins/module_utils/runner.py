@@ -11,8 +11,9 @@ __metaclass__ = type
 
 import json
 import os
+import sys
 
-from . import model
+from . import audit, model
 from .commits import Commits
 from .connections import check_overrides_not_foreign, resolve
 from .errors import PicError
@@ -37,6 +38,7 @@ def cell_argument_spec():
         table_base=dict(type='int'),
         priority_base=dict(type='int'),
         port_base=dict(type='int'),
+        audit_actor=dict(type='str'),
     )
 
 
@@ -143,7 +145,7 @@ def _apply(registry, cell, base, plan, save_doc):
     stale = sorted(cid for cid, wg in plan.wg.items()
                    if registry.read_secret(cid) != json.dumps(wg, sort_keys=True))
     if not stale and not save_doc and not plan.removed:
-        return cell.converge(plan.doc)   # nothing to save: the stored state as it is
+        return cell.converge(plan.doc), []   # nothing to save: the stored state as it is
     cell.check(plan.doc, pending=plan.wg)   # before any write: the kernel must take it
     snapshot = _snapshot(registry, stale + [r['id'] for r in plan.removed])
     registry.mark_pending()
@@ -159,7 +161,38 @@ def _apply(registry, cell, base, plan, save_doc):
         previous = base if snapshot[0][1] is not None else None   # None: the cell had no registry
         _roll_back(registry, cell, snapshot, previous, plan.doc, exc)
     registry.clear_pending()
-    return changes
+    return changes, stale
+
+
+def _source(module, planner):
+    """The module's name for the journal: Ansible's, else the planner's module."""
+    name = getattr(module, '_name', None) or ''
+    if name.startswith('pic') or '.pic_' in name:
+        return name.rsplit('.', 1)[-1]
+    where = getattr(planner, '__module__', None) or 'pic.connectivity'
+    if where == '__main__':   # the module run as a script: its file's name
+        where = os.path.splitext(os.path.basename(getattr(sys.modules['__main__'], '__file__', '') or where))[0]
+    return where.rsplit('.', 1)[-1]
+
+
+def journal(module, registry, planner, base_plan, changes, stale):
+    """Append the run's change to the audit journal (nothing when nothing
+    changed). Returns warnings: the change is made, a journal that cannot be
+    written does not undo it."""
+    base, plan = base_plan
+    if plan.doc == base and not changes and not stale:
+        return []
+    names = [(plan.doc['connections'].get(cid) or base['connections'].get(cid) or {}).get('name', cid)
+             for cid in stale]
+    line = audit.entry(_source(module, planner), module.params.get('audit_actor'), base, plan.doc, changes, names)
+    # what the module masks in its result and logs (its no_log values), and the plan's secrets
+    secrets = [form for secret in plan.secrets for form in mask_forms(secret)]
+    secrets.extend(v for v in getattr(module, 'no_log_values', ()) if isinstance(v, str) and len(v) >= 4)
+    try:
+        audit.Journal(registry.state_dir).append(line, secrets)
+    except (OSError, PicError) as exc:
+        return ['the change is made, but the audit journal was not written: %s' % exc]
+    return []
 
 
 def _sets_up_nothing(plan):
@@ -171,6 +204,7 @@ def transact(module, planner):
     """Run ``planner(doc) -> Plan`` under the registry lock and converge the cell."""
     from .dataplane import Cell
     registry = Registry(module.params['state_dir'])
+    audit.check_actor(module.params.get('audit_actor'))
     if module.check_mode and not os.path.isdir(registry.state_dir):
         registry_ctx = None
     else:
@@ -201,7 +235,9 @@ def transact(module, planner):
                     cell.check(plan.doc, pending=plan.wg)
                 changes = list(plan.deferred) + cell.converge(plan.doc, check_mode=True, pending=plan.wg)
             else:
-                changes = recovered + _apply(registry, cell, base, plan, registry_changed or fresh)
+                applied, stale = _apply(registry, cell, base, plan, registry_changed or fresh)
+                changes = recovered + applied
+                warnings.extend(journal(module, registry, planner, (base, plan), changes, stale))
         finally:
             cell.close()
     finally:

@@ -121,6 +121,7 @@ import os
 from ansible_collections.pic.connectivity.plugins.module_utils.commits import Commits, revert
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
+from ansible_collections.pic.connectivity.plugins.module_utils.audit import check_actor
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, cell_argument_spec, read_only
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import check_peer_name, parse_int
 
@@ -176,7 +177,7 @@ def apply(module):
         return dict(changed=False, pending=pending, changes=[])
     if module.check_mode:
         return dict(changed=True, pending=pending, changes=[])
-    changes = revert(registry, commit_id)
+    changes = revert(registry, commit_id, 'pic_commit rollback', check_actor(params.get('audit_actor')))
     return dict(changed=True, pending=commits.pending(), changes=changes)
 
 

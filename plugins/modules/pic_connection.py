@@ -19,6 +19,11 @@ description:
     it, C(wireguard-go) otherwise) with its routes in the connection's own table, never in C(main).
   - Deleting a connection that peers or services use fails, changes nothing and lists the users (the API's
     HTTP 409). Deleting a connection leaves its exit service installed.
+  - A connection is identified by its I(name); its id is the name's slug (C(Home VPN) gives C(home-vpn)), and
+    peers and services refer to the id. There is no rename. A different name is a different connection (the
+    old one keeps its peers), and a name whose slug is another connection's id (C(home vpn) next to
+    C(Home VPN)) is refused with a message saying so. To rename, create the new connection, move its peers
+    (M(pic.connectivity.pic_peer_exit)) and services, then delete the old one.
   - Every call also brings the cell's running data plane back to the registry, so a rule, route or nftables
     element deleted by hand is restored.
 author:

@@ -57,11 +57,22 @@ options:
     description: Probe every connection now.
     type: bool
     default: false
+  audit_entries:
+    description:
+      - How many of the most recent entries of the cell's audit journal (C(audit.jsonl) in I(state_dir)) to
+        return in RV(audit); C(0) returns none.
+    type: int
+    default: 20
 '''
 
 EXAMPLES = r'''
 - name: What carries each peer now
   pic.connectivity.pic_connectivity_info:
+  register: conn_info
+
+- name: Who changed what on the cell, the last 5 changes
+  pic.connectivity.pic_connectivity_info:
+    audit_entries: 5
   register: conn_info
 
 - name: Show blocked peers
@@ -101,9 +112,27 @@ monitor:
   returned: success
   type: dict
   sample: {down: [], reasons: {home-vpn: probe of 10.200.0.1 answered}, monitor_at: 1764003071.2}
+audit:
+  description:
+    - The last I(audit_entries) entries of the cell's audit journal, oldest first. Each holds C(time) (UTC),
+      C(source) (the module, a commit revert or C(monitor)), C(actor) (the I(audit_actor) the controller gave,
+      or null), C(cell_user) (the user on the cell and sudo's C(SUDO_USER)), C(changed) (per registry record,
+      C(before) and C(after); never secrets), C(secrets_changed) (names of connections whose secrets changed)
+      and C(changes) (what was done on the data plane).
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - time: '2026-11-30T05:20:01Z'
+      source: pic_peer_exit
+      actor: alice@laptop
+      cell_user: {user: root, sudo_user: admin}
+      changed: {peers.carol: {before: {name: carol, address: [10.0.0.4/32], connection: tor, fail_open: null},
+                              after: null}}
+      changes: [replace nftables table inet pic_connectivity]
 '''
 
-from ansible_collections.pic.connectivity.plugins.module_utils import model
+from ansible_collections.pic.connectivity.plugins.module_utils import audit, model
 from ansible_collections.pic.connectivity.plugins.module_utils.connections import users_of
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report, carrier
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
@@ -149,6 +178,7 @@ def gather(params, check_mode):
         'peers': dict((n, describe(p)) for n, p in doc['peers'].items()),
         'services': dict((n, describe(s)) for n, s in doc.get('services', {}).items()),
         'monitor': runtime,
+        'audit': audit.Journal(registry.state_dir).recent(params.get('audit_entries')),
     }
 
 
@@ -158,6 +188,7 @@ def main():
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
         allow_empty=dict(type='bool', default=False),
+        audit_entries=dict(type='int', default=20),
     )
     module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, lambda mod: dict(gather(mod.params, mod.check_mode), changed=False))

@@ -19,6 +19,17 @@ description:
     transaction.
   - Every call also brings the cell's running data plane back to the registry, so a rule, route or nftables
     element deleted by hand is restored.
+  - I(state=absent) removes a peer from the cell's registry, its nftables map elements with it, and frees its
+    addresses for another peer. A removed peer is unknown to the collection, like any peer the collection does
+    not manage, so its traffic (if its WireGuard key still works) uses the cell's default gateway; removing the
+    peer from the WireGuard server itself is the cell's business, not this module's.
+  - An item without I(connection) keeps the peer's current connection (the API's
+    C(PUT .../peers/<peer>/failopen)), so changing only I(fail_open) needs no connection; a new peer without
+    one goes on C(default). To put a peer back on the default gateway, say C(connection=default).
+  - Connections are identified by their name (their id is the name's slug, see
+    M(pic.connectivity.pic_connection)). There is no rename; a connection given a new name is a new connection,
+    the old one keeps its peers. To rename, create the new connection, move the peers to it with this module,
+    then remove the old one (removing it while peers use it fails and lists them).
 author:
   - PIC connectivity developers (@pic-cells)
 extends_documentation_fragment:
@@ -61,12 +72,20 @@ options:
   connection:
     description:
       - Name or id of the connection, or C(default) for the cell's default gateway.
+      - Omitted, the peer keeps its current connection (C(default) for a peer the cell does not know yet).
     type: str
-    default: default
   fail_open:
     description:
       - Per-peer override of the connection's fail mode; C(null) inherits the connection's.
     type: bool
+  state:
+    description:
+      - C(present) puts the peer on its connection; C(absent) removes the peer from the cell (its addresses
+        are free again; I(address), I(connection) and I(fail_open) are then ignored). Removing a peer the cell
+        does not know changes nothing.
+    type: str
+    choices: [present, absent]
+    default: present
   peers:
     description:
       - Bulk form, one item per peer, applied in one transaction. Mutually exclusive with I(peer).
@@ -85,15 +104,22 @@ options:
         type: list
         elements: str
       connection:
-        description: Connection name or id, or C(default).
+        description:
+          - Connection name or id, or C(default).
+          - Omitted, the peer keeps its current connection (C(default) for a new peer).
         type: str
-        default: default
       fail_open:
         description: Per-peer fail-open override; C(null) inherits the connection's.
         type: bool
+      state:
+        description: C(absent) removes the peer, as I(state) does.
+        type: str
+        choices: [present, absent]
+        default: present
   purge:
     description:
-      - Bulk form only. Peers the cell knows but I(peers) does not list go back to C(default).
+      - Bulk form only. Peers the cell knows but I(peers) does not list go back to C(default) (they stay
+        known to the cell, their addresses reserved; use I(state=absent) to remove a peer).
     type: bool
     default: false
   planned_connections:
@@ -124,6 +150,25 @@ EXAMPLES = r'''
     connection: home-vpn
     fail_open: true
 
+- name: Let bob fail open without restating his connection (the API's PUT .../peers/bob/failopen)
+  pic.connectivity.pic_peer_exit:
+    peer: bob
+    fail_open: true
+
+- name: Remove carol from the cell; her addresses are free for another peer
+  pic.connectivity.pic_peer_exit:
+    peer: carol
+    state: absent
+
+- name: Remove one peer and give its address to a new one, in one transaction
+  pic.connectivity.pic_peer_exit:
+    peers:
+      - peer: carol
+        state: absent
+      - peer: dave
+        address: [10.0.0.4/32]
+        connection: Home VPN
+
 - name: Assign every peer from inventory in one task; unlisted peers go back to default
   pic.connectivity.pic_peer_exit:
     peers: "{{ pic_peers }}"
@@ -134,7 +179,7 @@ RETURN = r'''
 peers:
   description:
     - The assignment, as the cell now runs it, of the named peer (single form) or of every peer the call
-      changed (bulk form).
+      changed (bulk form). A removed peer shows as C(peer) and C(state=absent) only.
   returned: success
   type: list
   elements: dict
@@ -150,6 +195,12 @@ changed_peers:
   type: list
   elements: str
   sample: [alice]
+removed_peers:
+  description: Names of the peers the call removed (or would remove in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: [carol]
 changes:
   description: What was (or in check mode would be) done on the cell's data plane.
   returned: always
@@ -185,6 +236,15 @@ def _deferred_public(new_doc, name, conn_id):
     return shown
 
 
+def _shown(new_doc, name, deferred):
+    """What the result and the diff's after show of peer ``name``."""
+    if name not in new_doc['peers']:
+        return {'peer': name, 'state': 'absent'}
+    if name in deferred:
+        return _deferred_public(new_doc, name, deferred[name])
+    return peers.public(new_doc, name)
+
+
 def planner(params, check_mode=False):
     bulk = params.get('peers') is not None
 
@@ -193,18 +253,19 @@ def planner(params, check_mode=False):
             items = peers.normalize_items(params['peers'])
         else:
             items = [{'peer': params['peer'], 'address': params['address'], 'connection': params['connection'],
-                      'fail_open': params['fail_open']}]
+                      'fail_open': params['fail_open'], 'state': params['state']}]
         items, deferred = defer_planned(doc, items, params.get('planned_connections'), check_mode)
         new_doc, names = peers.plan(doc, items, purge=params['purge'], bulk=bulk)
+        removed = sorted(n for n in doc['peers'] if n not in new_doc['peers'])
         changed = sorted(set(n for n in new_doc['peers'] if doc['peers'].get(n) != new_doc['peers'][n])
-                         | set(n for n, cid in deferred.items() if (doc['peers'].get(n) or {}).get('connection') != cid))
+                         | set(n for n, cid in deferred.items() if (doc['peers'].get(n) or {}).get('connection') != cid)
+                         | set(removed))
         # The bulk form returns the peers it changed (a no-op run over thousands of
         # peers returns nothing to echo); the single form returns its peer.
         changed_set = set(changed)
         shown = names if not bulk else [n for n in names if n in changed_set]
-        public = dict((n, _deferred_public(new_doc, n, deferred[n]) if n in deferred else peers.public(new_doc, n))
-                      for n in set(shown) | set(changed))
-        result = {'peers': [public[n] for n in shown], 'changed_peers': changed}
+        public = dict((n, _shown(new_doc, n, deferred)) for n in set(shown) | set(changed))
+        result = {'peers': [public[n] for n in shown], 'changed_peers': changed, 'removed_peers': removed}
         if bulk:
             # What -vvv shows as the task's arguments: the peer list is not echoed
             # back (with thousands of peers, AnsibleModule's walk of it for no_log
@@ -226,8 +287,9 @@ def main():
     argument_spec.update(
         peer=dict(type='str'),
         address=dict(type='list', elements='str'),
-        connection=dict(type='str', default='default'),
+        connection=dict(type='str'),
         fail_open=dict(type='bool'),
+        state=dict(type='str', choices=['present', 'absent'], default='present'),
         # The items are checked by peers.normalize_items(), in one pass, with the
         # dotted path of a bad field (see the documented suboptions).
         peers=dict(type='list', elements='dict'),

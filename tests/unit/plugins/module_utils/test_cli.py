@@ -136,3 +136,38 @@ def test_the_verdict_of_an_interface_exit_without_its_interface(tmp_path):
     _settings, layout = model.normalize_settings(None)
     conn = {'id': 'x', 'type': 'wireguard_ext', 'interface': 'pic-nosuch', 'index': 1, 'config': {}}
     assert in_netns(monitor.verdict, conn, layout) == (True, 'interface pic-nosuch is missing')
+
+
+def test_audit_prints_the_recent_entries_as_text_and_json(tmp_path):
+    from ansible_collections.pic.connectivity.plugins.module_utils import audit
+    state = str(tmp_path)
+    journal = audit.Journal(state)
+    for i in range(3):
+        line = audit.entry('pic_peer_exit', 'alice@laptop', None, None, ['change %d' % i], now=i)
+        line['changed'] = {'peers.p%d' % i: {'before': None, 'after': {'connection': 'tor'}}}
+        journal.append(line)
+    code, out, _err = command('audit', '--state-dir', state, '-n', '2')
+    assert code == 0 and 'change 0' not in out
+    assert '1970-01-01T00:00:02Z  pic_peer_exit  by alice@laptop' in out and 'peers.p2: (none) -> ' in out
+    code, out, _err = command('audit', '--json', '--state-dir', state)
+    assert code == 0 and [e['changes'] for e in json.loads(out)] == [['change 0'], ['change 1'], ['change 2']]
+    code, out, _err = command('audit', '--state-dir', str(tmp_path / 'nothing'))
+    assert code == 0 and out == 'no audit entries\n'
+
+
+def test_audit_has_help():
+    with pytest.raises(SystemExit):
+        command('audit', '--help')
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.main(['audit', '--help'])
+    assert '--json' in out.getvalue() and '-n N' in out.getvalue()
+
+
+def test_the_monitor_journals_what_it_changes(tmp_path):
+    from ansible_collections.pic.connectivity.plugins.module_utils import audit
+    cli.journal_monitor(str(tmp_path), [], ['tor'], ['tor down: fail-open peers to the default gateway'])
+    cli.journal_monitor(str(tmp_path), ['tor'], ['tor'], ['put back ip rule'])
+    first, second = audit.Journal(str(tmp_path)).recent(5)
+    assert first['source'] == 'monitor' and first['changed'] == {'runtime.down': {'before': [], 'after': ['tor']}}
+    assert second['changed'] == {} and second['changes'] == ['put back ip rule']

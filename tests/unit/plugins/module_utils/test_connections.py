@@ -185,3 +185,23 @@ def test_the_openvpn_fingerprint_is_no_offline_test_of_a_password_guess():
     assert same['config']['fingerprint'] == record['config']['fingerprint'] and again == doc
     _doc, other, _p, _s, _r = connections.plan(doc, {'name': 'Home VPN', 'config': dict(config, password='hunter3')})
     assert other['config']['fingerprint'] != record['config']['fingerprint']
+
+
+def test_a_look_alike_name_is_refused_saying_connections_are_not_renamed():
+    doc, _rec, _p, _s, _r = connections.plan(empty(), {'name': 'Tor exit', 'type': 'tor'})
+    with pytest.raises(PicError) as err:
+        connections.plan(doc, {'name': 'tor-exit', 'type': 'tor'})
+    assert 'not renamed' in err.value.msg and "'Tor exit'" in err.value.msg
+
+
+def test_a_new_name_is_a_new_connection_and_the_old_keeps_its_peers():
+    from ansible_collections.pic.connectivity.plugins.module_utils import peers
+    doc, _rec, _p, _s, _r = connections.plan(empty(), {'name': 'Old', 'type': 'proxy',
+                                                       'config': {'proxy_type': 'socks5', 'host': '192.0.2.1', 'port': 1080}})
+    doc, _names = peers.plan(doc, [{'peer': 'a', 'address': ['10.0.0.7'], 'connection': 'Old'}])
+    doc, _rec, _p, _s, _r = connections.plan(doc, {'name': 'New', 'type': 'proxy',
+                                                   'config': {'proxy_type': 'socks5', 'host': '192.0.2.1', 'port': 1080}})
+    assert sorted(doc['connections']) == ['new', 'old'] and doc['peers']['a']['connection'] == 'old'
+    with pytest.raises(PicError) as err:
+        connections.plan(doc, {'name': 'Old', 'state': 'absent'})
+    assert 'in use by peer a' in err.value.msg

@@ -91,10 +91,12 @@ def test_bulk_items_are_read_as_ansible_would():
         {'peer': 'b', 'connection': 'Tor', 'fail_open': 0},
         {'peer': 'c', 'name': 'c', 'fail_open': None},
     ])
+    # issue 13: an item without connection keeps the peer's (None here; peers.plan() resolves it to the
+    # peer's current connection, 'default' for a new peer); state defaults to present
     assert items == [
-        {'peer': 'a', 'address': '10.0.0.2', 'connection': 'default', 'fail_open': True},
-        {'peer': 'b', 'address': None, 'connection': 'Tor', 'fail_open': False},
-        {'peer': 'c', 'address': None, 'connection': 'default', 'fail_open': None},
+        {'peer': 'a', 'address': '10.0.0.2', 'connection': None, 'fail_open': True, 'state': 'present'},
+        {'peer': 'b', 'address': None, 'connection': 'Tor', 'fail_open': False, 'state': 'present'},
+        {'peer': 'c', 'address': None, 'connection': None, 'fail_open': None, 'state': 'present'},
     ]
 
 

@@ -55,3 +55,42 @@ def test_fuzz_peer_address_and_name(value):
             continue
         for name, record in doc['peers'].items():
             assert not CONTROL.search(name) and not any(CONTROL.search(a) or '%' in a for a in record['address'])
+
+
+# -- peer lifecycle (issue 13) ------------------------------------------------------------------
+
+def _with_tor_peer():
+    doc = empty()
+    doc['connections']['tor'] = {'id': 'tor', 'name': 'Tor', 'type': 'tor', 'index': 0, 'table': 100, 'mark': 1}
+    doc, _r = peers.plan(doc, [{'peer': 'a', 'address': ['10.0.0.7'], 'connection': 'Tor'}])
+    return doc
+
+
+def test_absent_removes_the_peer_and_frees_its_address():
+    doc = _with_tor_peer()
+    new, names = peers.plan(doc, [{'peer': 'a', 'state': 'absent'},
+                                  {'peer': 'b', 'address': ['10.0.0.7'], 'connection': 'tor'}])
+    assert names == ['a', 'b'] and sorted(new['peers']) == ['b']
+    assert 'a' in doc['peers']   # the given document is not changed
+
+
+def test_absent_of_an_unknown_peer_is_no_change():
+    doc = _with_tor_peer()
+    new, _names = peers.plan(doc, [{'peer': 'nobody', 'state': 'absent'}])
+    assert new['peers'] == doc['peers']
+
+
+def test_a_missing_connection_keeps_the_peers_and_a_new_peer_gets_default():
+    doc = _with_tor_peer()
+    new, _names = peers.plan(doc, [{'peer': 'a', 'fail_open': True}, {'peer': 'n', 'address': ['10.0.0.8']}])
+    assert new['peers']['a']['connection'] == 'tor' and new['peers']['a']['fail_open'] is True
+    assert new['peers']['n']['connection'] == 'default'
+
+
+def test_normalize_items_keeps_a_missing_connection_as_none_and_checks_state():
+    items = peers.normalize_items([{'name': 'a', 'fail_open': 'yes'}, {'peer': 'b', 'state': 'absent'}])
+    assert items[0]['connection'] is None and items[0]['state'] == 'present' and items[0]['fail_open'] is True
+    assert items[1]['state'] == 'absent'
+    with pytest.raises(PicError) as err:
+        peers.normalize_items([{'peer': 'a', 'state': 'deleted'}])
+    assert err.value.msg.startswith('peers[0].state:')

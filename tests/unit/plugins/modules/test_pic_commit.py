@@ -98,3 +98,18 @@ def test_rollback_puts_the_snapshot_back(state_dir, libnftables):
     assert rolled['changed'] is True and rolled['pending'] is None
     assert again['changed'] is False
     assert sorted(doc['connections']) == ['tor']
+
+
+def test_a_rollback_is_journalled_with_its_actor(state_dir, libnftables):
+    from ansible_collections.pic.connectivity.plugins.module_utils import audit
+
+    def scenario():
+        commit(state_dir, 'begin', id='r2', timeout=60)
+        saved_registry(state_dir, {'name': 'Tor', 'type': 'tor', 'config': {}},
+                       {'name': 'Proxy', 'type': 'proxy', 'config': {'host': '192.0.2.10', 'port': 1080}})
+        commit(state_dir, 'rollback', id='r2', audit_actor='bob@ops')
+        return audit.Journal(state_dir).recent(5)
+    entries = in_netns(scenario)
+    last = entries[-1]
+    assert last['source'] == 'pic_commit rollback of commit r2' and last['actor'] == 'bob@ops'
+    assert last['changed']['connections.proxy']['after'] is None
