@@ -248,6 +248,21 @@ options:
       - Defaults to C(true) for C(tor) and C(false) for every other type when the connection is created;
         when omitted later, the stored value is kept. Peers can override it with M(pic.connectivity.pic_peer_exit).
     type: bool
+  fallback:
+    description:
+      - Ordered failover. The connections (names or ids) that carry this connection's peers and services, in
+        this order, while the cell's monitor holds it down. The first of them that is not down itself carries
+        them, with its own exit, DNS and kill switch (a fail-closed peer leaves by that fallback's interface or
+        not at all); only when none works does the fail mode apply (blocked, or the default gateway for fail-open
+        users). When the connection is up again (the monitor's I(health_recover_after)), they go back to it.
+      - The monitor switches at runtime, without a playbook run, in one nftables transaction.
+      - Each must exist, not be this connection nor C(default), be named once, and not fall back to this
+        connection (directly or through its own fallbacks). Fallbacks are not transitive - a fallback's own
+        fallbacks are not used for this connection's peers.
+      - A connection that is another's fallback cannot be deleted until it is removed from that list.
+      - When omitted, the stored list is kept; C([]) removes it.
+    type: list
+    elements: str
   mark:
     description:
       - Pin the connection's packet mark. It must lie inside I(mark_mask) below the kill bit, and may not be the
@@ -290,6 +305,11 @@ EXAMPLES = r'''
       peer_public_key: "{{ us_exit_server_pubkey }}"
       endpoint: 198.51.100.7:51820
       allowed_ips: [0.0.0.0/0, "::/0"]
+
+- name: A second exit that carries the peers of Home VPN while it is down, before they are blocked
+  pic.connectivity.pic_connection:
+    name: Home VPN
+    fallback: [US Exit]
 
 - name: Delete a connection (fails and lists its users while peers still use it)
   pic.connectivity.pic_connection:
@@ -343,6 +363,11 @@ connection:
       description: The configuration without secrets, with a fingerprint that changes when a secret changes.
       type: dict
       sample: {"address": ["10.64.0.2"], "fingerprint": "3f2a9c1d0b7e4a55"}
+    fallback:
+      description: The ids of the connections that carry its users while it is down, in order.
+      type: list
+      elements: str
+      sample: ["us-exit"]
 removed:
   description: The connection this call deleted (as C(connection) was before), so that a role can stop its instance.
   returned: when a connection was deleted
@@ -393,6 +418,7 @@ def main():
         fail_open=dict(type='bool'),
         mark=dict(type='int'),
         table=dict(type='int'),
+        fallback=dict(type='list', elements='str'),
     )
     module = build_module(argument_spec, secrets_of=config_secrets(connections.secrets_in), supports_check_mode=True)
     run(module, planner(module.params))
