@@ -29,6 +29,10 @@ import pytest
 
 from conftest import (ROOT, FlowCounter, Senders, VirtualPeer, add_virtual_peers, piclab, remove_virtual_peers,
                       reset_cell, wait_for)
+from exit_helpers import inventory_dir, playbook, server_plugin
+
+PROXIES = server_plugin('proxies')
+SOCKS = 'Exit SOCKS'
 
 PRIMARY, FALLBACK = 'Primary', 'Fallback'
 PRIMARY_SRC, FALLBACK_SRC = piclab.exit_client_address('cell1', 4), piclab.exit_client_address('cell1', 4, True)
@@ -82,11 +86,47 @@ def fault(src, on):
                    'iifname', 'wg0', family, 'saddr', address, 'drop')
 
 
+# What leaves the cell by its WAN interface towards a peer's destination: the kill switch
+# at the cell itself (a fail-closed peer's count must stay 0).
+_CELL_WAN = """table inet fo_wan {
+    set out4 { type ipv4_addr; flags dynamic; counter; size 64; }
+    set out6 { type ipv6_addr; flags dynamic; counter; size 64; }
+    chain postrouting {
+        type filter hook postrouting priority 400; policy accept;
+        oifname "%s" update @out4 { ip daddr }
+        oifname "%s" update @out6 { ip6 daddr }
+    }
+}
+""" % (piclab.WAN_IF, piclab.WAN_IF)
+
+
+def wan_out(vpeer):
+    """Packets the cell sent out of its WAN interface to ``vpeer``'s destinations."""
+    cp = piclab.run('cell1', 'nft', '-j', 'list', 'table', 'inet', 'fo_wan', check=False)
+    total = 0
+    for item in json.loads(cp.stdout or '{}').get('nftables', []):
+        for elem in (item.get('set') or {}).get('elem', []):
+            inner = elem.get('elem', {})
+            if inner.get('val') in (vpeer.dst4, vpeer.dst6):
+                total += (inner.get('counter') or {}).get('packets', 0)
+    return total
+
+
+# A packet that went through an exit tunnel reaches the internet from the exit server's
+# address, or (the exit server's masquerade skips what its conntrack finds invalid, say the
+# late FIN of a flow it forgot while its tunnel was faulted) from the tunnel address.
+THROUGH_AN_EXIT = (piclab.exit_address(4), piclab.exit_address(6), PRIMARY_SRC, PRIMARY_SRC6, FALLBACK_SRC)
+
+
 def leaked(counter, vpeer):
-    """Packets of ``vpeer`` that reached the internet from another source than the exit server."""
-    allowed = (piclab.exit_address(4), piclab.exit_address(6))
-    return dict((src, n) for (src, dst), n in counter.sample().items()
-                if dst in (vpeer.dst4, vpeer.dst6) and src not in allowed and n)
+    """Packets of ``vpeer`` out of the cell's WAN interface, and those that reached the
+    internet from another source than through an exit (the cell's WAN address, the peer's own)."""
+    found = dict((src, n) for (src, dst), n in counter.sample().items()
+                 if dst in (vpeer.dst4, vpeer.dst6) and src not in THROUGH_AN_EXIT and n)
+    out = wan_out(vpeer)
+    if out:
+        found['out of the cell\'s WAN interface'] = out
+    return found
 
 
 def from_wan(counter, vpeer):
@@ -120,20 +160,39 @@ def held_down(cell):
 
 
 @pytest.fixture(scope='module')
-def failover(cell):
-    reset_cell(cell)
+def traffic(lab):
+    """A fail-closed and a fail-open virtual peer of p1, counted at the exit server and the internet."""
     piclab._nft_replace('wgexit', 'inet failover', _EXIT_TABLE)
-    vclosed = VirtualPeer(40, 'cell1', 'p1', 'fo-closed', connection=PRIMARY)
-    vopen = VirtualPeer(41, 'cell1', 'p1', 'fo-open', connection=PRIMARY, fail_open=True)
+    vclosed = VirtualPeer(40, 'cell1', 'p1', 'fo-closed')
+    vopen = VirtualPeer(41, 'cell1', 'p1', 'fo-open', fail_open=True)
     vpeers = [vclosed, vopen]
     add_virtual_peers(vpeers)
     counter = FlowCounter(vpeers)
     counter.install()
+    piclab._nft_replace('cell1', 'inet fo_wan', _CELL_WAN)
+    try:
+        yield vclosed, vopen, counter
+    finally:
+        piclab.run('cell1', 'nft', 'delete', 'table', 'inet', 'fo_wan', check=False)
+        counter.remove()
+        remove_virtual_peers(vpeers)
+        piclab.run('wgexit', 'nft', 'delete', 'table', 'inet', 'failover', check=False)
+
+
+def peer_records(vpeers, conn):
+    return [dict(v.record, peer=v.name, address=v.addresses(), connection=conn) for v in vpeers]
+
+
+@pytest.fixture
+def failover(cell, traffic):
+    reset_cell(cell)
+    vclosed, vopen, counter = traffic
+    vpeers = [vclosed, vopen]
     for name, v4only in ((PRIMARY, False), (FALLBACK, True)):
         cell.module('pic_connection', {'name': name, 'type': 'wireguard_ext',
                                        'config': {'wg_config': exit_conf(v4only), 'health_target': piclab.EXIT_TUN_V4}})
     cell.module('pic_connection', {'name': PRIMARY, 'fallback': [FALLBACK]})
-    cell.module('pic_peer_exit', {'peers': [dict(v.record, peer=v.name, address=v.addresses()) for v in vpeers]})
+    cell.module('pic_peer_exit', {'peers': peer_records(vpeers, PRIMARY)})
     monitor = cell.cli('monitor', '--interval', '0.5', '--fail-after', '2', '--recover-after', '2', background=True)
     senders = Senders(vpeers, SEND_INTERVAL)
     try:
@@ -148,9 +207,6 @@ def failover(cell):
         cell.module('pic_connection', {'name': PRIMARY, 'fallback': []})
         for name in (PRIMARY, FALLBACK):
             cell.module('pic_connection', {'name': name, 'state': 'absent'})
-        counter.remove()
-        remove_virtual_peers(vpeers)
-        piclab.run('wgexit', 'nft', 'delete', 'table', 'inet', 'failover', check=False)
 
 
 def test_interface_to_interface_failover_and_back_never_leaks(failover):
@@ -179,6 +235,7 @@ def test_interface_to_interface_failover_and_back_never_leaks(failover):
     times['both_down_to_wan_fail_open'] = arrival(lambda: {'wan': from_wan(counter, vopen)}, 'wan', start)
     assert times['both_down_to_wan_fail_open'] is not None and from_wan(counter, vopen) > wan_before
     assert held_down(cell) == ['fallback', 'primary']
+    assert wan_out(vopen) > 0                          # the cell-side counter counts
     assert leaked(counter, vclosed) == {}
 
     # 3. Fallback recovers: it carries both again
@@ -199,18 +256,93 @@ def test_interface_to_interface_failover_and_back_never_leaks(failover):
     assert held_down(cell) == []
 
     assert leaked(counter, vclosed) == {}, 'the fail-closed peer leaked'
-    record(times)
+    assert counter.sample().get((piclab.exit_address(4), vclosed.dst4), 0) > 0     # the counter counts
+    record('wireguard_ext->wireguard_ext', times, 'interval 0.5 s, fail after 2, recover after 2')
 
 
-def record(times):
-    print('failover times (s): %s' % json.dumps(times, sort_keys=True))
+def proxy_vars(vpeers, state='present'):
+    info = PROXIES.info(PROXIES.SOCKS_NODE)
+    socks = {'name': SOCKS, 'type': 'proxy', 'fallback': [FALLBACK],
+             'config': dict((k, info[k]) for k in ('host', 'port', 'proxy_type', 'username', 'password'))}
+    fallback = {'name': FALLBACK, 'type': 'wireguard_ext',
+                'config': {'wg_config': exit_conf(True), 'health_target': piclab.EXIT_TUN_V4}}
+    if state == 'absent':
+        # (a connection before its fallback: a fallback still named is not deleted)
+        return {'pic_connections': [{'name': SOCKS, 'state': 'absent'}, {'name': FALLBACK, 'state': 'absent'}],
+                'pic_peers': [], 'pic_purge_peers': True}
+    return {'pic_connections': [socks, fallback], 'pic_peers': [dict(v.record, name=v.name, address=v.addresses(),
+                                                                     connection=SOCKS) for v in vpeers],
+            'pic_purge_peers': True}
+
+
+@pytest.fixture
+def proxy_failover(cell, traffic):
+    reset_cell(cell)
+    vclosed, vopen, counter = traffic
+    PROXIES.start_socks()
+    inventory = inventory_dir()
+    playbook(inventory, proxy_vars([vclosed, vopen]))
+    senders = Senders([vclosed, vopen], SEND_INTERVAL)
+    try:
+        yield cell, vclosed, vopen, counter
+    finally:
+        senders.stop()
+        PROXIES.start_socks()
+        playbook(inventory, proxy_vars([vclosed, vopen], 'absent'))
+
+
+def test_proxy_to_interface_failover_and_back_never_leaks(proxy_failover):
+    """The SOCKS proxy stops (its instance's guard stops redsocks, the monitor of the
+    role holds the connection down): the peers go through the WireGuard fallback, and
+    back through the proxy when it answers again."""
+    cell, vclosed, vopen, counter = proxy_failover
+    proxy = PROXIES.address(PROXIES.SOCKS_NODE, 4)
+    allowed = (proxy, piclab.exit_address(4), piclab.exit_address(6))
+
+    def arrived(vpeer):
+        return lambda: dict((src, n) for (src, dst), n in counter.sample().items() if dst == vpeer.dst4)
+
+    def proxy_leaks():
+        found = dict((k, n) for k, n in counter.sample().items()
+                     if k[1] in (vclosed.dst4, vclosed.dst6) and k[0] not in allowed + THROUGH_AN_EXIT and n)
+        if wan_out(vclosed):
+            found['out of the cell\'s WAN interface'] = wan_out(vclosed)
+        return found
+    times = {}
+    print('proxy: before: wan_out %d, leaks %r' % (wan_out(vclosed), proxy_leaks()))
+    assert wait_for(lambda: growing(arrived(vclosed), proxy) and growing(arrived(vopen), proxy), 30), \
+        (arrived(vclosed)(), cell.nft_table())
+    print('proxy: up: wan_out %d, leaks %r' % (wan_out(vclosed), proxy_leaks()))
+    assert proxy_leaks() == {}, (cell.nft_table(), cell.sh('ip', 'rule').stdout, held_down(cell))
+    start = time.monotonic()
+    PROXIES.stop_socks()
+    times['proxy_down_to_fallback'] = arrival(arrived(vclosed), piclab.exit_address(4), start, 30)
+    assert times['proxy_down_to_fallback'] is not None, (held_down(cell), arrived(vclosed)())
+    assert wait_for(lambda: growing(arrived(vopen), piclab.exit_address(4)), 10), arrived(vopen)()
+    assert wait_for(lambda: growing(closed_via_exit(vclosed), FALLBACK_SRC), 10)
+    assert not growing(arrived(vopen), piclab.wan_address('cell1', 4)), 'the fail-open peer went to the WAN'
+    assert proxy_leaks() == {}
+    start = time.monotonic()
+    PROXIES.start_socks()
+    times['proxy_up_to_proxy'] = arrival(arrived(vclosed), proxy, start, 30)
+    assert times['proxy_up_to_proxy'] is not None, (held_down(cell), arrived(vclosed)())
+    assert wait_for(lambda: not growing(arrived(vclosed), piclab.exit_address(4)), 10), arrived(vclosed)()
+    assert proxy_leaks() == {}, 'the fail-closed peer leaked'
+    record('proxy->wireguard_ext', times, "the role's monitor (interval 1 s, fail after 2, recover after 2)")
+
+
+def closed_via_exit(vpeer):
+    return lambda: via(vpeer.dst4)
+
+
+def record(transition, times, monitor):
+    print('%s failover times (s): %s' % (transition, json.dumps(times, sort_keys=True)))
     os.makedirs(OUT_DIR, exist_ok=True)
     path = os.path.join(OUT_DIR, 'failover-times.json')
     data = {}
     if os.path.exists(path):
         with open(path) as handle:
             data = json.load(handle)
-    data['wireguard_ext->wireguard_ext'] = dict(times, monitor='interval 0.5 s, fail after 2, recover after 2',
-                                                at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+    data[transition] = dict(times, monitor=monitor, at=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     with open(path, 'w') as handle:
         json.dump(data, handle, indent=1, sort_keys=True)

@@ -201,3 +201,16 @@ def test_the_cell_switches_the_carrier_and_lists_it_back(tmp_path, libnftables, 
     assert listed['maps']['carry'] == model.carry_elements(doc, layout, ['tor'])
     assert listed['sets']['down_open'] == set([doc['connections']['tor']['mark']])
     assert both == ['down connections now: tor, proxy'] and after['maps']['carry'] == {}
+
+
+def test_status_says_which_fallback_carries_a_peer(doc, tmp_path):
+    from ansible_collections.pic.connectivity.plugins.module_utils import status
+    registry = Registry(str(tmp_path / 'state'))
+    registry.save(doc)
+    registry.save_runtime({'down': ['primary'], 'monitor_at': 1000.0})
+    data = status.gather(registry.state_dir, now=1001.0, addresses_of=lambda _i: None)
+    assert data['peers']['closed']['fallback'] == 'second' and data['peers']['closed']['carried_by'] == 'exit'
+    assert 'exit Second (fallback: Primary is down)' in status.render(data)
+    registry.save_runtime({'down': ['primary', 'second', 'third'], 'monitor_at': 1000.0})
+    data = status.gather(registry.state_dir, now=1001.0, addresses_of=lambda _i: None)
+    assert data['peers']['closed']['fallback'] is None and data['peers']['closed']['carried_by'] == 'blocked'
