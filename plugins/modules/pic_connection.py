@@ -263,6 +263,14 @@ options:
       - When omitted, the stored list is kept; C([]) removes it.
     type: list
     elements: str
+  planned_connections:
+    description:
+      - Check mode only. Connections that earlier tasks of the run create, which I(fallback) may name (or which
+        this call may be, setting only I(fallback)) although the check-mode run did not create them; they are
+        reported as deferred. Any other unknown connection is an error, as in a real run.
+    type: list
+    elements: str
+    default: []
   mark:
     description:
       - Pin the connection's packet mark. It must lie inside I(mark_mask) below the kill bit, and may not be the
@@ -388,11 +396,33 @@ changes:
 
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, exits
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
-    Plan, build_module, cell_argument_spec, config_secrets, run)
+    Plan, build_module, cell_argument_spec, config_secrets, planned_argument_spec, planned_connection, run)
 
 
-def planner(params):
+def defer_planned_fallbacks(doc, params, check_mode):
+    """Check mode: the connection, or fallbacks of it, that an earlier task of the run
+    creates (``planned_connections``) are not on the cell yet. Returns (params to
+    plan with, what is deferred); a deferred connection is not planned at all (None)."""
+    planned = params.get('planned_connections')
+    if params.get('fallback') is None or not check_mode or not planned:
+        return params, []
+    if params.get('type') is None and planned_connection(doc, params.get('name'), planned, check_mode):
+        return None, ['set the fallbacks of connection %s, which an earlier task of this run creates'
+                      % params['name']]
+    kept = [f for f in params['fallback'] if not planned_connection(doc, f, planned, check_mode)]
+    later = ['fall back to connection %s, which an earlier task of this run creates' % f
+             for f in params['fallback'] if f not in kept]
+    return dict(params, fallback=kept), later
+
+
+def planner(params, check_mode=False):
     def _plan(doc):
+        planning, later = defer_planned_fallbacks(doc, params, check_mode)
+        if planning is None:
+            return Plan(doc, {'connection': None}, {'before': {}, 'after': {}}, deferred=later)
+        return _plan_call(doc, planning, later)
+
+    def _plan_call(doc, params, later):
         before = doc['connections'].get(connections.slugify(params['name'])) if params.get('name') else None
         for conn in doc['connections'].values():
             if conn['name'] == params.get('name'):
@@ -404,7 +434,8 @@ def planner(params):
         diff = {'before': connections.public_result(before, doc['settings']) or {},
                 'after': result['connection'] or {}}
         wg = {record['id']: payload} if record and exits.cell_runs_wireguard(record['type']) and payload else {}
-        return Plan(new_doc, result, diff, wg=wg, removed=[removed] if removed else [], secrets=secrets)
+        return Plan(new_doc, result, diff, wg=wg, removed=[removed] if removed else [], secrets=secrets,
+                    deferred=later)
     return _plan
 
 
@@ -419,9 +450,10 @@ def main():
         mark=dict(type='int'),
         table=dict(type='int'),
         fallback=dict(type='list', elements='str'),
+        **planned_argument_spec()
     )
     module = build_module(argument_spec, secrets_of=config_secrets(connections.secrets_in), supports_check_mode=True)
-    run(module, planner(module.params))
+    run(module, planner(module.params, module.check_mode))
 
 
 if __name__ == '__main__':

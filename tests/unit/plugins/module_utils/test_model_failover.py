@@ -214,3 +214,15 @@ def test_status_says_which_fallback_carries_a_peer(doc, tmp_path):
     registry.save_runtime({'down': ['primary', 'second', 'third'], 'monitor_at': 1000.0})
     data = status.gather(registry.state_dir, now=1001.0, addresses_of=lambda _i: None)
     assert data['peers']['closed']['fallback'] is None and data['peers']['closed']['carried_by'] == 'blocked'
+
+
+def test_check_mode_defers_fallbacks_an_earlier_task_creates(doc):
+    from ansible_collections.pic.connectivity.plugins.modules import pic_connection
+    params = {'name': 'Primary', 'fallback': ['Later', 'Second'], 'planned_connections': ['Later']}
+    plan = pic_connection.planner(params, check_mode=True)(doc)
+    assert plan.doc['connections']['primary']['fallback'] == ['second']
+    assert plan.deferred == ['fall back to connection Later, which an earlier task of this run creates']
+    plan = pic_connection.planner(dict(params, name='Later'), check_mode=True)(doc)
+    assert plan.doc is doc and plan.deferred[0].startswith('set the fallbacks of connection Later')
+    with pytest.raises(PicError, match='unknown connection'):      # a real run
+        pic_connection.planner(params, check_mode=False)(doc)
