@@ -269,6 +269,20 @@ def check_fallback(doc, conn_id, value, field='fallback'):
     return out
 
 
+def _only_fallback(params):
+    """A call that sets nothing but the fallbacks of a connection."""
+    return params.get('fallback') is not None and \
+        all(params.get(key) is None for key in ('type', 'config', 'fail_open', 'mark', 'table'))
+
+
+def _relay_fallback(doc, current, fallback):
+    """The one thing of a relay set by hand: its fallbacks (the rest comes from its link)."""
+    record = dict(current)
+    record['fallback'] = check_fallback(doc, record['id'], fallback)
+    doc['connections'][record['id']] = record
+    return doc, record, None, [], None
+
+
 def _place(doc, record, settings, layout, params):
     """The record's mark, table, interface and local ports."""
     index, table = model.allocate(doc, layout, settings, record['id'], params.get('mark'), params.get('table'))
@@ -309,8 +323,10 @@ def plan(doc, params):
     settings, layout = model.normalize_settings(doc.get('settings'))
     current = doc['connections'].get(existing_id) if existing_id else None
     if current is not None and current['type'] == 'cell_relay':
-        raise PicError("cell_relay connections are derived from cell links and cannot be changed by hand",
-                       'name', name)
+        if _only_fallback(params):
+            return _relay_fallback(doc, current, params['fallback'])
+        raise PicError("cell_relay connections are derived from cell links and cannot be changed by hand "
+                       "(only their fallback can be set)", 'name', name)
     if current is None and ctype is None:
         raise PicError("is required to create connection %r" % name, 'type')
     if current is not None and ctype is not None and ctype != current['type']:

@@ -23,16 +23,20 @@ source than the exit server's. The times go to build/failover-times.json.
 """
 import json
 import os
+import sys
 import time
 
 import pytest
 
-from conftest import (ROOT, FlowCounter, Senders, VirtualPeer, add_virtual_peers, piclab, remove_virtual_peers,
+from conftest import (ROOT, Cell, FlowCounter, Senders, VirtualPeer, add_virtual_peers, piclab, remove_virtual_peers,
                       reset_cell, wait_for)
 from exit_helpers import inventory_dir, playbook, server_plugin
 
 PROXIES = server_plugin('proxies')
 SOCKS = 'Exit SOCKS'
+sys.path.insert(0, os.path.join(ROOT, 'lab', 'servers'))
+import links as lablinks  # noqa: E402
+RELAY_CELLS = ['cell1', 'cell2', 'cell3']
 
 PRIMARY, FALLBACK = 'Primary', 'Fallback'
 PRIMARY_SRC, FALLBACK_SRC = piclab.exit_client_address('cell1', 4), piclab.exit_client_address('cell1', 4, True)
@@ -347,6 +351,82 @@ def test_proxy_to_interface_failover_and_back_never_leaks(proxy_failover):
     assert wait_for(lambda: not growing(arrived(vclosed), piclab.exit_address(4)), 10), arrived(vclosed)()
     assert proxy_leaks() == {}, 'the fail-closed peer leaked'
     record('proxy->wireguard_ext', times, "the role's monitor (interval 1 s, fail after 2, recover after 2)")
+
+
+def link_cells(offer=True):
+    """cell2 offers its exit to cell1 (the relay "cell2"); cell3 is linked and offers nothing."""
+    cells = dict((name, Cell(name)) for name in RELAY_CELLS)
+    links = [{'cell': 'cell1', 'interface': 'cl-cell1', 'offer_exit': True}] if offer else []
+    cells['cell2'].module('pic_cell_link', {'links': links, 'known_cells': RELAY_CELLS})
+    cells['cell3'].module('pic_cell_link', {'links': [{'cell': 'cell1', 'interface': 'cl-cell1'}] if offer else [],
+                                            'known_cells': RELAY_CELLS})
+    links = [{'cell': 'cell2', 'interface': 'cl-cell2', 'remote_offers_exit': True},
+             {'cell': 'cell3', 'interface': 'cl-cell3', 'remote_offers_exit': False}] if offer else []
+    return cells['cell1'].module('pic_cell_link', {'links': links, 'known_cells': RELAY_CELLS})
+
+
+@pytest.fixture
+def relay_failover(cell, traffic):
+    reset_cell(cell)
+    vclosed, vopen, counter = traffic
+    vpeers = [vclosed, vopen]
+    assert [r['id'] for r in link_cells()['relays']] == ['cell2']
+    cell.module('pic_connection', {'name': FALLBACK, 'type': 'wireguard_ext',
+                                   'config': {'wg_config': exit_conf(True), 'health_target': piclab.EXIT_TUN_V4}})
+    cell.module('pic_connection', {'name': 'cell2', 'fallback': [FALLBACK]})
+    cell.module('pic_peer_exit', {'peers': peer_records(vpeers, 'cell2')})
+    monitor = cell.cli('monitor', '--interval', '0.5', '--fail-after', '2', '--recover-after', '2', background=True)
+    count_from_now(counter)
+    senders = Senders(vpeers, SEND_INTERVAL)
+    try:
+        yield cell, vclosed, vopen, counter
+    finally:
+        senders.stop()
+        monitor.terminate()
+        monitor.wait(10)
+        lablinks.up(3)
+        cell.module('pic_peer_exit', {'peers': [{'peer': v.name, 'address': v.addresses(), 'connection': 'default'}
+                                                for v in vpeers]})
+        cell.module('pic_connection', {'name': 'cell2', 'fallback': []})
+        cell.module('pic_connection', {'name': FALLBACK, 'state': 'absent'})
+        link_cells(offer=False)
+
+
+def test_relay_to_interface_failover_and_back_never_leaks(relay_failover):
+    """The link to cell2 goes away (the relay's interface is missing: down at once): the
+    peers go through the WireGuard fallback, and back through cell2 when the link is up."""
+    cell, vclosed, vopen, counter = relay_failover
+    remote = piclab.wan_address('cell2', 4)
+    allowed = (remote, piclab.wan_address('cell2', 6)) + THROUGH_AN_EXIT
+
+    def arrived(vpeer):
+        return lambda: dict((src, n) for (src, dst), n in counter.sample().items() if dst == vpeer.dst4)
+
+    def relay_leaks():
+        found = dict((k, n) for k, n in counter.sample().items()
+                     if k[1] in (vclosed.dst4, vclosed.dst6) and k[0] not in allowed and n)
+        if wan_out(vclosed):
+            found['out of the cell\'s WAN interface'] = wan_out(vclosed)
+        return found
+    times = {}
+    assert wait_for(lambda: growing(arrived(vclosed), remote) and growing(arrived(vopen), remote), 30), \
+        (arrived(vclosed)(), cell.nft_table())
+    assert relay_leaks() == {}
+    start = time.monotonic()
+    lablinks.link_down(1, 2)
+    times['relay_down_to_fallback'] = arrival(arrived(vclosed), piclab.exit_address(4), start, 30)
+    assert times['relay_down_to_fallback'] is not None, (held_down(cell), arrived(vclosed)())
+    assert wait_for(lambda: growing(arrived(vopen), piclab.exit_address(4)), 10), arrived(vopen)()
+    assert not growing(arrived(vopen), piclab.wan_address('cell1', 4)), 'the fail-open peer went to the WAN'
+    assert relay_leaks() == {}
+    start = time.monotonic()
+    lablinks.up(3)
+    times['relay_up_to_relay'] = arrival(arrived(vclosed), remote, start, 30)
+    assert times['relay_up_to_relay'] is not None, (held_down(cell), arrived(vclosed)())
+    assert wait_for(lambda: not growing(arrived(vclosed), piclab.exit_address(4)), 10), arrived(vclosed)()
+    assert relay_leaks() == {}, 'the fail-closed peer leaked'
+    record('cell_relay->wireguard_ext', times, 'interval 0.5 s, fail after 2, recover after 2 (a missing link: '
+           'down at once)')
 
 
 def closed_via_exit(vpeer):

@@ -226,3 +226,17 @@ def test_check_mode_defers_fallbacks_an_earlier_task_creates(doc):
     assert plan.doc is doc and plan.deferred[0].startswith('set the fallbacks of connection Later')
     with pytest.raises(PicError, match='unknown connection'):      # a real run
         pic_connection.planner(params, check_mode=False)(doc)
+
+
+def test_a_relay_takes_a_fallback_and_nothing_else_by_hand(doc):
+    from ansible_collections.pic.connectivity.plugins.module_utils import links
+    doc = links.plan(doc, [{'cell': 'cell-b', 'interface': 'cl-b', 'offer_exit': True, 'remote_offers_exit': True}])[0]
+    relay = doc['connections']['cell-b']
+    doc = connections.plan(doc, {'name': 'cell-b', 'fallback': ['Second']})[0]
+    assert doc['connections']['cell-b']['fallback'] == ['second']
+    assert dict(doc['connections']['cell-b'], fallback=None) == dict(relay, fallback=None)
+    with pytest.raises(PicError, match='only their fallback'):
+        connections.plan(doc, {'name': 'cell-b', 'fallback': ['Second'], 'fail_open': True})
+    # re-derived from its link, it keeps its fallbacks
+    doc = links.plan(doc, [{'cell': 'cell-b', 'interface': 'cl-b', 'offer_exit': True, 'remote_offers_exit': True}])[0]
+    assert doc['connections']['cell-b']['fallback'] == ['second']
