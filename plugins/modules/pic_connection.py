@@ -260,6 +260,8 @@ options:
         connection (directly or through its own fallbacks). Fallbacks are not transitive - a fallback's own
         fallbacks are not used for this connection's peers.
       - A connection that is another's fallback cannot be deleted until it is removed from that list.
+      - A C(cell_relay) connection (derived from a cell link) takes this option alone - a call with I(name) and
+        I(fallback) and nothing else; a relay that goes away with its link is skipped where it is named.
       - When omitted, the stored list is kept; C([]) removes it.
     type: list
     elements: str

@@ -18,8 +18,10 @@ fail after 2, recover after 2):
 3. Fallback recovers: both carried by it again;
 4. Primary recovers: both back on Primary.
 
-At no instant does a packet of the fail-closed peer reach the internet by any other
-source than the exit server's. The times go to build/failover-times.json.
+At no instant does a packet of the fail-closed peer leave the cell by its WAN interface
+(counted there) or reach the internet from another source than an exit. The same for a
+proxy primary (the lab's SOCKS server stops) and a relay primary (the link to cell2 goes
+away), each with the WireGuard fallback. The times go to build/failover-times.json.
 """
 import json
 import os
