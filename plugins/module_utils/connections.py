@@ -206,12 +206,83 @@ def _remove(doc, existing_id, name):
     if conn['type'] == 'cell_relay':
         raise PicError("cell_relay connections are derived from cell links; stop offering the exit on the "
                        "link instead", 'name', name)
+    leaning = fallback_of(doc, existing_id)
+    if leaning:
+        raise PicError("connection %r is the fallback of %s; remove it from their fallback lists first"
+                       % (name, ', '.join(repr(doc['connections'][c]['name']) for c in leaning)),
+                       details={'fallback_of': leaning, 'status': 409})
     users = users_of(doc, existing_id)
     if users['peers'] or users['services']:
         who = ['peer %s' % p for p in users['peers']] + ['service %s' % s for s in users['services']]
         raise PicError("connection %r is in use by %s; assign them to another connection or 'default' first"
                        % (name, ', '.join(who)), details={'users': users, 'status': 409})
     return doc['connections'].pop(existing_id)
+
+
+MAX_FALLBACKS = 8
+
+
+def fallback_of(doc, conn_id):
+    """The ids of the other connections that name ``conn_id`` as a fallback."""
+    return sorted(cid for cid, conn in doc['connections'].items()
+                  if cid != conn_id and conn_id in model.fallback_ids(conn))
+
+
+def _reaches(doc, start, target):
+    """Does following fallbacks from ``start`` lead to ``target``?"""
+    seen, todo = set(), [start]
+    while todo:
+        cid = todo.pop()
+        if cid == target:
+            return True
+        if cid in seen or cid not in doc['connections']:
+            continue
+        seen.add(cid)
+        todo.extend(model.fallback_ids(doc['connections'][cid]))
+    return False
+
+
+def check_fallback(doc, conn_id, value, field='fallback'):
+    """A connection's ``fallback``: a list of existing connections (names or
+    ids) other than itself and ``default``, each once, that never lead back to
+    it (no cycles). Returns their ids in order."""
+    if not isinstance(value, list):
+        raise PicError("must be a list of connection names", field, None if isinstance(value, str) else value)
+    if len(value) > MAX_FALLBACKS:
+        raise PicError("names %d connections; at most %d" % (len(value), MAX_FALLBACKS), field)
+    out = []
+    for i, item in enumerate(value):
+        where = '%s[%d]' % (field, i)
+        if not isinstance(item, str):
+            raise PicError("must be a connection name", where, item if isinstance(item, (int, float)) else None)
+        check_display_name(item, where)
+        if item == model.DEFAULT:
+            raise PicError("is not a connection: when no fallback works, the fail mode decides (blocked, or the "
+                           "default gateway for fail-open users)", where, item)
+        if item == conn_id or slugify(item) == conn_id or \
+                (conn_id in doc['connections'] and item == doc['connections'][conn_id]['name']):
+            raise PicError("is the connection itself", where, item)
+        fid = resolve(doc, item, where)
+        if fid in out:
+            raise PicError("is named twice", where, item)
+        if _reaches(doc, fid, conn_id):
+            raise PicError("falls back (directly or through its fallbacks) to this connection: a cycle", where, item)
+        out.append(fid)
+    return out
+
+
+def _only_fallback(params):
+    """A call that sets nothing but the fallbacks of a connection."""
+    return params.get('fallback') is not None and \
+        all(params.get(key) is None for key in ('type', 'config', 'fail_open', 'mark', 'table'))
+
+
+def _relay_fallback(doc, current, fallback):
+    """The one thing of a relay set by hand: its fallbacks (the rest comes from its link)."""
+    record = dict(current)
+    record['fallback'] = check_fallback(doc, record['id'], fallback)
+    doc['connections'][record['id']] = record
+    return doc, record, None, [], None
 
 
 def _place(doc, record, settings, layout, params):
@@ -254,8 +325,10 @@ def plan(doc, params):
     settings, layout = model.normalize_settings(doc.get('settings'))
     current = doc['connections'].get(existing_id) if existing_id else None
     if current is not None and current['type'] == 'cell_relay':
-        raise PicError("cell_relay connections are derived from cell links and cannot be changed by hand",
-                       'name', name)
+        if _only_fallback(params):
+            return _relay_fallback(doc, current, params['fallback'])
+        raise PicError("cell_relay connections are derived from cell links and cannot be changed by hand "
+                       "(only their fallback can be set)", 'name', name)
     if current is None and ctype is None:
         raise PicError("is required to create connection %r" % name, 'type')
     if current is not None and ctype is not None and ctype != current['type']:
@@ -284,6 +357,8 @@ def plan(doc, params):
         record['fail_open'] = check_bool(fail_open, 'fail_open', words=True)
     elif current is None:
         record['fail_open'] = model.DEFAULT_FAIL_OPEN[ctype]
+    if params.get('fallback') is not None:
+        record['fallback'] = check_fallback(doc, record['id'], params['fallback'])
     _place(doc, record, settings, layout, params)
     record['dns'] = list(record.get('config', {}).get('dns') or [])
     doc['connections'][record['id']] = record
@@ -307,4 +382,5 @@ def public_result(record, settings):
         'local_port': record.get('local_port'),
         'dns_port': record.get('dns_port'),
         'config': record.get('config', {}),
+        'fallback': list(record.get('fallback') or []),
     }

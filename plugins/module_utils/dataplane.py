@@ -268,19 +268,25 @@ class Cell(object):
         return changes
 
     def set_down(self, doc, down):
-        """Hold the fail-open peers of the ``down`` connections on the default
-        gateway: one nftables set, changed in one transaction."""
+        """Hold the users of the ``down`` connections: on the first working
+        fallback (the ``carry`` map), else the fail-open ones on the default
+        gateway (the ``down_open`` set); both changed in one transaction."""
         _settings, layout = model.normalize_settings(doc.get('settings'))
         want = sorted(model.conn_mark(doc['connections'][cid], layout) for cid in down
                       if cid in doc['connections'])
+        want_carry = model.carry_elements(doc, layout, down)
         table = self.nft.list_table()
         if table is None:
             return []
-        have = sorted(nft_summary(table)['sets'].get('down_open', []))
-        if have == want:
+        have = nft_summary(table)
+        # (a table of a version before the carry map: converged by the next run or the guard)
+        has_carry = 'carry' in have['maps']
+        if sorted(have['sets'].get('down_open', [])) == want and (not has_carry or have['maps']['carry'] == want_carry):
             return []
-        self.nft.cmd(render_down_set(want))
-        return ['down connections now: %s' % (', '.join(down) or 'none')]
+        self.nft.cmd(render_down_set(want, want_carry if has_carry else None))
+        carried = model.carriers(doc, down) if has_carry else {}
+        return ['down connections now: %s' % (', '.join(down) or 'none')] + \
+            ['%s carried by %s' % (cid, carried[cid]) for cid in sorted(carried)]
 
     def teardown(self, doc):
         """Remove everything the collection runs (not the registry)."""

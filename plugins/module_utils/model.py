@@ -281,6 +281,7 @@ def desired(doc, facts, cell_settings=None):
     want = Desired()
     add_address_sets(want, doc, facts, settings)
     add_mark_chains(want, conns, layout, facts.get('down'))
+    add_carriers(want, doc, layout, facts.get('down'))
     add_classifier(want, layout)
     add_hook_chains(want)
     add_exit_rules(want, conns, layout)
@@ -331,6 +332,7 @@ def add_address_sets(want, doc, facts, settings):
     want.sets['local4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': local[4]}
     want.sets['local6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': local[6]}
     want.sets['down_open'] = {'type': 'mark', 'flags': [], 'elements': set()}
+    want.maps['carry'] = {'type': 'mark', 'flags': [], 'elements': {}}
     want.maps['peer4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': {}}
     want.maps['peer6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': {}}
 
@@ -348,18 +350,63 @@ def add_mark_chains(want, conns, layout, down):
             want.sets['down_open']['elements'].add(conn_mark(conn, layout))
 
 
+def fallback_ids(conn):
+    """The ids of a connection's fallbacks, in order (``fallback`` in its record)."""
+    return [cid for cid in (conn.get('fallback') or []) if isinstance(cid, str)]
+
+
+def carriers(doc, down):
+    """{connection id: id of the connection that carries its users now} for the
+    connections held ``down`` whose list of fallbacks names one that exists and
+    is not down: the first such. Not transitive (a fallback's own fallbacks are
+    not followed). A down connection without one is missing: its fail mode applies."""
+    down = set(down or [])
+    out = {}
+    for cid in sorted(down):
+        conn = doc['connections'].get(cid)
+        if conn is None:
+            continue
+        for fid in fallback_ids(conn):
+            if fid != cid and fid in doc['connections'] and fid not in down:
+                out[cid] = fid
+                break
+    return out
+
+
+def carry_elements(doc, layout, down):
+    """The ``carry`` map: a down connection's marks (fail-closed and fail-open)
+    -> a jump to its carrier's chain of the same fail mode."""
+    elements = {}
+    for cid, fid in carriers(doc, down).items():
+        for closed in (True, False):
+            elements[conn_mark(doc['connections'][cid], layout, closed)] = 'jump %s' % _chain(fid, closed)
+    return elements
+
+
+def add_carriers(want, doc, layout, down):
+    """Ordered failover: while a connection is held down, its users take the
+    marks of the first working fallback (the ``carry`` map, which the monitor
+    changes together with ``down_open`` in one transaction). From there on they
+    are that connection's packets in every stage: its DNS pinning or proxy
+    redirect, its policy rule and table, its kill switch (a fail-closed user
+    leaves by the fallback's interface or not at all)."""
+    want.maps['carry']['elements'].update(carry_elements(doc, layout, down))
+
+
 def add_classifier(want, layout):
     """Peer address -> mark (the ``prerouting`` chain): every packet of an
     ingress interface first gets the direct mark ("no exit, but seen by this
-    table", see MarkLayout), then its source's verdict in the peer maps; the
-    fail-open peers of a connection held down and local destinations go back
-    to the direct mark."""
+    table", see MarkLayout), then its source's verdict in the peer maps, then
+    the mark of its connection's carrier while that connection is down and a
+    fallback works (``carry``); the fail-open peers of a connection held down
+    (without a carrier) and local destinations go back to the direct mark."""
     unmark = _set_mark(layout, layout.direct)
     want.add_chain('prerouting', {'type': 'filter', 'hook': 'prerouting', 'priority': 'mangle'})
     want.add_rule('prerouting', 'iifname != @ingress return')
     want.add_rule('prerouting', unmark)
     want.add_rule('prerouting', 'ip saddr vmap @peer4')
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
+    want.add_rule('prerouting', 'meta mark & 0x%08x vmap @carry' % layout.mask)
     want.add_rule('prerouting', 'meta mark & 0x%08x @down_open %s' % (layout.mask, unmark))
     # DNS keeps its mark even towards the cell's own resolver, so that it can be
     # pinned to the exit (pin_dns); every other local destination is never an exit's.

@@ -168,7 +168,8 @@ def _render_map(name, spec):
         lines.append('\t\tflags %s' % ', '.join(spec['flags']))
     if spec['elements']:
         lines.append('\t\telements = { %s }' % ', '.join(
-            '%s : %s' % (k, spec['elements'][k]) for k in sorted(spec['elements'], key=_sort_key)))
+            '%s : %s' % (_nft_elem(k, spec['type']), spec['elements'][k])
+            for k in sorted(spec['elements'], key=_sort_key)))
     lines.append('\t}')
     return lines
 
@@ -200,9 +201,17 @@ def render_table(want):
     return '\n'.join(lines) + '\n'
 
 
-def render_down_set(marks):
-    """The monitor's change of the ``down_open`` set to ``marks``, in one transaction."""
-    script = 'flush set %s %s down_open\n' % (NFT_FAMILY, NFT_TABLE)
+def render_down_set(marks, carry=None):
+    """The monitor's change of the ``down_open`` set to ``marks`` and (when
+    given) of the ``carry`` map to ``carry`` ({mark: verdict}), in one transaction:
+    no packet sees one changed without the other."""
+    script = ''
+    if carry is not None:
+        script += 'flush map %s %s carry\n' % (NFT_FAMILY, NFT_TABLE)
+        if carry:
+            script += 'add element %s %s carry { %s }\n' % (
+                NFT_FAMILY, NFT_TABLE, ', '.join('0x%08x : %s' % (m, carry[m]) for m in sorted(carry)))
+    script += 'flush set %s %s down_open\n' % (NFT_FAMILY, NFT_TABLE)
     if marks:
         script += 'add element %s %s down_open { %s }\n' % (NFT_FAMILY, NFT_TABLE,
                                                             ', '.join('0x%08x' % m for m in marks))

@@ -35,7 +35,7 @@ RECORD_FIELDS = {
     'connections': {'id': _STR, 'name': _STR, 'type': _STR, 'index': _INT, 'table': _INT, 'mark': _INT,
                     'fail_open': _BOOL, 'interface': _STR + _NONE, 'config': _DICT, 'routes': _DICT,
                     'dns': _LIST, 'pushed_dns': _LIST, 'local_port': _INT, 'dns_port': _INT,
-                    'fingerprint_key': _STR},
+                    'fingerprint_key': _STR, 'fallback': _LIST},
     'peers': {'name': _STR, 'address': _LIST, 'connection': _STR, 'fail_open': _BOOL + _NONE},
     'services': {'name': _STR, 'address': _LIST, 'connection': _STR, 'fail_open': _BOOL + _NONE,
                  'interface': _STR + _NONE},

@@ -76,9 +76,11 @@ def _user(doc, user, conns, down, runtime):
     cid = user.get('connection') or model.DEFAULT
     conn = doc['connections'].get(cid)
     status = DOWN if cid in down else (conns[cid]['status'] if cid in conns else None)
+    # ordered failover: the fallback that carries the users of a connection held down
+    fallback = model.carriers(doc, down).get(cid) if cid in down else None
     return {'address': list(user.get('address', [])), 'connection': cid,
             'fail_open': model.effective_fail_open(user, conn) if conn else None,
-            'carried_by': carrier(doc, user, status, runtime)}
+            'carried_by': 'exit' if fallback else carrier(doc, user, status, runtime), 'fallback': fallback}
 
 
 def gather(state_dir, max_age=30, force=False, allow_empty=False, now=None, addresses_of=None):
@@ -144,6 +146,9 @@ def _carried(user, status):
     cid = user['connection']
     name = status['connections'][cid]['name'] if cid in status['connections'] else cid
     how = user['carried_by']
+    fallback = user.get('fallback')
+    if fallback:
+        return 'exit %s (fallback: %s is down)' % (status['connections'].get(fallback, {}).get('name', fallback), name)
     if how == 'exit':
         return 'exit %s' % name
     if cid == model.DEFAULT:

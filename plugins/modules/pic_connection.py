@@ -253,6 +253,31 @@ options:
       - Defaults to C(true) for C(tor) and C(false) for every other type when the connection is created;
         when omitted later, the stored value is kept. Peers can override it with M(pic.connectivity.pic_peer_exit).
     type: bool
+  fallback:
+    description:
+      - Ordered failover. The connections (names or ids) that carry this connection's peers and services, in
+        this order, while the cell's monitor holds it down. The first of them that is not down itself carries
+        them, with its own exit, DNS and kill switch (a fail-closed peer leaves by that fallback's interface or
+        not at all); only when none works does the fail mode apply (blocked, or the default gateway for fail-open
+        users). When the connection is up again (the monitor's I(health_recover_after)), they go back to it.
+      - The monitor switches at runtime, without a playbook run, in one nftables transaction.
+      - Each must exist, not be this connection nor C(default), be named once, and not fall back to this
+        connection (directly or through its own fallbacks). Fallbacks are not transitive - a fallback's own
+        fallbacks are not used for this connection's peers.
+      - A connection that is another's fallback cannot be deleted until it is removed from that list.
+      - A C(cell_relay) connection (derived from a cell link) takes this option alone - a call with I(name) and
+        I(fallback) and nothing else; a relay that goes away with its link is skipped where it is named.
+      - When omitted, the stored list is kept; C([]) removes it.
+    type: list
+    elements: str
+  planned_connections:
+    description:
+      - Check mode only. Connections that earlier tasks of the run create, which I(fallback) may name (or which
+        this call may be, setting only I(fallback)) although the check-mode run did not create them; they are
+        reported as deferred. Any other unknown connection is an error, as in a real run.
+    type: list
+    elements: str
+    default: []
   mark:
     description:
       - Pin the connection's packet mark. It must lie inside I(mark_mask) below the kill bit, and may not be the
@@ -295,6 +320,11 @@ EXAMPLES = r'''
       peer_public_key: "{{ us_exit_server_pubkey }}"
       endpoint: 198.51.100.7:51820
       allowed_ips: [0.0.0.0/0, "::/0"]
+
+- name: A second exit that carries the peers of Home VPN while it is down, before they are blocked
+  pic.connectivity.pic_connection:
+    name: Home VPN
+    fallback: [US Exit]
 
 - name: Delete a connection (fails and lists its users while peers still use it)
   pic.connectivity.pic_connection:
@@ -348,6 +378,11 @@ connection:
       description: The configuration without secrets, with a fingerprint that changes when a secret changes.
       type: dict
       sample: {"address": ["10.64.0.2"], "fingerprint": "3f2a9c1d0b7e4a55"}
+    fallback:
+      description: The ids of the connections that carry its users while it is down, in order.
+      type: list
+      elements: str
+      sample: ["us-exit"]
 removed:
   description: The connection this call deleted (as C(connection) was before), so that a role can stop its instance.
   returned: when a connection was deleted
@@ -368,11 +403,33 @@ changes:
 
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, exits
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
-    Plan, build_module, cell_argument_spec, config_secrets, run)
+    Plan, build_module, cell_argument_spec, config_secrets, planned_argument_spec, planned_connection, run)
 
 
-def planner(params):
+def defer_planned_fallbacks(doc, params, check_mode):
+    """Check mode: the connection, or fallbacks of it, that an earlier task of the run
+    creates (``planned_connections``) are not on the cell yet. Returns (params to
+    plan with, what is deferred); a deferred connection is not planned at all (None)."""
+    planned = params.get('planned_connections')
+    if params.get('fallback') is None or not check_mode or not planned:
+        return params, []
+    if params.get('type') is None and planned_connection(doc, params.get('name'), planned, check_mode):
+        return None, ['set the fallbacks of connection %s, which an earlier task of this run creates'
+                      % params['name']]
+    kept = [f for f in params['fallback'] if not planned_connection(doc, f, planned, check_mode)]
+    later = ['fall back to connection %s, which an earlier task of this run creates' % f
+             for f in params['fallback'] if f not in kept]
+    return dict(params, fallback=kept), later
+
+
+def planner(params, check_mode=False):
     def _plan(doc):
+        planning, later = defer_planned_fallbacks(doc, params, check_mode)
+        if planning is None:
+            return Plan(doc, {'connection': None}, {'before': {}, 'after': {}}, deferred=later)
+        return _plan_call(doc, planning, later)
+
+    def _plan_call(doc, params, later):
         before = doc['connections'].get(connections.slugify(params['name'])) if params.get('name') else None
         for conn in doc['connections'].values():
             if conn['name'] == params.get('name'):
@@ -384,7 +441,8 @@ def planner(params):
         diff = {'before': connections.public_result(before, doc['settings']) or {},
                 'after': result['connection'] or {}}
         wg = {record['id']: payload} if record and exits.cell_runs_wireguard(record['type']) and payload else {}
-        return Plan(new_doc, result, diff, wg=wg, removed=[removed] if removed else [], secrets=secrets)
+        return Plan(new_doc, result, diff, wg=wg, removed=[removed] if removed else [], secrets=secrets,
+                    deferred=later)
     return _plan
 
 
@@ -398,9 +456,11 @@ def main():
         fail_open=dict(type='bool'),
         mark=dict(type='int'),
         table=dict(type='int'),
+        fallback=dict(type='list', elements='str'),
+        **planned_argument_spec()
     )
     module = build_module(argument_spec, secrets_of=config_secrets(connections.secrets_in), supports_check_mode=True)
-    run(module, planner(module.params))
+    run(module, planner(module.params, module.check_mode))
 
 
 if __name__ == '__main__':
