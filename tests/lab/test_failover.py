@@ -168,14 +168,14 @@ def held_down(cell):
 @pytest.fixture(scope='module')
 def traffic(lab):
     """A fail-closed and a fail-open virtual peer of p1, counted at the exit server and the internet."""
-    piclab._nft_replace('wgexit', 'inet failover', _EXIT_TABLE)
+    piclab.nft_replace('wgexit', 'inet failover', _EXIT_TABLE)
     vclosed = VirtualPeer(40, 'cell1', 'p1', 'fo-closed')
     vopen = VirtualPeer(41, 'cell1', 'p1', 'fo-open', fail_open=True)
     vpeers = [vclosed, vopen]
     add_virtual_peers(vpeers)
     counter = FlowCounter(vpeers)
     counter.install()
-    piclab._nft_replace('cell1', 'inet fo_wan', _CELL_WAN)
+    piclab.nft_replace('cell1', 'inet fo_wan', _CELL_WAN)
     try:
         yield vclosed, vopen, counter
     finally:
@@ -191,7 +191,7 @@ def count_from_now(counter):
     packet of this test."""
     print('counted before this test: %r' % {'wan out': wan_out_all(), 'internet': counter.sample()})
     counter.install()
-    piclab._nft_replace('cell1', 'inet fo_wan', _CELL_WAN)
+    piclab.nft_replace('cell1', 'inet fo_wan', _CELL_WAN)
 
 
 def wan_out_all():

@@ -28,16 +28,7 @@ def p1_addresses():
     return [piclab.peer_address('p1', 4) + '/32', piclab.peer_address('p1', 6) + '/128']
 
 
-def sources(peer):
-    return piclab.fetch(peer, 4, timeout=3), piclab.fetch(peer, 6, timeout=3)
-
-
-def via_exit(peer):
-    return sources(peer) == (piclab.exit_address(4), piclab.exit_address(6))
-
-
-def via_wan(peer):
-    return sources(peer) == (piclab.wan_address('cell1', 4), piclab.wan_address('cell1', 6))
+sources, via_exit, via_wan = piclab.sources, piclab.via_exit, piclab.via_wan
 
 
 def peer_exit(cell, args, **options):
