@@ -23,9 +23,10 @@ description:
     addresses for another peer. A removed peer is unknown to the collection, like any peer the collection does
     not manage, so its traffic (if its WireGuard key still works) uses the cell's default gateway; removing the
     peer from the WireGuard server itself is the cell's business, not this module's.
-  - An item without I(connection) keeps the peer's current connection (the API's
+  - An omitted I(connection) is C(default), the cell's default gateway (the collection's contract). With
+    I(keep_connection=true) an item without I(connection) keeps the peer's current connection instead (the API's
     C(PUT .../peers/<peer>/failopen)), so changing only I(fail_open) needs no connection; a new peer without
-    one goes on C(default). To put a peer back on the default gateway, say C(connection=default).
+    one goes on C(default).
   - Connections are identified by their name (their id is the name's slug, see
     M(pic.connectivity.pic_connection)). There is no rename; a connection given a new name is a new connection,
     the old one keeps its peers. To rename, create the new connection, move the peers to it with this module,
@@ -72,7 +73,8 @@ options:
   connection:
     description:
       - Name or id of the connection, or C(default) for the cell's default gateway.
-      - Omitted, the peer keeps its current connection (C(default) for a peer the cell does not know yet).
+      - Omitted, C(default); with I(keep_connection=true), the peer's current connection (C(default) for a peer
+        the cell does not know yet).
     type: str
   fail_open:
     description:
@@ -106,7 +108,8 @@ options:
       connection:
         description:
           - Connection name or id, or C(default).
-          - Omitted, the peer keeps its current connection (C(default) for a new peer).
+          - Omitted, C(default); with I(keep_connection=true), the peer's current connection (C(default) for a
+            new peer).
         type: str
       fail_open:
         description: Per-peer fail-open override; C(null) inherits the connection's.
@@ -116,6 +119,13 @@ options:
         type: str
         choices: [present, absent]
         default: present
+  keep_connection:
+    description:
+      - V(true) makes an item without I(connection) keep the peer's current connection (C(default) for a new peer),
+        so a call can change only a peer's I(fail_open) or addresses, as the API's C(PUT .../peers/<peer>/failopen)
+        does. V(false) (the default) reads an omitted I(connection) as C(default), as the collection's contract says.
+    type: bool
+    default: false
   purge:
     description:
       - Bulk form only. Peers the cell knows but I(peers) does not list go back to C(default) (they stay
@@ -154,6 +164,7 @@ EXAMPLES = r'''
   pic.connectivity.pic_peer_exit:
     peer: bob
     fail_open: true
+    keep_connection: true
 
 - name: Remove carol from the cell; her addresses are free for another peer
   pic.connectivity.pic_peer_exit:
@@ -209,7 +220,7 @@ changes:
   sample: ["replace nftables table inet pic_connectivity"]
 '''
 
-from ansible_collections.pic.connectivity.plugins.module_utils import peers
+from ansible_collections.pic.connectivity.plugins.module_utils import model, peers
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
     Plan, build_module, cell_argument_spec, planned_argument_spec, planned_connection, run)
 
@@ -254,6 +265,10 @@ def planner(params, check_mode=False):
         else:
             items = [{'peer': params['peer'], 'address': params['address'], 'connection': params['connection'],
                       'fail_open': params['fail_open'], 'state': params['state']}]
+        if not params.get('keep_connection'):
+            # the contract: an omitted connection is the default gateway
+            items = [dict(item, connection=model.DEFAULT) if item.get('connection') is None else item
+                     for item in items]
         items, deferred = defer_planned(doc, items, params.get('planned_connections'), check_mode)
         new_doc, names = peers.plan(doc, items, purge=params['purge'], bulk=bulk)
         removed = sorted(n for n in doc['peers'] if n not in new_doc['peers'])
@@ -294,6 +309,7 @@ def main():
         # dotted path of a bad field (see the documented suboptions).
         peers=dict(type='list', elements='dict'),
         purge=dict(type='bool', default=False),
+        keep_connection=dict(type='bool', default=False),
         **planned_argument_spec()
     )
     module = build_module(argument_spec, supports_check_mode=True,

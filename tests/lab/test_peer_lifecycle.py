@@ -48,13 +48,14 @@ def on_exit(cell):
 
 
 def test_changing_only_fail_open_keeps_the_peer_on_its_exit(cell):
-    preview = peer_exit(cell, {'peer': 'p1', 'fail_open': True}, check=True, diff=True)
+    only = {'peer': 'p1', 'fail_open': True, 'keep_connection': True}
+    preview = peer_exit(cell, only, check=True, diff=True)
     assert preview['changed'] and preview['diff']['after']['p1']['connection'] == 'exit-wg'
-    result = peer_exit(cell, {'peer': 'p1', 'fail_open': True})
+    result = peer_exit(cell, only)
     assert result['changed'] and result['peers'][0]['connection'] == 'exit-wg'
     assert result['peers'][0]['effective_fail_open'] is True
     assert via_exit('p1'), sources('p1')
-    assert not peer_exit(cell, {'peer': 'p1', 'fail_open': True})['changed']
+    assert not peer_exit(cell, only)['changed']
 
 
 def test_a_removed_peer_uses_the_default_gateway_and_a_new_peer_reuses_its_addresses(cell):

@@ -75,7 +75,7 @@ def test_a_bad_state_names_the_item(state_dir):
 
 @pytest.mark.parametrize('check_mode', [False, True])
 def test_fail_open_alone_keeps_the_connection(state_dir, check_mode):
-    only = {'peer': 'alice', 'fail_open': False}
+    only = {'peer': 'alice', 'fail_open': False, 'keep_connection': True}
     (_a, result), peers, _table = on_cell(state_dir, (ALICE, {}), (only, {'check_mode': check_mode, 'diff': True}))
     assert result['changed'] is True and result['changed_peers'] == ['alice']
     assert result['diff']['before']['alice']['connection'] == 'tor'
@@ -86,8 +86,17 @@ def test_fail_open_alone_keeps_the_connection(state_dir, check_mode):
     assert peers['alice']['fail_open'] is (None if check_mode else False)
 
 
+def test_an_omitted_connection_is_default_without_keep_connection(state_dir):
+    (_a, result), peers, _table = on_cell(state_dir, (ALICE, {}), ({'peer': 'alice', 'fail_open': False}, {}))
+    assert result['changed'] is True and peers['alice']['connection'] == 'default'
+    bulk = {'peers': [{'peer': 'alice', 'fail_open': False}]}
+    (_a, result), peers, _table = on_cell(state_dir + '-bulk', (ALICE, {}), (bulk, {}))
+    assert result['changed'] is True and peers['alice']['connection'] == 'default'
+
+
 def test_bulk_item_without_connection_keeps_it_and_a_new_peer_goes_default(state_dir):
-    bulk = {'peers': [{'peer': 'alice', 'fail_open': False}, {'peer': 'carol', 'address': ['10.0.0.9']}]}
+    bulk = {'keep_connection': True,
+            'peers': [{'peer': 'alice', 'fail_open': False}, {'peer': 'carol', 'address': ['10.0.0.9']}]}
     (_a, result, again), peers, _table = on_cell(state_dir, (ALICE, {}), (bulk, {}), (bulk, {}))
     assert result['changed_peers'] == ['alice', 'carol']
     assert again['changed'] is False
