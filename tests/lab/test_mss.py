@@ -16,15 +16,21 @@ link's MTU for a relay), which the clamp follows; the peers' own MTU stays WireG
 (MSS 1380), so without the clamp every full-sized segment of a download is lost.
 
 Exits: wireguard_ext (the lab's exit server) and cell_relay (cell1 -> link -> cell2 -> its
-WAN; the nested WireGuard case: the peer's tunnel inside the cell link's). The openvpn and
-proxy exits need the role's instances (site.yml, tests/lab/test_exit_openvpn.py and
-test_exit_proxy.py); see the closing notes of the MSS change for what was run there."""
+WAN; the nested WireGuard case: the peer's tunnel inside the cell link's), both with the
+negative; openvpn (``tun-mtu 1280``, the pushed one ignored, the lab's OpenVPN server, through playbooks/site.yml)
+and a SOCKS5 proxy exit (no clamp: the instance's own TCP upstream) with the same narrow
+path. Uploads complete even without the clamp: the cell itself tells the peer the exit's
+MTU (its ICMP to the peer is not blackholed); downloads are what stall.
+
+With the role's monitor running (openvpn, proxy) a clamp removed by hand is back within a
+second, so the negative is shown on the exits converged by the modules alone."""
 import json
 import time
 
 import pytest
 
-from conftest import Cell, piclab, reset_cell
+from conftest import Cell, piclab, reset_cell, wait_for
+from exit_helpers import addresses, inventory_dir, playbook, server_plugin
 from test_relay import lablinks, link_all, peers as relay_peers
 
 EXIT = 'Exit MSS'
@@ -35,8 +41,8 @@ OK_SECONDS = 20
 STALL_SECONDS = 8
 LAB_TABLE = 'inet lab_mss'
 
-# The bulk server in the internet: PORT_DOWN sends SIZE bytes and closes; PORT_UP reads to EOF
-# and answers with the number of bytes it got.
+# The bulk server in the internet: PORT_DOWN sends SIZE bytes and closes; PORT_UP reads SIZE
+# bytes (or to EOF) and answers with the number it got (no half-close: redsocks has none).
 _SERVER = r"""
 import socket, sys, threading
 size, down, up = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -55,7 +61,7 @@ def send(c):
 def recv(c):
     n = 0
     try:
-        while True:
+        while n < size:
             b = c.recv(65536)
             if not b:
                 break
@@ -87,7 +93,6 @@ try:
             s.settimeout(max(0.1, deadline - (time.monotonic() - start)))
     else:
         s.sendall(b'y' * size)
-        s.shutdown(socket.SHUT_WR)
         got = int(s.recv(64) or b'0')
 except Exception as exc:
     err = type(exc).__name__
@@ -235,3 +240,61 @@ def test_relay_with_a_narrow_path_behind_the_remote_cell_moves_large_transfers(r
     relay.module('pic_peer_exit', relay_peers('default'))
     relay.module('pic_peer_exit', relay_peers('cell2'))
     assert len(mss_rules(relay)) == 1 and complete('p1', 'down')[0]
+
+
+# -- exits run by the role: openvpn, and a SOCKS5 proxy ----------------------------------
+OVPN, SOCKS = 'MSS OVPN', 'MSS SOCKS'
+
+
+def role_vars():
+    ovpn, proxies = server_plugin('openvpn'), server_plugin('proxies')
+    socks = proxies.info(proxies.SOCKS_NODE)
+    # the lab's server pushes its own tun-mtu (1500, OpenVPN 2.6): the client keeps its 1280
+    ovpn_conf = ovpn.client_config('cell1') + 'tun-mtu %d\npull-filter ignore "tun-mtu"\n' % NARROW
+    return {'pic_connections': [
+        {'name': OVPN, 'type': 'openvpn', 'config': {'ovpn_config': ovpn_conf}},
+        {'name': SOCKS, 'type': 'proxy', 'config': dict((k, socks[k]) for k in ('host', 'port', 'proxy_type',
+                                                                                 'username', 'password'))}],
+        'pic_peers': [{'name': 'p1', 'address': addresses('p1'), 'connection': OVPN},
+                      {'name': 'p2', 'address': addresses('p2'), 'connection': SOCKS},
+                      {'name': 'p3', 'address': addresses('p3')}],
+        'pic_purge_peers': True}
+
+
+@pytest.fixture(scope='module')
+def role_exits(lab, cell, bulk):
+    ovpn, proxies = server_plugin('openvpn'), server_plugin('proxies')
+    reset_cell(cell)
+    proxies.start_socks()
+    playbook(inventory_dir(), role_vars())
+    ovpn_routes = narrow_routes(ovpn.NODE, ['10.201.0.0/25', '10.201.0.128/25', 'fd00:201::/65',
+                                           'fd00:201::8000:0:0:0/65'], 'ovpn0')
+    socks_routes = narrow_routes(proxies.SOCKS_NODE, [piclab.wan_address('cell1', 4) + '/32'], 'wan0')
+    narrow_path(ovpn.NODE, ovpn_routes)
+    narrow_path(proxies.SOCKS_NODE, socks_routes)
+    yield cell
+    wide_path(ovpn.NODE, ovpn_routes)
+    wide_path(proxies.SOCKS_NODE, socks_routes)
+    reset_cell(cell)
+
+
+def exit_mtu(cell, ifname):
+    return int(cell.sh('cat', '/sys/class/net/%s/mtu' % ifname).stdout)
+
+
+def test_openvpn_exit_with_a_narrow_path_moves_large_transfers(role_exits):
+    assert wait_for(lambda: piclab.fetch('p1', 4) == server_plugin('openvpn').address(4), 20)
+    assert exit_mtu(role_exits, 'pic-mss-ovpn') == NARROW
+    assert [r['expr'][0]['match']['right'] for r in mss_rules(role_exits)] == ['pic-mss-ovpn']
+    for family in (4, 6):
+        for mode in ('down', 'up'):
+            ok, result = complete('p1', mode, family)
+            assert ok, (mode, family, result)
+
+
+def test_proxy_exit_with_a_narrow_path_moves_large_transfers(role_exits):
+    proxies = server_plugin('proxies')
+    assert wait_for(lambda: piclab.fetch('p2', 4) == proxies.address(proxies.SOCKS_NODE, 4), 20)
+    for mode in ('down', 'up'):       # IPv4: the lab's redsocks carries no IPv6
+        ok, result = complete('p2', mode, 4)
+        assert ok, (mode, result)
