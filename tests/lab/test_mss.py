@@ -17,7 +17,9 @@ link's MTU for a relay), which the clamp follows; the peers' own MTU stays WireG
 
 Exits: wireguard_ext (the lab's exit server) and cell_relay (cell1 -> link -> cell2 -> its
 WAN; the nested WireGuard case: the peer's tunnel inside the cell link's), both with the
-negative; openvpn (``tun-mtu 1280``, the pushed one ignored, the lab's OpenVPN server, through playbooks/site.yml)
+negative; nested tunnels (cell1's relay into cell2, which carries what cell1 relays through
+its own wireguard_ext: each cell clamps into its own exit), with the negative on cell2;
+openvpn (``tun-mtu 1280``, the pushed one ignored, the lab's OpenVPN server, through playbooks/site.yml)
 and a SOCKS5 proxy exit (no clamp: the instance's own TCP upstream) with the same narrow
 path. Uploads complete even without the clamp: the cell itself tells the peer the exit's
 MTU (its ICMP to the peer is not blackholed); downloads are what stall.
@@ -167,9 +169,9 @@ def bulk(lab):
     piclab.stop('inet', 'mssbulk')
 
 
-def wg_conf(mtu):
-    """The lab's exit config with ``MTU = mtu`` in its [Interface] section."""
-    with open(piclab.exit_config_path('cell1')) as handle:
+def wg_conf(mtu, cell='cell1'):
+    """The lab's exit config of ``cell`` with ``MTU = mtu`` in its [Interface] section."""
+    with open(piclab.exit_config_path(cell)) as handle:
         text = handle.read()
     assert text.startswith('[Interface]\n')
     return text.replace('[Interface]\n', '[Interface]\nMTU = %d\n' % mtu, 1)
@@ -240,6 +242,57 @@ def test_relay_with_a_narrow_path_behind_the_remote_cell_moves_large_transfers(r
     relay.module('pic_peer_exit', relay_peers('default'))
     relay.module('pic_peer_exit', relay_peers('cell2'))
     assert len(mss_rules(relay)) == 1 and complete('p1', 'down')[0]
+
+
+# -- nested: cell1's relay to cell2, whose own wireguard_ext carries what cell1 relays -------
+RELAYED = 'relayed-cell1'
+
+
+def nested_service(state='present'):
+    """On cell2, what cell1 relays (its link address, masqueraded by cell1) is a service on the
+    link interface, routed through cell2's own wireguard_ext exit."""
+    if state == 'absent':
+        return {'service': RELAYED, 'state': 'absent'}
+    return {'service': RELAYED, 'interface': 'cl-cell1', 'connection': EXIT,
+            'address': [lablinks.address(1, 1, 4) + '/32', lablinks.address(1, 1, 6) + '/128'],
+            'manifest': {'name': RELAYED, 'has_egress': True}}
+
+
+@pytest.fixture
+def nested(lab, bulk):
+    cells = dict((name, Cell(name)) for name in ('cell1', 'cell2', 'cell3'))
+    link_all(cells)
+    cells['cell2'].module('pic_connection', {'name': EXIT, 'type': 'wireguard_ext',
+                                             'config': {'wg_config': wg_conf(NARROW, 'cell2')}})
+    cells['cell2'].module('pic_service_egress', nested_service())
+    cells['cell1'].module('pic_peer_exit', relay_peers('cell2'))
+    routes = narrow_routes('wgexit', [piclab.exit_client_address('cell2', 4) + '/32',
+                                      piclab.exit_client_address('cell2', 6) + '/128'], 'wg0')
+    narrow_path('wgexit', routes)
+    yield cells
+    wide_path('wgexit', routes)
+    cells['cell1'].module('pic_peer_exit', relay_peers('default'))
+    cells['cell2'].module('pic_service_egress', nested_service('absent'))
+    cells['cell2'].module('pic_connection', {'name': EXIT, 'state': 'absent'})
+
+
+def test_nested_tunnels_relay_into_the_remote_cells_tunnel_exit(nested):
+    """peer -(WireGuard)-> cell1 -(cell link, WireGuard)-> cell2 -(wireguard_ext)-> wgexit -> internet:
+    each cell clamps into its own exit (cell1 to the link's 1420, cell2 to its exit's 1280)."""
+    cell1, cell2 = nested['cell1'], nested['cell2']
+    assert piclab.fetch('p1', 4) == piclab.EXIT_V4 and piclab.fetch('p1', 6) == piclab.EXIT_V6
+    assert [r['expr'][0]['match']['right'] for r in mss_rules(cell1)] == ['cl-cell2']
+    assert [r['expr'][0]['match']['right'] for r in mss_rules(cell2)] == ['pic-exit-mss']
+    for family in (4, 6):
+        for mode in ('down', 'up'):
+            ok, result = complete('p1', mode, family)
+            assert ok, (mode, family, result)
+    remove_clamp(cell2)
+    stalled, result = stalls('p1', 'down')
+    assert stalled, ('the transfer completed without the clamp: the test proves nothing', result)
+    cell2.module('pic_service_egress', nested_service('absent'))
+    cell2.module('pic_service_egress', nested_service())
+    assert len(mss_rules(cell2)) == 1 and complete('p1', 'down')[0]
 
 
 # -- exits run by the role: openvpn, and a SOCKS5 proxy ----------------------------------
