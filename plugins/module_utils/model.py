@@ -285,6 +285,7 @@ def desired(doc, facts, cell_settings=None):
     add_classifier(want, layout)
     add_hook_chains(want)
     add_exit_rules(want, conns, layout)
+    add_mss_clamp(want, conns)
     add_input_guard(want, conns)
     add_peer_maps(want, doc)
     add_policy_rules(want, conns, layout, settings)
@@ -456,6 +457,38 @@ def add_exit_kill_switch(want, conn, layout):
         want.add_rule('postrouting', 'oifname "%s" masquerade' % conn['interface'])
     else:
         want.add_rule('forward', 'meta mark & 0x%08x == 0x%08x counter drop' % (layout.mask, closed_mark))
+
+
+def add_mss_clamp(want, conns):
+    """TCP MSS clamped on what is forwarded into an interface exit (its own
+    ``mss`` chain: forward hook, priority mangle): the MSS option of a SYN
+    (or SYN-ACK) leaving by an exit interface is lowered to what that route's
+    MTU carries (``rt mtu``: the interface's MTU, or a smaller path MTU the
+    kernel learned for the destination), so the far end never sends segments
+    larger than the tunnel. A peer's interface MTU (1420 on WireGuard, 1500 on
+    a service's LAN) is often larger than its exit's (a WireGuard or OpenVPN
+    tunnel, a cell link, nested tunnels of a relay whose remote cell exits
+    through a tunnel), and where ICMP "fragmentation needed"/"packet too big"
+    is blackholed behind the exit, PMTUD cannot repair that: large transfers
+    stall. When the path behind an exit is narrower than its tunnel, lower the
+    exit's MTU (``mtu`` of wireguard_ext, ``tun-mtu`` of OpenVPN, the link's
+    MTU) and every peer's TCP follows. Proxy-kind exits forward no TCP: the
+    peer's connection ends at the local instance (whose SYN-ACK already
+    carries the MSS of the peer's route) and the instance's own upstream
+    connection uses the cell's stack (its route's MTU and PMTU)."""
+    ifnames = []
+    for conn in conns:
+        if exits.is_interface(conn['type']) and conn.get('interface') and conn['interface'] not in ifnames:
+            ifnames.append(conn['interface'])
+    if not ifnames:
+        return
+    want.add_chain('mss', {'type': 'filter', 'hook': 'forward', 'priority': 'mangle'})
+    for ifname in ifnames:
+        want.add_rule('mss', 'oifname "%s" %s' % (ifname, MSS_CLAMP))
+
+
+# A SYN (not a reset) gets the MSS its route's MTU carries; the kernel only ever lowers it.
+MSS_CLAMP = 'tcp flags syn / syn,rst tcp option maxseg size set rt mtu'
 
 
 def add_input_guard(want, conns):
