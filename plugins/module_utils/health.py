@@ -18,10 +18,9 @@ import subprocess
 import time
 
 from . import exits, model
-from .exits.base import ProxyExit
+from .exits.base import HANDSHAKE_MAX_AGE, InterfaceExit, ProxyExit
 from .registry import write_atomic
 
-HANDSHAKE_MAX_AGE = 180
 WORKING, DOWN, UNKNOWN = 'working', 'down', 'unknown'
 
 
@@ -200,17 +199,29 @@ def _proxy_check(conn, state_dir, connect=tcp_connect):
     return (WORKING if working else DOWN), reason
 
 
+def handshake_verdict(age, max_age=HANDSHAKE_MAX_AGE, ifname=None):
+    """The guide's rule for a WireGuard exit: (status, reason) of the newest handshake's
+    ``age`` in seconds (None: never, unknown). Down when older than ``max_age`` (180 s
+    unless the connection's ``health_handshake_max_age`` says otherwise)."""
+    if age is None:
+        return UNKNOWN, 'no handshake yet on %s' % ifname
+    if age > max_age:
+        return DOWN, 'last handshake %ds ago (more than %ds)' % (age, max_age)
+    return WORKING, 'last handshake %ds ago' % age
+
+
+def handshake_max_age(conn):
+    """The connection's ``health_handshake_max_age``, 180 s by default."""
+    return InterfaceExit.handshake_max_age(conn)
+
+
 def _handshake_check(conn, now):
-    """A WireGuard interface: present, with a handshake younger than HANDSHAKE_MAX_AGE."""
+    """A WireGuard interface: present, with a handshake younger than its max age."""
     from .wgiface import handshake_age
     if not link_exists(conn.get('interface')):
         return DOWN, 'interface %s is missing' % conn.get('interface')
-    age = handshake_age(conn['interface'], now or time.time())
-    if age is None:
-        return UNKNOWN, 'no handshake yet on %s' % conn['interface']
-    if age > HANDSHAKE_MAX_AGE:
-        return DOWN, 'last handshake %ds ago (more than %ds)' % (age, HANDSHAKE_MAX_AGE)
-    return WORKING, 'last handshake %ds ago' % age
+    return handshake_verdict(handshake_age(conn['interface'], now or time.time()), handshake_max_age(conn),
+                             conn['interface'])
 
 
 def _link_check(conn):

@@ -111,6 +111,14 @@ options:
         description:
           - For every type. Failed probes (1-100) after which the monitor holds the connection down.
         type: int
+      health_handshake_max_age:
+        description:
+          - Only for type C(wireguard_ext).
+          - Seconds (1-86400; default 180, the guide's 3 minutes) after the newest WireGuard handshake of the exit's
+            interface after which the health check and the monitor call it down. WireGuard renews the handshake every
+            2 minutes while traffic flows (set C(persistent_keepalive) to keep it flowing), so less than 150 calls a
+            working tunnel down now and then.
+        type: int
       health_recover_after:
         description:
           - For every type. Answered probes (1-100) after which the monitor brings the connection back.
