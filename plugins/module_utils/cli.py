@@ -243,9 +243,7 @@ class Monitor(object):
         # a type this library does not know (a newer collection's): its interface, if any
         provider = exits.get(conn['type']) or InterfaceExit
         if provider.kind == exits.PROXY:
-            ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
-            self._count(conn['id'], ok)
-            return None, 'instance port %d: %s' % (conn['local_port'], why)
+            return self._proxy_verdict(provider, conn)
         if not link_exists(conn.get('interface')):
             reason = 'interface %s is missing' % conn.get('interface')
             # e.g. deleted under a running OpenVPN, which never recovers by itself
@@ -263,6 +261,18 @@ class Monitor(object):
         if provider.liveness == 'link':
             return False, 'interface %s present%s' % (conn['interface'], unprobed)
         return self._handshake_verdict(conn, unprobed)
+
+    def _proxy_verdict(self, provider, conn):
+        """A proxy kind: its instance port answers, then the provider's deep check
+        (Tor's circuits, a request through the instance to ``health_target``); counted."""
+        ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
+        reason = 'instance port %d: %s' % (conn['local_port'], why)
+        deep = provider.deep_check(conn, self.registry.state_dir, 2.0) if ok else None
+        if deep is not None:
+            ok, why = deep
+            reason = '%s; %s' % (reason, why)
+        self._count(conn['id'], ok)
+        return None, reason
 
     def _handshake_verdict(self, conn, unprobed=''):
         """The guide's rule: down when the newest handshake is older than the connection's

@@ -221,6 +221,13 @@ class ProxyExit(Exit):
         return (server, timeout) if server else None
 
     @classmethod
+    def deep_check(cls, conn, state_dir, timeout):
+        """What the ports cannot tell, asked once they answered: (working, reason), or
+        None when there is nothing more to ask (a request through the instance to
+        ``health_target``, Tor's circuits)."""
+        return None
+
+    @classmethod
     def second_verdict(cls, ok, port, host, sport, why):
         """(working, reason) once the instance port answered and the second target was probed."""
         if not ok:

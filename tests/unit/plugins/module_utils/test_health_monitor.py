@@ -17,13 +17,15 @@ import time
 
 import pytest
 
-from ansible_collections.pic.connectivity.plugins.module_utils import cli, dataplane, health, wgconf
+from ansible_collections.pic.connectivity.plugins.module_utils import cli, dataplane, health, wgconf, wgiface
 from ansible_collections.pic.connectivity.tests.unit.helpers import in_netns, keyed, saved_registry
 
 FAIL_AFTER, RECOVER_AFTER = 3, 2
 CONN = {'name': 'Exit WG', 'type': 'wireguard_ext',
         'config': keyed(health_target='192.0.2.1', health_fail_after=FAIL_AFTER,
-                        health_recover_after=RECOVER_AFTER)}
+                        health_recover_after=RECOVER_AFTER, interface='pic-t-hyst')}
+# (an interface name of this test's own: wireguard-go's control socket, /var/run/wireguard/<name>.sock,
+# is shared by every network namespace)
 CLONE_NEWNS = 0x00020000
 
 
@@ -57,17 +59,21 @@ def _passes(registry, answering):
     with contextlib.redirect_stdout(io.StringIO()):
         cell = dataplane.Cell(registry)
         cell.store_wg('exit-wg', wgconf.parse(CONN['config']))
-        cell.converge(registry.load())
-        cell.close()
-        monitor = cli.Monitor(registry.state_dir, fail_after=99, recover_after=99)   # the config's counts rule
-        for answers in [True] + [False] * 4 + [True] * 3:
-            if answers:
-                answering.touch()
-            elif answering.exists():
-                answering.unlink()
-            monitor.tick()
-            runtime = registry.load_runtime()
-            states.append((answers, runtime['down'], runtime['reasons'].get('exit-wg')))
+        try:
+            cell.converge(registry.load())
+            monitor = cli.Monitor(registry.state_dir, fail_after=99, recover_after=99)   # the config's counts rule
+            for answers in [True] + [False] * 4 + [True] * 3:
+                if answers:
+                    answering.touch()
+                elif answering.exists():
+                    answering.unlink()
+                monitor.tick()
+                runtime = registry.load_runtime()
+                states.append((answers, runtime['down'], runtime['reasons'].get('exit-wg')))
+        finally:
+            # wireguard-go outlives the namespace: stop it
+            wgiface.WgInterface(cell.routing, 'pic-t-hyst', os.path.join(registry.state_dir, 'run')).remove()
+            cell.close()
     return states
 
 
