@@ -119,14 +119,22 @@ options:
             2 minutes while traffic flows (set C(persistent_keepalive) to keep it flowing), so less than 150 calls a
             working tunnel down now and then.
         type: int
+      health_port:
+        description:
+          - Only for type C(proxy).
+          - The TCP port (1-65535; default 80) of C(health_target) that the health check and the monitor ask the proxy
+            to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the proxy server); the exit is down when
+            the proxy cannot reach it. Not asked of a proxy with a C(username), the cell's health check does not read
+            the password.
+        type: int
       health_recover_after:
         description:
           - For every type. Answered probes (1-100) after which the monitor brings the connection back.
         type: int
       health_target:
         description:
-          - For every type. An IP address probed through the exit by the cell's monitor (the deep probe of interface
-            types).
+          - For every type. An IP address probed through the exit by the cell's monitor and pic_health (interface types,
+            a ping through the exit; C(proxy), a request through the proxy server to its C(health_port)).
         type: str
       host:
         description:

@@ -51,8 +51,9 @@ COMMON_OPTIONS = (
            'with the connection, so it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); '
            'C(eth0), C(wg0) or any other interface of the cell is refused, and so is a name that already exists '
            'on the cell and is not this connection\'s interface in the registry.'),
-    Option('health_target', 'str', 'An IP address probed through the exit by the cell\'s monitor (the deep probe '
-           'of interface types).'),
+    Option('health_target', 'str', 'An IP address probed through the exit by the cell\'s monitor and pic_health '
+           '(interface types, a ping through the exit; C(proxy), a request through the proxy server to its '
+           'C(health_port)).'),
     Option('health_fail_after', 'int', 'Failed probes (1-100) after which the monitor holds the connection down.'),
     Option('health_recover_after', 'int', 'Answered probes (1-100) after which the monitor brings the connection '
            'back.'),
