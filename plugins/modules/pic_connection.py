@@ -123,9 +123,8 @@ options:
         description:
           - Only for type C(proxy).
           - The TCP port (1-65535; default 80) of C(health_target) that the health check and the monitor ask the proxy
-            to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the proxy server); the exit is down when
-            the proxy cannot reach it. Not asked of a proxy with a C(username), the cell's health check does not read
-            the password.
+            to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the proxy server, with its login); the exit
+            is down when the proxy cannot reach it.
         type: int
       health_recover_after:
         description:

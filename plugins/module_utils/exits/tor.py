@@ -51,8 +51,10 @@ def circuit_established(state_dir, timeout=2.0):
         try:
             sock.connect(path)
             auth = _ask(sock, 'AUTHENTICATE %s' % cookie)
-            info = _ask(sock, 'GETINFO status/circuit-established') if auth[-1].startswith('250') else auth
-            _ask(sock, 'QUIT')
+            info = auth
+            if auth[-1].startswith('250'):
+                info = _ask(sock, 'GETINFO status/circuit-established')
+                _ask(sock, 'QUIT')
         finally:
             sock.close()
     except (IOError, OSError, socket.timeout) as exc:

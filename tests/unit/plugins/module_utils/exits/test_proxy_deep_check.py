@@ -3,6 +3,8 @@
 proxy server for ``health_target``:``health_port`` (default 80), as redsocks makes for
 a peer; down when the proxy cannot reach the target. Stand-in proxies on loopback that
 grant or refuse; pic_health's check of a proxy connection whose ports answer."""
+import base64
+import os
 import socket
 import struct
 import threading
@@ -18,8 +20,8 @@ class FakeProxy(object):
     """A SOCKS5 or HTTP CONNECT proxy on loopback that grants a request for ``reachable``
     (host, port) and refuses any other; it records what it was asked."""
 
-    def __init__(self, kind, reachable):
-        self.kind, self.reachable, self.asked = kind, reachable, []
+    def __init__(self, kind, reachable, login=None):
+        self.kind, self.reachable, self.asked, self.login, self.logins = kind, reachable, [], login, []
         self.sock = socket.socket()
         self.sock.bind(('127.0.0.1', 0))
         self.sock.listen(4)
@@ -39,9 +41,24 @@ class FakeProxy(object):
                     continue     # a bare TCP connect (the port checks), closed at once
 
     def _socks5(self, conn):
-        if conn.recv(3) != b'\x05\x01\x00':
+        greeting = conn.recv(4)
+        if not greeting.startswith(b'\x05'):
             return
-        conn.sendall(b'\x05\x00')
+        if self.login:
+            if b'\x02' not in greeting[2:]:
+                conn.sendall(b'\x05\xff')
+                return
+            conn.sendall(b'\x05\x02')
+            head = conn.recv(2)
+            user = conn.recv(head[1]).decode()
+            password = conn.recv(conn.recv(1)[0]).decode()
+            self.logins.append((user, password))
+            if (user, password) != self.login:
+                conn.sendall(b'\x01\x01')
+                return
+            conn.sendall(b'\x01\x00')
+        else:
+            conn.sendall(b'\x05\x00')
         head = conn.recv(4)
         host = socket.inet_ntop(socket.AF_INET6 if head[3] == 4 else socket.AF_INET,
                                 conn.recv(16 if head[3] == 4 else 4))
@@ -52,6 +69,12 @@ class FakeProxy(object):
 
     def _http(self, conn):
         request = conn.recv(1024).decode()
+        if self.login:
+            expected = 'Proxy-Authorization: Basic %s\r\n' % base64.b64encode(':'.join(self.login).encode()).decode()
+            if expected not in request:
+                conn.sendall(b'HTTP/1.1 407 Proxy Authentication Required\r\n\r\n')
+                return
+            self.logins.append(self.login)
         where = request.split(' ')[1]
         host, port = where.rsplit(':', 1)
         self.asked.append((host.strip('[]'), int(port)))
@@ -94,9 +117,38 @@ def test_a_silent_proxy_is_down():
     assert working is False and 'no answer' in why
 
 
-def test_nothing_is_asked_without_a_target_or_with_a_username():
+def test_nothing_is_asked_without_a_target_or_without_the_password_of_a_login(tmp_path):
     assert proxy.Proxy.deep_check(_conn(1, health_target=None), None, 1.0) is None
     assert proxy.Proxy.deep_check(_conn(1, username='u'), None, 1.0) is None
+    assert proxy.Proxy.deep_check(_conn(1, username='u'), str(tmp_path), 1.0) is None
+
+
+PASSWORD = 'pa"ss\\word; {x}'
+
+
+def _instance_file(state_dir, password):
+    """The redsocks file the proxy role writes for connection px (the template's lines)."""
+    from ansible_collections.pic.connectivity.plugins.filter import render
+    os.makedirs(os.path.join(state_dir, 'proxy'))
+    with open(os.path.join(state_dir, 'proxy', 'px.conf'), 'w') as handle:
+        handle.write('redsocks {\n\tlogin = %s;\n\tpassword = %s;\n}\n'
+                     % (render.redsocks_string('user'), render.redsocks_string(password, secret=True)))
+
+
+@pytest.mark.parametrize('kind', ['socks5', 'http-connect'])
+def test_a_proxy_with_a_login_is_asked_with_the_instances_password(tmp_path, kind):
+    state_dir = str(tmp_path)
+    _instance_file(state_dir, PASSWORD)
+    assert proxy.instance_password(state_dir, {'id': 'px'}) == PASSWORD
+    fake = FakeProxy(kind, ('198.51.100.7', 80), login=('user', PASSWORD))
+    try:
+        good = proxy.Proxy.deep_check(_conn(fake.port, proxy_type=kind, username='user'), state_dir, 2.0)
+        wrong = proxy.Proxy.deep_check(_conn(fake.port, proxy_type=kind, username='other'), state_dir, 2.0)
+    finally:
+        fake.close()
+    assert good == (True, 'the proxy reaches 198.51.100.7:80')
+    assert wrong[0] is False and PASSWORD not in wrong[1], wrong
+    assert fake.logins[0] == ('user', PASSWORD)
 
 
 def test_the_health_check_of_a_proxy_whose_ports_answer_asks_the_proxy():
