@@ -148,8 +148,8 @@ def _tor_without_a_network(state_dir, conn):
 @pytest.mark.skipif(not shutil.which('tor'), reason='tor is not installed')
 def test_a_real_tor_that_runs_without_a_network_is_down(tmp_path):
     conn = _conn(19150, 19140)
-    ports, alive, (status, reason), verdicts, fails, log = in_netns(_tor_without_a_network,
-                                                                     str(tmp_path / 'state'), conn)
+    outcome = in_netns(_tor_without_a_network, str(tmp_path / 'state'), conn)
+    ports, alive, (status, reason), verdicts, fails, log = outcome
     assert ports and alive, log[-2000:]       # it runs and listens
     assert status == health.DOWN, reason
     assert reason == ('SOCKS port 19150 and TransPort 19140 answer; '
