@@ -306,6 +306,29 @@ EXAMPLES = r'''
       endpoint: 198.51.100.7:51820
       allowed_ips: [0.0.0.0/0, "::/0"]
 
+- name: A WireGuard exit that is down after 5 minutes without a handshake (the guide's default is 3)
+  pic.connectivity.pic_connection:
+    name: Exit WG
+    type: wireguard_ext
+    config:
+      wg_config: "{{ lookup('ansible.builtin.file', 'files/exit-wg.conf') }}"
+      persistent_keepalive: 25
+      health_handshake_max_age: 300
+
+- name: A SOCKS5 proxy exit, down when it cannot reach the health target's HTTPS port
+  pic.connectivity.pic_connection:
+    name: Exit SOCKS
+    type: proxy
+    config:
+      host: 203.0.113.50
+      port: 1080
+      username: cell1
+      password: "{{ vault_socks_password }}"
+      health_target: 198.51.100.80
+      health_port: 443
+      health_fail_after: 3
+      health_recover_after: 5
+
 - name: Delete a connection (fails and lists its users while peers still use it)
   pic.connectivity.pic_connection:
     name: US Exit
