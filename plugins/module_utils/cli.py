@@ -37,7 +37,7 @@ from .dataplane import Cell, install_kill_switch, last_good_path, registry_signa
 from .errors import PicError
 from .exitguard import parent_death_signal
 from .exits.base import InterfaceExit
-from .health import NO_PING, ping_through, link_exists, tcp_connect, HealthCache, check_all
+from .health import NO_PING, ping_through, link_exists, tcp_connect, HealthCache, check_all, handshake_max_age
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
 from .wgiface import handshake_age
@@ -231,6 +231,7 @@ class Monitor(object):
         self.recover_after = recover_after
         self.fails = {}
         self.oks = {}
+        self.no_handshake_since = {}   # {conn id: when this monitor first saw its interface without a handshake}
         self.stop = False
 
     def _count(self, cid, ok):
@@ -244,9 +245,7 @@ class Monitor(object):
         # a type this library does not know (a newer collection's): its interface, if any
         provider = exits.get(conn['type']) or InterfaceExit
         if provider.kind == exits.PROXY:
-            ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
-            self._count(conn['id'], ok)
-            return None, 'instance port %d: %s' % (conn['local_port'], why)
+            return self._proxy_verdict(provider, conn)
         if not link_exists(conn.get('interface')):
             reason = 'interface %s is missing' % conn.get('interface')
             # e.g. deleted under a running OpenVPN, which never recovers by itself
@@ -263,10 +262,36 @@ class Monitor(object):
         unprobed = '; deep probe of %s not run: %s' % (target, NO_PING) if target else ''
         if provider.liveness == 'link':
             return False, 'interface %s present%s' % (conn['interface'], unprobed)
-        age = handshake_age(conn['interface'])
-        if age is not None and age > 180:
-            return True, 'last handshake %ds ago%s' % (age, unprobed)
-        return False, 'handshake %s%s' % ('never' if age is None else '%ds ago' % age, unprobed)
+        return self._handshake_verdict(conn, unprobed)
+
+    def _proxy_verdict(self, provider, conn):
+        """A proxy kind: its instance port answers, then the provider's deep check
+        (Tor's circuits, a request through the instance to ``health_target``); counted."""
+        ok, why = tcp_connect('127.0.0.1', conn['local_port'], timeout=0.5)
+        reason = 'instance port %d: %s' % (conn['local_port'], why)
+        deep = provider.deep_check(conn, self.registry.state_dir, 2.0) if ok else None
+        if deep is not None:
+            ok, why = deep
+            reason = '%s; %s' % (reason, why)
+        self._count(conn['id'], ok)
+        return None, reason
+
+    def _handshake_verdict(self, conn, unprobed=''):
+        """The guide's rule: down when the newest handshake is older than the connection's
+        ``health_handshake_max_age`` (180 s), or when there was none for that long since
+        this monitor first saw the interface (a server that never answers)."""
+        cid, max_age, now = conn['id'], handshake_max_age(conn), time.time()
+        age = handshake_age(conn['interface'], now)
+        if age is None:
+            since = now - self.no_handshake_since.setdefault(cid, now)
+            if since > max_age:
+                return True, 'no handshake in the %ds since the monitor saw %s (more than %ds)%s' % (
+                    since, conn['interface'], max_age, unprobed)
+            return False, 'handshake never%s' % unprobed
+        self.no_handshake_since.pop(cid, None)
+        if age > max_age:
+            return True, 'last handshake %ds ago (more than %ds)%s' % (age, max_age, unprobed)
+        return False, 'handshake %ds ago%s' % (age, unprobed)
 
     def tick(self):
         # Probe without the lock (the registry is replaced atomically, so a

@@ -18,10 +18,9 @@ import subprocess
 import time
 
 from . import exits, model
-from .exits.base import ProxyExit
+from .exits.base import HANDSHAKE_MAX_AGE, InterfaceExit, ProxyExit
 from .registry import write_atomic
 
-HANDSHAKE_MAX_AGE = 180
 WORKING, DOWN, UNKNOWN = 'working', 'down', 'unknown'
 
 
@@ -136,6 +135,8 @@ INSTANCE_FILES = exits.INSTANCE_FILES
 # A TCP connect from the cell to a proxy-type exit's upstream server (the SSH
 # server, the proxy): short, so that probing many connections stays quick.
 UPSTREAM_TIMEOUT = 0.8
+# A request through a proxy-type exit (or Tor's control socket): longer, it crosses the exit.
+DEEP_TIMEOUT = 3.0
 
 
 def instance_file(state_dir, conn):
@@ -179,7 +180,9 @@ def _proxy_check(conn, state_dir, connect=tcp_connect):
       TransPort (``local_port``, where peers are redirected); by default the
       upstream (``upstream``: the SSH server, the proxy), which must accept a TCP
       connection from the cell, as the exit guard checks: redsocks keeps listening
-      when its proxy is gone, and sshuttle listens before its SSH session exists.
+      when its proxy is gone, and sshuttle listens before its SSH session exists;
+    * then the provider's deep check (``deep_check``): Tor must have a circuit (its
+      control socket), a proxy must carry a request to ``health_target``.
     """
     provider = _provider(conn)
     port = provider.instance_port(conn)
@@ -193,24 +196,46 @@ def _proxy_check(conn, state_dir, connect=tcp_connect):
         return DOWN, 'instance port %d does not answer: %s' % (port, why)
     second = provider.second_target(conn, UPSTREAM_TIMEOUT)
     if not second:
-        return WORKING, 'instance port %d answers' % port
+        return _deep(provider, conn, state_dir, 'instance port %d answers' % port)
     (host, sport), timeout = second
     ok, why = connect(host, sport, timeout)
     working, reason = provider.second_verdict(ok, port, host, sport, why)
-    return (WORKING if working else DOWN), reason
+    return _deep(provider, conn, state_dir, reason) if working else (DOWN, reason)
+
+
+def _deep(provider, conn, state_dir, reason):
+    """The provider's deep check once the ports answered (``reason``): Tor's circuits,
+    a request through the instance to ``health_target``."""
+    deep = provider.deep_check(conn, state_dir, DEEP_TIMEOUT)
+    if deep is None:
+        return WORKING, reason
+    working, why = deep
+    return (WORKING if working else DOWN), '%s; %s' % (reason, why)
+
+
+def handshake_verdict(age, max_age=HANDSHAKE_MAX_AGE, ifname=None):
+    """The guide's rule for a WireGuard exit: (status, reason) of the newest handshake's
+    ``age`` in seconds (None: never, unknown). Down when older than ``max_age`` (180 s
+    unless the connection's ``health_handshake_max_age`` says otherwise)."""
+    if age is None:
+        return UNKNOWN, 'no handshake yet on %s' % ifname
+    if age > max_age:
+        return DOWN, 'last handshake %ds ago (more than %ds)' % (age, max_age)
+    return WORKING, 'last handshake %ds ago' % age
+
+
+def handshake_max_age(conn):
+    """The connection's ``health_handshake_max_age``, 180 s by default."""
+    return InterfaceExit.handshake_max_age(conn)
 
 
 def _handshake_check(conn, now):
-    """A WireGuard interface: present, with a handshake younger than HANDSHAKE_MAX_AGE."""
+    """A WireGuard interface: present, with a handshake younger than its max age."""
     from .wgiface import handshake_age
     if not link_exists(conn.get('interface')):
         return DOWN, 'interface %s is missing' % conn.get('interface')
-    age = handshake_age(conn['interface'], now or time.time())
-    if age is None:
-        return UNKNOWN, 'no handshake yet on %s' % conn['interface']
-    if age > HANDSHAKE_MAX_AGE:
-        return DOWN, 'last handshake %ds ago (more than %ds)' % (age, HANDSHAKE_MAX_AGE)
-    return WORKING, 'last handshake %ds ago' % age
+    return handshake_verdict(handshake_age(conn['interface'], now or time.time()), handshake_max_age(conn),
+                             conn['interface'])
 
 
 def _link_check(conn):

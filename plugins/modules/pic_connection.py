@@ -116,14 +116,29 @@ options:
         description:
           - For every type. Failed probes (1-100) after which the monitor holds the connection down.
         type: int
+      health_handshake_max_age:
+        description:
+          - Only for type C(wireguard_ext).
+          - Seconds (1-86400; default 180, the guide's 3 minutes) after the newest WireGuard handshake of the exit's
+            interface after which the health check and the monitor call it down. WireGuard renews the handshake every
+            2 minutes while traffic flows (set C(persistent_keepalive) to keep it flowing), so less than 150 calls a
+            working tunnel down now and then.
+        type: int
+      health_port:
+        description:
+          - Only for type C(proxy).
+          - The TCP port (1-65535; default 80) of C(health_target) that the health check and the monitor ask the proxy
+            to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the proxy server, with its login); the exit
+            is down when the proxy cannot reach it.
+        type: int
       health_recover_after:
         description:
           - For every type. Answered probes (1-100) after which the monitor brings the connection back.
         type: int
       health_target:
         description:
-          - For every type. An IP address probed through the exit by the cell's monitor (the deep probe of interface
-            types).
+          - For every type. An IP address probed through the exit by the cell's monitor and pic_health (interface types,
+            a ping through the exit; C(proxy), a request through the proxy server to its C(health_port)).
         type: str
       host:
         description:
@@ -325,6 +340,29 @@ EXAMPLES = r'''
   pic.connectivity.pic_connection:
     name: Home VPN
     fallback: [US Exit]
+
+- name: A WireGuard exit that is down after 5 minutes without a handshake (the guide's default is 3)
+  pic.connectivity.pic_connection:
+    name: Exit WG
+    type: wireguard_ext
+    config:
+      wg_config: "{{ lookup('ansible.builtin.file', 'files/exit-wg.conf') }}"
+      persistent_keepalive: 25
+      health_handshake_max_age: 300
+
+- name: A SOCKS5 proxy exit, down when it cannot reach the health target's HTTPS port
+  pic.connectivity.pic_connection:
+    name: Exit SOCKS
+    type: proxy
+    config:
+      host: 203.0.113.50
+      port: 1080
+      username: cell1
+      password: "{{ vault_socks_password }}"
+      health_target: 198.51.100.80
+      health_port: 443
+      health_fail_after: 3
+      health_recover_after: 5
 
 - name: Delete a connection (fails and lists its users while peers still use it)
   pic.connectivity.pic_connection:

@@ -13,8 +13,12 @@ short_description: Report the health of a PIC cell's connections
 version_added: 1.0.0
 description:
   - Probes the connections of a cell with the admin guide's check for each type (WireGuard handshake age,
-    down if older than 3 minutes; OpenVPN interface present; TCP connect to the local port of proxy exits)
-    and the verdict of the cell's monitor (a probe through the exit when C(health_target) is configured).
+    down if older than 3 minutes or the connection's C(health_handshake_max_age); OpenVPN interface present;
+    TCP connect to the local port of proxy exits) and the verdict of the cell's monitor (a probe through the
+    exit when C(health_target) is configured).
+  - C(tor) is C(down) when it runs but has no circuit (C(GETINFO status/circuit-established) on the control
+    socket the tor role's torrc opens). C(proxy) with C(health_target) is C(down) when the proxy cannot connect
+    to C(health_target) on C(health_port) (default 80; a SOCKS5 or HTTP CONNECT request with its login).
   - A proxy-type exit is C(working) only when what its port cannot tell answers too. C(tor) also needs its
     TransPort (where peers are redirected); C(sshuttle) and C(proxy) need their upstream, the SSH server or the
     proxy, to accept a TCP connection from the cell (redsocks keeps listening when its proxy is gone, and

@@ -245,6 +245,44 @@ def test_health_working_then_down_within_one_probe_when_the_proxy_stops(site, ce
     assert wait_for(lambda: cell.health(conn)['status'] == 'working', 30), cell.health(conn)
 
 
+@pytest.mark.parametrize('conn', [SOCKS, HTTP])
+def test_a_proxy_that_cannot_reach_the_health_target_is_down(site, cell, conn):
+    """The deep probe: pic_health and the monitor ask the proxy (with its login) for
+    health_target:health_port. The lab's echo server on port 80 is reached; on a closed
+    port the proxy cannot connect: down, though the proxy itself answers; the monitor
+    holds it down, so the fail-open peer (p2, on SOCKS) falls back to the WAN."""
+    def target(port):
+        cell.module('pic_connection', connection(conn, health_target=piclab.SERVER_V4, health_port=port))
+    info = PROXIES.info(NODES[conn])
+    with open(os.path.join(cell.state_dir, 'proxy', 'exit-%s.conf' % conn.split()[-1].lower())) as handle:
+        if info['password'] not in handle.read():
+            # an earlier test left the instance with a wrong password: the deep probe logs
+            # in as the instance does (and would rightly say down); give it the right one
+            playbook(site, run_vars())
+    target(80)
+    try:
+        entry = wait_for(lambda: (lambda e: e if e['status'] == 'working' else None)(cell.health(conn)), 20)
+        assert entry and entry['reason'].endswith('the proxy reaches %s:80' % piclab.SERVER_V4), entry
+        target(9)                           # nothing listens there: the proxy cannot connect
+        started = time.time()
+        entry = cell.health(conn)
+        assert entry['status'] == 'down', entry
+        assert 'the proxy cannot reach %s:9 (it answered ' % piclab.SERVER_V4 in entry['reason'], entry
+        assert 'answers and so does its upstream' in entry['reason'], entry   # the proxy itself is up
+        assert info['password'] not in entry['reason']
+        if conn == SOCKS:
+            assert wait_for(lambda: piclab.fetch('p2', 4, timeout=1) == piclab.wan_address('cell1', 4), 15)
+            print('health target unreachable: fail-open fallback after %.1fs' % (time.time() - started))
+            # the fail-closed peer never leaves by the WAN (held down, its exit is still its only way out)
+            assert sources('p1')[0] in (None, exit_address(SOCKS)), sources('p1')
+    finally:
+        cell.module('pic_connection', connection(conn))
+    assert wait_for(lambda: cell.health(conn)['status'] == 'working', 20), cell.health(conn)
+    if conn == SOCKS:
+        assert wait_for(lambda: via('p2', SOCKS), 15), sources('p2')
+        assert wait_for(lambda: via('p1', SOCKS), 15), sources('p1')
+
+
 def test_health_unknown_for_an_instance_never_installed(site, cell):
     """A proxy connection made without its role has no instance: unknown, not down."""
     cell.module('pic_connection', {'name': 'No instance', 'type': 'proxy',

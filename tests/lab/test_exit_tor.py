@@ -318,6 +318,38 @@ def test_health_unknown_without_the_instance(cell, inventory, sup):
     assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
 
 
+def test_tor_that_runs_without_its_network_is_down_and_its_fail_open_peer_falls_back(cell, sup):
+    """The lab's private Tor network stopped (authorities and relays), the cell's tor
+    restarted: it runs and listens, but has no circuit. pic_health says down (its control
+    socket: status/circuit-established=0), the monitor holds it down, so the fail-open
+    peer leaves by the WAN and the fail-closed one is blocked; back once the network is."""
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
+    assert 'Tor has a circuit' in cell.health(CONN)['reason']
+    TORNET.stop()
+    try:
+        sup.ctl('restart', INSTANCE)
+        started = time.time()
+        assert sup.pid(INSTANCE) and tor_in_cell() == [sup.pid(INSTANCE)]      # it runs
+        entry = wait_for(lambda: (lambda e: e if 'no circuit' in e['reason'] else None)(cell.health(CONN)), 20)
+        assert entry and entry['status'] == 'down', entry
+        assert entry['reason'].endswith('Tor runs but has no circuit (status/circuit-established=0)'), entry
+        assert 'SOCKS port 9050 and TransPort' in entry['reason'], entry          # its ports answer
+        assert wait_for(lambda: piclab.fetch('p1', 4, timeout=1) == piclab.wan_address('cell1', 4), 20)
+        fallback = time.time() - started
+        assert via_wan('p1'), sources('p1')
+        assert sources('p2', timeout=2) == (None, None)
+        assert leak_count('p2') == 0
+        assert leak_count('p1') > 0     # positive control: the fail-open peer does reach the internet
+        print('tor without its network: fail-open fallback %.1fs after its restart' % fallback)
+    finally:
+        TORNET.start()
+        TORNET.wait_ready(60)
+        sup.ctl('restart', INSTANCE)
+    assert wait_for(lambda: via_tor('p2'), 60, 1), sources('p2')
+    assert wait_for(lambda: via_tor('p1'), 20, 1), sources('p1')
+    assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
+
+
 def test_removing_the_connection_stops_tor_and_keeps_it_installed(cell, inventory, sup):
     changed, _out = playbook(inventory, tor_vars(state='absent'))
     assert changed > 0

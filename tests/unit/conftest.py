@@ -33,6 +33,7 @@ def pytest_configure(config):
     from hypothesis.configuration import set_hypothesis_home_dir
     _link_collection(os.path.join(tempfile.gettempdir(), 'pic-unit-collections'))
     set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), 'pic-unit-hypothesis'))
+    config.addinivalue_line('markers', 'real_time: sleeps for real (a timer tested at its real length)')
 
 
 @pytest.fixture

@@ -51,11 +51,23 @@ COMMON_OPTIONS = (
            'with the connection, so it must start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); '
            'C(eth0), C(wg0) or any other interface of the cell is refused, and so is a name that already exists '
            'on the cell and is not this connection\'s interface in the registry.'),
-    Option('health_target', 'str', 'An IP address probed through the exit by the cell\'s monitor (the deep probe '
-           'of interface types).'),
+    Option('health_target', 'str', 'An IP address probed through the exit by the cell\'s monitor and pic_health '
+           '(interface types, a ping through the exit; C(proxy), a request through the proxy server to its '
+           'C(health_port)).'),
     Option('health_fail_after', 'int', 'Failed probes (1-100) after which the monitor holds the connection down.'),
     Option('health_recover_after', 'int', 'Answered probes (1-100) after which the monitor brings the connection '
            'back.'),
+)
+
+
+# The guide's rule for the types whose liveness is a WireGuard handshake: down
+# when the newest handshake is older than this (seconds).
+HANDSHAKE_MAX_AGE = 180
+HANDSHAKE_OPTIONS = (
+    Option('health_handshake_max_age', 'int', 'Seconds (1-86400; default 180, the guide\'s 3 minutes) after '
+           'the newest WireGuard handshake of the exit\'s interface after which the health check and the monitor '
+           'call it down. WireGuard renews the handshake every 2 minutes while traffic flows (set '
+           'C(persistent_keepalive) to keep it flowing), so less than 150 calls a working tunnel down now and then.'),
 )
 
 
@@ -80,6 +92,14 @@ def common(config, field):
             public[key] = parse_int(config[key], '%s.%s' % (field, key), 1, 100)
     if config.get('interface') is not None:
         public['interface'] = check_owned_ifname(config['interface'], field + '.interface')
+    return public
+
+
+def handshake_settings(config, public, field):
+    """``health_handshake_max_age`` of a 'handshake' type, validated into ``public``."""
+    if config.get('health_handshake_max_age') is not None:
+        public['health_handshake_max_age'] = parse_int(config['health_handshake_max_age'],
+                                                       field + '.health_handshake_max_age', 1, 86400)
     return public
 
 
@@ -163,8 +183,14 @@ class InterfaceExit(Exit):
     # service role's daemon (OpenVPN) or pic_cell_link (a cell link) does
     cell_runs_wireguard = False
     # what tells the guide's check and the monitor that it is up: 'handshake'
-    # (a WireGuard handshake younger than 180 s) or 'link' (the interface exists)
+    # (a WireGuard handshake younger than ``handshake_max_age``, 180 s by default)
+    # or 'link' (the interface exists)
     liveness = 'handshake'
+
+    @classmethod
+    def handshake_max_age(cls, conn):
+        """Seconds after the newest handshake when a 'handshake' type is down."""
+        return (conn.get('config') or {}).get('health_handshake_max_age') or HANDSHAKE_MAX_AGE
 
     @classmethod
     def restart_orphaned(cls, state_dir, conn):
@@ -194,6 +220,13 @@ class ProxyExit(Exit):
         """((host, port), timeout) the exit needs besides its instance port, or None."""
         server = cls.upstream(conn)
         return (server, timeout) if server else None
+
+    @classmethod
+    def deep_check(cls, conn, state_dir, timeout):
+        """What the ports cannot tell, asked once they answered: (working, reason), or
+        None when there is nothing more to ask (a request through the instance to
+        ``health_target``, Tor's circuits)."""
+        return None
 
     @classmethod
     def second_verdict(cls, ok, port, host, sport, why):

@@ -8,6 +8,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import os
+import re
+import socket
+import struct
+
 from ..errors import PicError
 from ..validation import check_secret, check_word, parse_address, parse_int
 from .base import NO_ROUTES, Option, ProxyExit, server_of
@@ -15,6 +21,61 @@ from .base import NO_ROUTES, Option, ProxyExit, server_of
 # redsocks' parser takes a quoted string equal to one of its punctuation or comment tokens for it.
 REDSOCKS_TOKENS = ('{', '}', '=', ';', '//', '/*')
 PROXY_TYPES = ('socks5', 'http-connect')
+HEALTH_PORT = 80
+SOCKS5_REPLIES = {1: 'general failure', 2: 'not allowed by its rules', 3: 'network unreachable',
+                  4: 'host unreachable', 5: 'connection refused', 6: 'TTL expired', 7: 'command not supported',
+                  8: 'address type not supported'}
+
+
+def _recv_exactly(sock, size):
+    data = b''
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise OSError('the proxy closed the connection')
+        data += chunk
+    return data
+
+
+def socks5_connect(sock, target, port, login=None):
+    """A SOCKS5 CONNECT to ``target``:``port`` on ``sock`` (``login``: (user, password),
+    RFC 1929): None when granted, else what the proxy said (never the password)."""
+    sock.sendall(b'\x05\x02\x00\x02' if login else b'\x05\x01\x00')
+    method = _recv_exactly(sock, 2)
+    if method == b'\x05\x02' and login:
+        user, password = (part.encode('utf-8') for part in login)
+        sock.sendall(struct.pack('!BB', 1, len(user)) + user + struct.pack('!B', len(password)) + password)
+        if _recv_exactly(sock, 2)[1] != 0:
+            return 'it refused the login'
+    elif method != b'\x05\x00':
+        return 'it wants an authentication'
+    family, atyp = (socket.AF_INET6, 4) if ':' in target else (socket.AF_INET, 1)
+    sock.sendall(struct.pack('!BBBB', 5, 1, 0, atyp) + socket.inet_pton(family, target) + struct.pack('!H', port))
+    reply = _recv_exactly(sock, 4)
+    if reply[1] != 0:
+        return 'it answered %s' % SOCKS5_REPLIES.get(reply[1], 'error %d' % reply[1])
+    return None
+
+
+def http_connect(sock, target, port, login=None):
+    """An HTTP CONNECT to ``target``:``port`` on ``sock`` (``login``: Basic authentication):
+    None when granted (2xx), else the status line."""
+    where = '[%s]:%d' % (target, port) if ':' in target else '%s:%d' % (target, port)
+    auth = ''
+    if login:
+        auth = 'Proxy-Authorization: Basic %s\r\n' % base64.b64encode(':'.join(login).encode('utf-8')).decode('ascii')
+    sock.sendall(('CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n' % (where, where, auth)).encode('utf-8'))
+    line = b''
+    while not line.endswith(b'\r\n') and len(line) < 512:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    status = line.decode('ascii', 'replace').strip()
+    parts = status.split(' ', 2)
+    if len(parts) >= 2 and parts[0].startswith('HTTP/') and parts[1].startswith('2'):
+        return None
+    return 'it answered %r' % status[:80]
 
 
 def _ipv4(value, field):
@@ -32,6 +93,22 @@ def _password(config, field):
                        field + '.password')
 
 
+_PASSWORD_LINE = re.compile(r'^\s*password = "((?:[^"\\]|\\.)*)";\s*$', re.M)
+
+
+def instance_password(state_dir, conn):
+    """The proxy password in the instance's redsocks file (0600, written by the proxy
+    role; ``redsocks_string`` escapes), or None."""
+    if not state_dir:
+        return None
+    try:
+        with open(os.path.join(state_dir, 'proxy', '%s.conf' % conn['id'])) as handle:
+            match = _PASSWORD_LINE.search(handle.read())
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+    return re.sub(r'\\(.)', r'\1', match.group(1)) if match else None
+
+
 class Proxy(ProxyExit):
     name = 'proxy'
     service_role = 'proxy'
@@ -42,6 +119,9 @@ class Proxy(ProxyExit):
         Option('proxy_type', 'str', 'C(socks5) (default) or C(http-connect).'),
         Option('username', 'str', 'The proxy user name; required with C(password).'),
         Option('password', 'str', 'The proxy password.', secret=True),
+        Option('health_port', 'int', 'The TCP port (1-65535; default 80) of C(health_target) that the health check '
+               'and the monitor ask the proxy to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the '
+               'proxy server, with its login); the exit is down when the proxy cannot reach it.'),
     )
 
     @classmethod
@@ -62,12 +142,42 @@ class Proxy(ProxyExit):
             public['username'] = check_word(config['username'], field + '.username')
         if config.get('password') is not None:
             _password(config, field)
+        if config.get('health_port') is not None:
+            public['health_port'] = parse_int(config['health_port'], field + '.health_port', 1, 65535)
         return public, config, cls.secret_values(config), dict(NO_ROUTES)
 
     @classmethod
     def upstream(cls, conn):
         """The proxy server."""
         return server_of(conn)
+
+    @classmethod
+    def deep_check(cls, conn, state_dir, timeout):
+        """A request to the proxy server for ``health_target``:``health_port``, as redsocks
+        makes for a peer (with its login, the password read from the instance's file):
+        down when the proxy cannot reach it. None without a target, or when the
+        password of a login cannot be read (the ports decide)."""
+        config = conn.get('config') or {}
+        target, server = config.get('health_target'), server_of(conn)
+        if not target or not server:
+            return None
+        login = None
+        if config.get('username'):
+            password = instance_password(state_dir, conn)
+            if password is None:
+                return None
+            login = (config['username'], password)
+        port = config.get('health_port') or HEALTH_PORT
+        ask = http_connect if config.get('proxy_type') == 'http-connect' else socks5_connect
+        try:
+            with socket.create_connection(server, timeout=timeout) as sock:
+                sock.settimeout(timeout)
+                refused = ask(sock, target, port, login)
+        except (OSError, socket.timeout) as exc:
+            refused = 'no answer: %s' % (exc or 'timed out')
+        if refused:
+            return False, 'the proxy cannot reach %s:%d (%s)' % (target, port, refused)
+        return True, 'the proxy reaches %s:%d' % (target, port)
 
 
 PROVIDER = Proxy

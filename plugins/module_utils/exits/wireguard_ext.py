@@ -10,7 +10,7 @@ __metaclass__ = type
 
 from .. import wgconf
 from ..errors import PicError
-from .base import InterfaceExit, Option
+from .base import HANDSHAKE_OPTIONS, InterfaceExit, Option, handshake_settings
 
 
 class WireguardExt(InterfaceExit):
@@ -35,13 +35,14 @@ class WireguardExt(InterfaceExit):
         Option('dns', 'raw', 'DNS servers of the exit (a list, or one string of comma-separated addresses); '
                'the peers\' DNS is pinned to them.'),
         Option('listen_port', 'int', 'The tunnel\'s local UDP port (1-65535).'),
-    )
+    ) + HANDSHAKE_OPTIONS
 
     @classmethod
     def validate(cls, config, public, field, fingerprint_key):
         if config.get('wg_config') is None and config.get('private_key') is None:
             raise PicError("a wireguard_ext connection needs wg_config (the WireGuard file) or private_key, "
                            "address, peer_public_key and endpoint", field)
+        handshake_settings(config, public, field)
         wg = wgconf.parse(config, field)
         public.update(wgconf.public_view(wg))
         routes = wgconf.carried_routes(wg)
