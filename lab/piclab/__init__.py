@@ -17,7 +17,7 @@ API:  sys.path.insert(0, "lab"); import piclab; piclab.up(cells=1); piclab.fetch
   servers      exit servers of the other types (plugins in lab/servers/)
   lifecycle    up, down, status
   cli          the command line
-  echo_server.py, probe_burst.py: scripts the lab runs inside its namespaces.
+  echo_server.py, probe_burst.py, bulk_server.py, bulk_client.py: scripts the lab runs inside its namespaces.
 
 Stdlib only.  Uses ip, nft, wg, wireguard-go, curl.  Needs root.
 Nothing is ever configured in the root namespace: every address and route lives

@@ -9,6 +9,15 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     DOCUMENTATION = r'''
+attributes:
+  platform:
+    support: full
+    platforms: debian
+    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
+  action_group:
+    support: full
+    membership: [pic.connectivity.cell]
+    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   state_dir:
     description:

@@ -37,18 +37,10 @@ attributes:
   diff_mode:
     support: none
     description: Nothing to diff; the change itself is made by other tasks.
-  platform:
-    support: full
-    platforms: debian
-    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
   idempotent:
     support: partial
     description: C(status) never changes anything; C(confirm) and C(rollback) change nothing once done.
     details: C(begin) always arms a new timer (a new snapshot and deadline), so it reports a change every time.
-  action_group:
-    support: full
-    membership: [pic.connectivity.cell]
-    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   action:
     description: C(begin), C(confirm), C(rollback) or C(status).

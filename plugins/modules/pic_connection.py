@@ -37,17 +37,9 @@ attributes:
   diff_mode:
     support: full
     description: Shows the connection before and after (secrets are never shown).
-  platform:
-    support: full
-    platforms: debian
-    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
   idempotent:
     support: full
     description: A second run with the same options changes nothing.
-  action_group:
-    support: full
-    membership: [pic.connectivity.cell]
-    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   name:
     description:

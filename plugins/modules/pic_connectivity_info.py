@@ -30,17 +30,9 @@ attributes:
   diff_mode:
     support: none
     description: Read-only.
-  platform:
-    support: full
-    platforms: debian
-    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
   idempotent:
     support: full
     description: Never changes anything.
-  action_group:
-    support: full
-    membership: [pic.connectivity.cell]
-    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   allow_empty:
     description:

@@ -52,17 +52,9 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: debian
-    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
   idempotent:
     support: full
     description: Never changes anything.
-  action_group:
-    support: full
-    membership: [pic.connectivity.cell]
-    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   connection:
     description: Name or id of one connection; all connections when omitted.

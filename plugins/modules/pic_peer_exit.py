@@ -42,17 +42,9 @@ attributes:
   diff_mode:
     support: full
     description: Shows the assignments of the peers that change, before and after.
-  platform:
-    support: full
-    platforms: debian
-    description: Debian 12 cells (Linux with nftables, fwmark policy routing and WireGuard) with Python 3.11.
   idempotent:
     support: full
     description: A second run with the same assignment changes nothing.
-  action_group:
-    support: full
-    membership: [pic.connectivity.cell]
-    description: Takes the options of the C(pic.connectivity.cell) group from C(module_defaults).
 options:
   peer:
     description:

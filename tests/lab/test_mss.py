@@ -28,6 +28,7 @@ With the role's monitor running (openvpn, proxy) a clamp removed by hand is back
 second (shown with openvpn), so the negative is shown on the exits converged by the modules
 alone."""
 import json
+import os
 import time
 
 import pytest
@@ -44,63 +45,9 @@ OK_SECONDS = 20
 STALL_SECONDS = 8
 LAB_TABLE = 'inet lab_mss'
 
-# The bulk server in the internet: PORT_DOWN sends SIZE bytes and closes; PORT_UP reads SIZE
-# bytes (or to EOF) and answers with the number it got (no half-close: redsocks has none).
-_SERVER = r"""
-import socket, sys, threading
-size, down, up = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-def serve(family, addr, port, handler):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port)); s.listen(16)
-    while True:
-        c, _a = s.accept()
-        threading.Thread(target=handler, args=(c,), daemon=True).start()
-def send(c):
-    try:
-        c.sendall(b'x' * size)
-    finally:
-        c.close()
-def recv(c):
-    n = 0
-    try:
-        while n < size:
-            b = c.recv(65536)
-            if not b:
-                break
-            n += len(b)
-        c.sendall(str(n).encode())
-    finally:
-        c.close()
-for family, addr in ((socket.AF_INET, sys.argv[4]), (socket.AF_INET6, sys.argv[5])):
-    for port, handler in ((down, send), (up, recv)):
-        threading.Thread(target=serve, args=(family, addr, port, handler), daemon=True).start()
-threading.Event().wait()
-"""
-
-# The client in a peer: one transfer, its bytes and seconds as JSON; an error or the deadline ends it.
-_CLIENT = r"""
-import json, socket, sys, time
-addr, port, size, deadline, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-start = time.monotonic()
-got, err = 0, None
-try:
-    s = socket.create_connection((addr, port), timeout=deadline)
-    s.settimeout(max(0.1, deadline - (time.monotonic() - start)))
-    if mode == 'down':
-        while got < size:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += len(b)
-            s.settimeout(max(0.1, deadline - (time.monotonic() - start)))
-    else:
-        s.sendall(b'y' * size)
-        got = int(s.recv(64) or b'0')
-except Exception as exc:
-    err = type(exc).__name__
-print(json.dumps({'bytes': got, 'seconds': round(time.monotonic() - start, 2), 'error': err}))
-"""
+# The bulk server in the internet and the client in a peer: scripts of the lab package.
+BULK_SERVER = os.path.join(os.path.dirname(piclab.__file__), 'bulk_server.py')
+BULK_CLIENT = os.path.join(os.path.dirname(piclab.__file__), 'bulk_client.py')
 
 
 def transfer(peer, mode, family=4, deadline=OK_SECONDS, cell='cell1'):
@@ -109,7 +56,7 @@ def transfer(peer, mode, family=4, deadline=OK_SECONDS, cell='cell1'):
     node = piclab.peer_node(peer, cell)
     piclab.run(node, 'ip', '-4', 'route', 'flush', 'cache')
     piclab.run(node, 'ip', '-6', 'route', 'flush', 'cache')
-    proc = piclab.run(node, 'python3', '-c', _CLIENT,
+    proc = piclab.run(node, 'python3', BULK_CLIENT,
                       piclab.server_address(family), str(PORT_DOWN if mode == 'down' else PORT_UP), str(SIZE),
                       str(deadline), mode, timeout=deadline + 10)
     return json.loads(proc.stdout)
@@ -163,7 +110,7 @@ def remove_clamp(cell):
 
 @pytest.fixture(scope='module')
 def bulk(lab):
-    piclab.spawn('inet', 'mssbulk', ['python3', '-c', _SERVER, str(SIZE), str(PORT_DOWN), str(PORT_UP),
+    piclab.spawn('inet', 'mssbulk', ['python3', BULK_SERVER, str(SIZE), str(PORT_DOWN), str(PORT_UP),
                                      piclab.SERVER_V4, piclab.SERVER_V6])
     time.sleep(0.5)
     yield

@@ -25,7 +25,12 @@ def module_of(name):
 
 
 def documentation(name):
-    return yaml.safe_load(module_of(name).DOCUMENTATION)
+    """A module's DOCUMENTATION with the attributes of the cell doc fragment merged in, as
+    ansible-doc merges them (the module's own win)."""
+    doc = yaml.safe_load(module_of(name).DOCUMENTATION)
+    shared = yaml.safe_load(ModuleDocFragment.DOCUMENTATION).get('attributes', {})
+    doc['attributes'] = dict(shared, **doc.get('attributes', {}))
+    return doc
 
 
 class _Spec(Exception):
