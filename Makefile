@@ -181,10 +181,13 @@ lab-down:
 
 # The demo starts from a new lab: `piclab up` checks that every peer
 # reaches the internet through its cell's WAN, which a converged lab no
-# longer does by design.
+# longer does by design.  PICLAB_TOR=1 starts the lab's private Tor network
+# with it (cell2's Tor peer); `tor.py wait` waits for its first consensus.
+# The report exits 1 unless every peer left where its exit type says.
 demo: deps
 	python3 lab/piclab down
-	python3 lab/piclab up --cells 2
+	PICLAB_TOR=1 python3 lab/piclab up --cells 2
+	python3 lab/servers/tor.py wait
 	ansible-playbook -i lab/demo/hosts.yml playbooks/site.yml
 	python3 lab/demo_report.py
 
