@@ -91,9 +91,10 @@ def expected(ctype, conn_id, cell, family):
     """The addresses (None: blocked) a peer on a connection of type CTYPE may be seen from."""
     srv = _servers()
     if ctype == 'proxy':
+        proxies = srv['proxies']
         if family == 6:
             return {None}
-        return {srv['proxies'].address(srv['proxies'].SOCKS_NODE, 4), srv['proxies'].address(srv['proxies'].HTTP_NODE, 4)}
+        return {proxies.address(proxies.SOCKS_NODE, 4), proxies.address(proxies.HTTP_NODE, 4)}
     by_type = {
         'wireguard_ext': lambda: piclab.exit_address(family),
         'openvpn': lambda: srv['openvpn'].address(family),
