@@ -44,6 +44,10 @@ class FakeServer(object):
                     pass
 
     def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept() of the thread: nothing listens any more
+        except OSError:
+            pass
         self.sock.close()
 
 
