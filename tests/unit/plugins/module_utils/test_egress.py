@@ -127,8 +127,8 @@ def test_credentials_in_the_url_are_never_shown():
 
 
 def test_expect_egress_is_canonical_and_needs_the_url():
-    public = common({'egress_url': 'http://198.51.100.80', 'expect_egress': ['203.0.113.20', '2001:db8:1::/64',
-                                                                            '203.0.113.20/32']}, 'config')
+    expect = ['203.0.113.20', '2001:db8:1::/64', '203.0.113.20/32']
+    public = common({'egress_url': 'http://198.51.100.80', 'expect_egress': expect}, 'config')
     assert public == {'egress_url': 'http://198.51.100.80/',
                       'expect_egress': ['203.0.113.20/32', '2001:db8:1::/64']}
     assert common({'egress_url': 'http://198.51.100.80', 'expect_egress': '203.0.113.20'},
@@ -213,8 +213,8 @@ def test_a_tor_exit_is_asked_through_its_socks_port():
 
 
 def test_sshuttle_is_not_probed():
-    conn = {'id': 'ssh', 'type': 'sshuttle', 'config': {'egress_url': 'http://198.51.100.80/',
-                                                         'expect_egress': [WRONG]}}
+    config = {'egress_url': 'http://198.51.100.80/', 'expect_egress': [WRONG]}
+    conn = {'id': 'ssh', 'type': 'sshuttle', 'config': config}
     assert egress.probe(conn) == (None, 'a sshuttle exit cannot be asked for its egress')
 
 
