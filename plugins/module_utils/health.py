@@ -22,6 +22,8 @@ from .exits.base import HANDSHAKE_MAX_AGE, InterfaceExit, ProxyExit
 from .registry import write_atomic
 
 WORKING, DOWN, UNKNOWN = 'working', 'down', 'unknown'
+# the reason of a connection the monitor holds down (its own checks said up)
+HELD = 'monitor: '
 
 
 def link_exists(ifname):
@@ -264,6 +266,10 @@ def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp
     then the egress proof (``egress_url``, ``expect_egress``): the address the
     echo URL saw through the exit goes to ``egress_out[conn id]`` (a dict)."""
     status, reason = _check(conn, runtime or {}, now, layout, state_dir, connect)
+    if status == DOWN and reason.startswith(HELD):
+        # held down by the monitor, its exit up: the address it gives is still reported
+        egress_check(conn, status, reason, layout, state_dir, egress_out)
+        return status, reason
     if status == DOWN or (status == UNKNOWN and exits.is_proxy(conn['type'])):
         return status, reason
     return egress_check(conn, status, reason, layout, state_dir, egress_out)
@@ -293,7 +299,7 @@ def _check(conn, runtime, now, layout, state_dir, connect):
     if status == DOWN or (status == UNKNOWN and exits.is_proxy(conn['type'])):
         return status, reason
     if conn['id'] in (runtime.get('down') or []):
-        return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
+        return DOWN, HELD + runtime.get('reasons', {}).get(conn['id'], 'holds it down')
     target = (conn.get('config') or {}).get('health_target')
     if target and layout is not None and exits.is_interface(conn['type']):
         answered = ping_through(target, model.conn_mark(conn, layout, True))

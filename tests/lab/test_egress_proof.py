@@ -118,6 +118,9 @@ def test_an_exit_leaving_from_elsewhere_is_down_and_the_monitor_applies_the_fail
         assert 'not from expect_egress %s' % WRONG in entry['reason'], entry
         with Monitor(cell) as monitor:
             assert wait_for(lambda: monitor_down(cell), 15), (monitor.log(), health(cell))
+        held = health(cell)
+        assert held['status'] == 'down' and held['reason'].startswith('monitor: '), held
+        assert held['egress'] == piclab.exit_address(4), held
         # held down (the monitor's state stays in the data plane): counted without its probes
         assert wait_for(lambda: piclab.via_wan('p2', timeout=2), 10), piclab.sources('p2')
         assert leak_count('p1') == 0, piclab.counters()

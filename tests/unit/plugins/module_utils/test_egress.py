@@ -238,3 +238,12 @@ def test_the_health_cache_keeps_the_address(echo_server):
     assert health.cache_entry(conn, 'working', 'ok', 5, {'exit-wg': '127.0.0.1'}) == {
         'status': 'working', 'reason': 'ok', 'checked_at': 5, 'egress': '127.0.0.1'}
     assert 'egress' not in health.cache_entry(dict(conn, config={}), 'working', 'ok', 5, {})
+
+
+def test_a_connection_the_monitor_holds_down_still_reports_its_address(echo_server, monkeypatch):
+    monkeypatch.setattr(health, 'guide_check', lambda *args: (health.WORKING, 'last handshake 3s ago'))
+    runtime = {'down': ['exit-wg'], 'reasons': {'exit-wg': 'it leaves from 127.0.0.1'}}
+    seen = {}
+    assert health.check(wg_conn(echo_server.port, [WRONG]), runtime, layout=LAYOUT, egress_out=seen) == (
+        health.DOWN, 'monitor: it leaves from 127.0.0.1')
+    assert seen == {'exit-wg': '127.0.0.1'}
