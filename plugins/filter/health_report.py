@@ -10,7 +10,8 @@ M(pic.connectivity.pic_connectivity_info), run with ``ignore_errors`` and
 ``ignore_unreachable`` (``{}`` when the cell has none). It returns
 
 * ``rows``: one per cell and connection (``cell``, ``connection``, ``type``,
-  ``status``: ``working``/``down``/``unknown``, ``reason``, ``monitor``: what
+  ``status``: ``working``/``down``/``unknown``, ``egress`` (the public address
+  the exit leaves from, ``-`` when unknown or not probed), ``reason``, ``monitor``: what
   the cell's monitor does with it, ``peers``: who uses it and what carries
   each of them now, ``affected``: how many of them its exit does not carry,
   ``checked``: when it was probed, with the time zone); a cell that answered
@@ -110,6 +111,7 @@ def connection_row(cell, result, conn_id, conn):
     return {
         'cell': cell, 'connection': one_line(conn.get('name', conn_id)), 'type': conn.get('type', '-'),
         'status': health.get('status', 'unknown'), 'reason': one_line(health.get('reason', '')),
+        'egress': one_line(health.get('egress') or '-'),
         'monitor': connection_monitor(result.get('monitor'), conn_id),
         'peers': ', '.join('%s (%s)' % user for user in users) or '-',
         'affected': sum(1 for _name, carried in users if carried != 'exit'),
@@ -120,12 +122,12 @@ def connection_row(cell, result, conn_id, conn):
 
 def cell_rows(cell, result, state, reason):
     if state != 'ok':
-        return [{'cell': cell, 'connection': '-', 'type': '-', 'status': state, 'reason': reason,
+        return [{'cell': cell, 'connection': '-', 'type': '-', 'status': state, 'reason': reason, 'egress': '-',
                  'monitor': '-', 'peers': '-', 'affected': 0, 'blocked': 0, 'checked': '-'}]
     conns = result['connections']
     if not conns:
         return [{'cell': cell, 'connection': '(none)', 'type': '-', 'status': '-', 'reason': 'no connections',
-                 'monitor': '-', 'peers': '-', 'affected': 0, 'blocked': 0, 'checked': '-'}]
+                 'egress': '-', 'monitor': '-', 'peers': '-', 'affected': 0, 'blocked': 0, 'checked': '-'}]
     ordered = sorted(conns.items(), key=lambda item: (str(item[1].get('name', item[0])), item[0]))
     return [connection_row(cell, result, conn_id, conn) for conn_id, conn in ordered]
 

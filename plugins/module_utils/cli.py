@@ -31,13 +31,14 @@ import sys
 import threading
 import time
 
-from . import audit, exits, model, openvpn
+from . import audit, egress, exits, model, openvpn
 from .commits import wait_and_revert
 from .dataplane import Cell, install_kill_switch, last_good_path, registry_signature, converged_signature
 from .errors import PicError
 from .exitguard import parent_death_signal
 from .exits.base import InterfaceExit
-from .health import NO_PING, ping_through, link_exists, tcp_connect, HealthCache, check_all, handshake_max_age
+from .health import (NO_PING, ping_through, link_exists, tcp_connect, HealthCache, cache_entry, check_all,
+                     handshake_max_age)
 from .registry import Registry, DEFAULT_STATE_DIR
 from .routing import watch_deletions
 from .wgiface import handshake_age
@@ -46,6 +47,8 @@ from .wgiface import handshake_age
 RESTORED = 0
 KILL_SWITCH_ONLY = 3    # the kill switch holds, the registry's state is not restored
 NO_KILL_SWITCH = 1
+# The monitor asks a connection's echo URL (egress proof) at most this often (seconds).
+EGRESS_EVERY = 10
 
 
 def checked_registry(registry):
@@ -232,6 +235,7 @@ class Monitor(object):
         self.fails = {}
         self.oks = {}
         self.no_handshake_since = {}   # {conn id: when this monitor first saw its interface without a handshake}
+        self.egress_seen = {}          # {conn id: (when, address, why, url) of its last egress probe}
         self.stop = False
 
     def _count(self, cid, ok):
@@ -241,7 +245,29 @@ class Monitor(object):
     def verdict(self, conn, layout):
         """(down: bool, reason) for one exit; down None = decide by the probe counts.
         What is probed is the provider's (exits/): a proxy kind's instance port, an
-        interface kind's interface, deep probe, then its liveness."""
+        interface kind's interface, deep probe, then its liveness; then the egress
+        proof (an exit leaving from outside ``expect_egress`` is down at once)."""
+        down, reason = self._liveness(conn, layout)
+        return self._egress_verdict(conn, layout, down, reason)
+
+    def _egress_verdict(self, conn, layout, down, reason):
+        """The egress proof of a connection with ``expect_egress``, asked at most every
+        EGRESS_EVERY seconds (the echo URL is someone's server): wrong is down."""
+        config = conn.get('config') or {}
+        if down or not config.get('expect_egress') or not config.get('egress_url'):
+            return down, reason
+        now, cid = time.time(), conn['id']
+        last = self.egress_seen.get(cid)
+        if last is None or now - last[0] >= EGRESS_EVERY or last[3] != config['egress_url']:
+            address, why = egress.probe(conn, layout, self.registry.state_dir, 2.0)
+            self.egress_seen[cid] = last = (now, address, why, config['egress_url'])
+        ok, text = egress.verdict(last[1], config['expect_egress'], last[2])
+        if ok is False:
+            return True, '%s; it %s' % (reason, text)
+        return down, '%s; %s' % (reason, text)
+
+    def _liveness(self, conn, layout):
+        """``verdict`` without the egress proof."""
         # a type this library does not know (a newer collection's): its interface, if any
         provider = exits.get(conn['type']) or InterfaceExit
         if provider.kind == exits.PROXY:
@@ -344,9 +370,11 @@ class Monitor(object):
                     cache = HealthCache(self.registry.state_dir)
                     stored = cache.load()
                     conns = list(doc['connections'].values())
-                    results = check_all(conns, new_runtime, layout=layout, state_dir=self.registry.state_dir)
+                    seen = {}
+                    results = check_all(conns, new_runtime, layout=layout, state_dir=self.registry.state_dir,
+                                        egress_out=seen)
                     for conn, (status, why) in zip(conns, results):
-                        stored[conn['id']] = {'status': status, 'reason': why, 'checked_at': time.time()}
+                        stored[conn['id']] = cache_entry(conn, status, why, time.time(), seen)
                     cache.save(stored)
             finally:
                 cell.close()

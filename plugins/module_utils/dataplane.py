@@ -270,7 +270,8 @@ class Cell(object):
     def set_down(self, doc, down):
         """Hold the users of the ``down`` connections: on the first working
         fallback (the ``carry`` map), else the fail-open ones on the default
-        gateway (the ``down_open`` set); both changed in one transaction."""
+        gateway (the ``down_open`` set) and the fail-closed ones blocked (the
+        ``down_closed`` set); all changed in one transaction."""
         _settings, layout = model.normalize_settings(doc.get('settings'))
         want = sorted(model.conn_mark(doc['connections'][cid], layout) for cid in down
                       if cid in doc['connections'])
@@ -279,11 +280,15 @@ class Cell(object):
         if table is None:
             return []
         have = nft_summary(table)
-        # (a table of a version before the carry map: converged by the next run or the guard)
+        # (a table of a version before the carry map or the down_closed set: converged by the next run or the guard)
         has_carry = 'carry' in have['maps']
-        if sorted(have['sets'].get('down_open', [])) == want and (not has_carry or have['maps']['carry'] == want_carry):
+        has_closed = 'down_closed' in have['sets']
+        want_closed = sorted(model.held_closed(doc, layout, down))
+        if sorted(have['sets'].get('down_open', [])) == want and \
+                (not has_carry or have['maps']['carry'] == want_carry) and \
+                (not has_closed or sorted(have['sets']['down_closed']) == want_closed):
             return []
-        self.nft.cmd(render_down_set(want, want_carry if has_carry else None))
+        self.nft.cmd(render_down_set(want, want_carry if has_carry else None, want_closed if has_closed else None))
         carried = model.carriers(doc, down) if has_carry else {}
         return ['down connections now: %s' % (', '.join(down) or 'none')] + \
             ['%s carried by %s' % (cid, carried[cid]) for cid in sorted(carried)]

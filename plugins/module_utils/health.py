@@ -17,11 +17,13 @@ import socket
 import subprocess
 import time
 
-from . import exits, model
+from . import egress, exits, model
 from .exits.base import HANDSHAKE_MAX_AGE, InterfaceExit, ProxyExit
 from .registry import write_atomic
 
 WORKING, DOWN, UNKNOWN = 'working', 'down', 'unknown'
+# the reason of a connection the monitor holds down (its own checks said up)
+HELD = 'monitor: '
 
 
 def link_exists(ifname):
@@ -257,16 +259,47 @@ def guide_check(conn, now=None, state_dir=None, connect=tcp_connect):
     return _handshake_check(conn, now)
 
 
-def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp_connect):
-    """Health of one connection: the guide's check, the monitor's verdict, and
-    the deep probe (a ping to ``health_target`` through the exit, with the
-    connection's kill mark so it can never leave by the WAN) when configured."""
-    runtime = runtime or {}
+def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp_connect, egress_out=None):
+    """Health of one connection: the guide's check, the monitor's verdict, the
+    deep probe (a ping to ``health_target`` through the exit, with the
+    connection's kill mark so it can never leave by the WAN) when configured,
+    then the egress proof (``egress_url``, ``expect_egress``): the address the
+    echo URL saw through the exit goes to ``egress_out[conn id]`` (a dict)."""
+    status, reason = _check(conn, runtime or {}, now, layout, state_dir, connect)
+    if status == DOWN and reason.startswith(HELD):
+        # held down by the monitor, its exit up: the address it gives is still reported
+        egress_check(conn, status, reason, layout, state_dir, egress_out)
+        return status, reason
+    if status == DOWN or (status == UNKNOWN and exits.is_proxy(conn['type'])):
+        return status, reason
+    return egress_check(conn, status, reason, layout, state_dir, egress_out)
+
+
+def egress_check(conn, status, reason, layout, state_dir, egress_out=None):
+    """The egress proof once the other checks did not say down: down when the exit
+    leaves from outside ``expect_egress``, unknown when that cannot be proven (no
+    answer), the address only reported without ``expect_egress``."""
+    config = conn.get('config') or {}
+    if not config.get('egress_url'):
+        return status, reason
+    address, why = egress.probe(conn, layout, state_dir, DEEP_TIMEOUT)
+    if egress_out is not None:
+        egress_out[conn['id']] = address
+    ok, text = egress.verdict(address, config.get('expect_egress'), why)
+    if ok is False:
+        return DOWN, '%s, but it %s' % (reason, text)
+    if ok is None and config.get('expect_egress') and status == WORKING:
+        return UNKNOWN, '%s; %s' % (reason, text)
+    return status, '%s; %s' % (reason, text)
+
+
+def _check(conn, runtime, now, layout, state_dir, connect):
+    """``check`` without the egress proof."""
     status, reason = guide_check(conn, now, state_dir, connect)
     if status == DOWN or (status == UNKNOWN and exits.is_proxy(conn['type'])):
         return status, reason
     if conn['id'] in (runtime.get('down') or []):
-        return DOWN, 'monitor: %s' % runtime.get('reasons', {}).get(conn['id'], 'holds it down')
+        return DOWN, HELD + runtime.get('reasons', {}).get(conn['id'], 'holds it down')
     target = (conn.get('config') or {}).get('health_target')
     if target and layout is not None and exits.is_interface(conn['type']):
         answered = ping_through(target, model.conn_mark(conn, layout, True))
@@ -278,8 +311,9 @@ def check(conn, runtime=None, now=None, layout=None, state_dir=None, connect=tcp
     return status, reason
 
 
-def check_all(conns, runtime=None, now=None, layout=None, state_dir=None):
-    """``check`` of every connection in ``conns`` at once. Returns [(status, reason)].
+def check_all(conns, runtime=None, now=None, layout=None, state_dir=None, egress_out=None):
+    """``check`` of every connection in ``conns`` at once. Returns [(status, reason)]
+    (the egress addresses to ``egress_out``, see ``check``).
 
     The types that read WireGuard state or ping through the exit run in a thread
     each; meanwhile the TCP probes of the proxy types run together in this thread
@@ -290,7 +324,8 @@ def check_all(conns, runtime=None, now=None, layout=None, state_dir=None):
     others = [c for c in conns if not exits.is_proxy(c['type'])]
     pool = ThreadPoolExecutor(max_workers=min(64, len(others))) if others else None
     try:
-        pending = dict((id(c), pool.submit(check, c, runtime, now, layout, state_dir)) for c in others)
+        pending = dict((id(c), pool.submit(check, c, runtime, now, layout, state_dir, tcp_connect, egress_out))
+                       for c in others)
         probes = Probes()
         proxies = [c for c in conns if exits.is_proxy(c['type']) and _instance_port(c)]
         probes.prefetch([('127.0.0.1', _instance_port(c)) for c in proxies])
@@ -302,7 +337,7 @@ def check_all(conns, runtime=None, now=None, layout=None, state_dir=None):
         for timeout, targets in seconds.items():
             probes.prefetch(targets, timeout)
         return [pending[id(c)].result() if id(c) in pending
-                else check(c, runtime, now, layout, state_dir, probes.connect) for c in conns]
+                else check(c, runtime, now, layout, state_dir, probes.connect, egress_out) for c in conns]
     finally:
         if pool is not None:
             pool.shutdown()
@@ -327,6 +362,15 @@ class HealthCache(object):
             write_atomic(self.path, json.dumps(data, sort_keys=True) + '\n')
 
 
+def cache_entry(conn, status, reason, now, seen):
+    """One connection's entry of the cache: with ``egress`` (the address its exit
+    leaves from, None when not answered) when it has an ``egress_url``."""
+    entry = {'status': status, 'reason': reason, 'checked_at': now}
+    if (conn.get('config') or {}).get('egress_url'):
+        entry['egress'] = seen.get(conn['id'])
+    return entry
+
+
 def report(doc, runtime, cache, conn_ids, max_age=30, force=False, now=None, write=True, timing=None):
     """Health of ``conn_ids``, from the cache when fresh enough. Returns {id: result}.
     ``timing`` (a dict) receives ``probe_seconds``: how long probing took (0 when
@@ -345,11 +389,12 @@ def report(doc, runtime, cache, conn_ids, max_age=30, force=False, now=None, wri
     if todo:
         _settings, layout = model.normalize_settings(doc.get('settings'))
         started = time.time()
+        seen = {}
         results = check_all([doc['connections'][cid] for cid in todo], runtime, now, layout,
-                            cache.state_dir)
+                            cache.state_dir, seen)
         timing['probe_seconds'] = round(time.time() - started, 3)
         for cid, (status, reason) in zip(todo, results):
-            entry = {'status': status, 'reason': reason, 'checked_at': now}
+            entry = cache_entry(doc['connections'][cid], status, reason, now, seen)
             stored[cid] = entry
             out[cid] = dict(entry, cached=False)
         for cid in list(stored):

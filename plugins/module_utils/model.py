@@ -333,6 +333,7 @@ def add_address_sets(want, doc, facts, settings):
     want.sets['local4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': local[4]}
     want.sets['local6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': local[6]}
     want.sets['down_open'] = {'type': 'mark', 'flags': [], 'elements': set()}
+    want.sets['down_closed'] = {'type': 'mark', 'flags': [], 'elements': set()}
     want.maps['carry'] = {'type': 'mark', 'flags': [], 'elements': {}}
     want.maps['peer4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': {}}
     want.maps['peer6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': {}}
@@ -384,6 +385,16 @@ def carry_elements(doc, layout, down):
     return elements
 
 
+def held_closed(doc, layout, down):
+    """The ``down_closed`` set: the fail-closed marks of the connections held ``down``
+    that no fallback carries. Their users are blocked (dropped before routing), not
+    only left to a dead exit: an exit held down because it leaves from a wrong
+    address (the egress proof) still carries packets."""
+    carried = carriers(doc, down)
+    return set(conn_mark(doc['connections'][cid], layout, True) for cid in set(down or [])
+               if cid in doc['connections'] and cid not in carried)
+
+
 def add_carriers(want, doc, layout, down):
     """Ordered failover: while a connection is held down, its users take the
     marks of the first working fallback (the ``carry`` map, which the monitor
@@ -392,6 +403,7 @@ def add_carriers(want, doc, layout, down):
     redirect, its policy rule and table, its kill switch (a fail-closed user
     leaves by the fallback's interface or not at all)."""
     want.maps['carry']['elements'].update(carry_elements(doc, layout, down))
+    want.sets['down_closed']['elements'].update(held_closed(doc, layout, down))
 
 
 def add_classifier(want, layout):
@@ -409,11 +421,16 @@ def add_classifier(want, layout):
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
     want.add_rule('prerouting', 'meta mark & 0x%08x vmap @carry' % layout.mask)
     want.add_rule('prerouting', 'meta mark & 0x%08x @down_open %s' % (layout.mask, unmark))
+    # the fail-closed users of a connection held down without a carrier: blocked
+    # (their DNS too, which pin_dns would send to the exit), local destinations aside
+    held = 'meta mark & 0x%08x @down_closed' % layout.mask
+    want.add_rule('prerouting', '%s meta l4proto { tcp, udp } th dport 53 drop' % held)
     # DNS keeps its mark even towards the cell's own resolver, so that it can be
     # pinned to the exit (pin_dns); every other local destination is never an exit's.
     want.add_rule('prerouting', 'meta l4proto { tcp, udp } th dport 53 return')
     want.add_rule('prerouting', 'ip daddr @local4 %s' % unmark)
     want.add_rule('prerouting', 'ip6 daddr @local6 %s' % unmark)
+    want.add_rule('prerouting', '%s drop' % held)
 
 
 def add_hook_chains(want):

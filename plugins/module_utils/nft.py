@@ -201,11 +201,17 @@ def render_table(want):
     return '\n'.join(lines) + '\n'
 
 
-def render_down_set(marks, carry=None):
+def render_down_set(marks, carry=None, closed=None):
     """The monitor's change of the ``down_open`` set to ``marks`` and (when
-    given) of the ``carry`` map to ``carry`` ({mark: verdict}), in one transaction:
-    no packet sees one changed without the other."""
+    given) of the ``carry`` map to ``carry`` ({mark: verdict}) and of the
+    ``down_closed`` set to ``closed``, in one transaction: no packet sees one
+    changed without the others."""
     script = ''
+    if closed is not None:
+        script += 'flush set %s %s down_closed\n' % (NFT_FAMILY, NFT_TABLE)
+        if closed:
+            script += 'add element %s %s down_closed { %s }\n' % (NFT_FAMILY, NFT_TABLE,
+                                                                  ', '.join('0x%08x' % m for m in sorted(closed)))
     if carry is not None:
         script += 'flush map %s %s carry\n' % (NFT_FAMILY, NFT_TABLE)
         if carry:

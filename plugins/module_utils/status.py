@@ -65,10 +65,12 @@ def _monitor(runtime, now):
 
 def _connection(cid, conn, doc, entry, down, addresses_of):
     addresses, via = _exit(conn, addresses_of)
+    if 'egress' in entry:   # the egress proof: the public address the echo URL saw through the exit
+        via += '; public %s' % (entry['egress'] or 'unknown')
     return {'name': conn['name'], 'type': conn['type'], 'fail_open': conn['fail_open'],
             'interface': conn.get('interface'), 'status': entry['status'], 'reason': entry['reason'],
             'checked_at': entry.get('checked_at'), 'held_down': cid in down, 'exit': via, 'addresses': addresses,
-            'users': users_of(doc, cid)}
+            'egress': entry.get('egress'), 'users': users_of(doc, cid)}
 
 
 def _user(doc, user, conns, down, runtime):

@@ -303,6 +303,39 @@ def check_host(value, field):
     return value
 
 
+# An echo URL (``egress_url``): http only, a host (an address, IPv6 in brackets, or an
+# RFC 1123 name), an optional port, a path and query of safe characters; never credentials.
+_HTTP_URL_RE = re.compile(r'http://(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(?::([0-9]{1,5}))?'
+                          r'(/[A-Za-z0-9._~/-]{0,200}(?:\?[A-Za-z0-9._~=&-]{0,200})?)?')
+
+
+def parse_http_url(value, field, allow_loopback=False):
+    """An ``http://HOST[:PORT][/PATH]`` URL -> (canonical url, host, port, path). The host
+    is an IP address (IPv6 in brackets) or an RFC 1123 name; no credentials, no https."""
+    if not isinstance(value, str):
+        raise PicError("must be an http:// URL", field)
+    if '@' in value:
+        raise PicError("must not hold credentials (user:password@; value hidden)", field)
+    check_text(value, field)
+    match = _HTTP_URL_RE.fullmatch(value)
+    if not match:
+        raise PicError("must be an http:// URL: http://HOST[:PORT][/PATH] (HOST an IP address, IPv6 in brackets, "
+                       "or a host name; PATH and query of letters, digits and '._~/-', '=&' in the query)",
+                       field, value)
+    host, port, path = match.group(1), match.group(2), match.group(3) or '/'
+    if host.startswith('['):
+        host = parse_address(host[1:-1], field, version=6, allow_loopback=allow_loopback)
+    elif allow_loopback and re.fullmatch(r'[0-9.]+', host):
+        host = parse_address(host, field, allow_loopback=True)
+    else:
+        host = check_host(host, field)
+        if ':' in host:
+            raise PicError("an IPv6 host goes in brackets (http://[2001:db8::1]/)", field, value)
+    port = parse_int(port, field, 1, 65535) if port is not None else 80
+    shown = '[%s]' % host if ':' in host else host
+    return 'http://%s%s%s' % (shown, '' if port == 80 else ':%d' % port, path), host, port, path
+
+
 def check_user(value, field):
     """A POSIX-style user name (an SSH login): never an option ('-...'), a password ('user:pw')
     or a host ('user@host')."""

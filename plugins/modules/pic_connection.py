@@ -99,11 +99,26 @@ options:
           - Only for type C(tor).
           - Tor's DNSPort setting (1-65535; default 9053).
         type: int
+      egress_url:
+        description:
+          - For every type. An echo URL (C(http://HOST[:PORT][/PATH]), HOST an IP address, IPv6 in brackets, or a host
+            name the cell resolves; no credentials, no https) whose answer is the caller's source address. The health
+            check and the monitor ask it through the exit (interface types, a connection with the connection's mark;
+            C(tor), through its SOCKS port; C(proxy), through the proxy server; C(sshuttle) is not probed) and report
+            the public address the exit gives as C(egress).
+        type: str
       endpoint:
         description:
           - Only for type C(wireguard_ext).
           - The server as C(host:port); required with C(private_key).
         type: str
+      expect_egress:
+        description:
+          - For every type. The addresses or networks (IPv4, IPv6) the exit may leave from; needs C(egress_url). An
+            exit whose echo answer is outside them is down (a wrong exit is a leak too; the monitor holds it down, its
+            fail-open peers fall back to the WAN, fail-closed ones are blocked); no answer leaves the egress part unknown.
+        elements: str
+        type: list
       health_fail_after:
         description:
           - For every type. Failed probes (1-100) after which the monitor holds the connection down.
@@ -355,6 +370,17 @@ EXAMPLES = r'''
       health_port: 443
       health_fail_after: 3
       health_recover_after: 5
+
+- name: An exit proven to leave from the provider's addresses (down, and its fail-closed peers blocked, otherwise)
+  pic.connectivity.pic_connection:
+    name: Exit NL
+    type: wireguard_ext
+    config:
+      wg_config: "{{ lookup('ansible.builtin.file', 'files/exit-nl.conf') }}"
+      egress_url: http://198.51.100.80/ip
+      expect_egress:
+        - 203.0.113.20
+        - 2001:db8:1::/64
 
 - name: Delete a connection (fails and lists its users while peers still use it)
   pic.connectivity.pic_connection:

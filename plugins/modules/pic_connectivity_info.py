@@ -74,12 +74,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 connections:
-  description: Per connection id.
+  description:
+    - Per connection id.
+    - C(health) is as in M(pic.connectivity.pic_health), with C(egress) (the public address the exit leaves from)
+      for a connection with C(egress_url).
   returned: success
   type: dict
   sample:
     home-vpn: {name: Home VPN, type: wireguard_ext, fail_open: false, interface: pic-home-vpn, table: 10001,
-               mark: "0x00010000", health: {status: working, reason: last handshake 3s ago}, users: {peers: [alice],
+               mark: "0x00010000", health: {status: working, reason: last handshake 3s ago, egress: 203.0.113.20},
+               users: {peers: [alice],
                services: []}}
 peers:
   description: Per peer name.

@@ -85,11 +85,27 @@ EXAMPLES = r'''
   pic.connectivity.pic_health:
     connection: Home VPN
     force: true
+
+- name: Prove where Home VPN leaves (its connection declares egress_url and expect_egress)
+  pic.connectivity.pic_health:
+    connection: Home VPN
+    force: true
+  register: home
+  failed_when: home.connections['home-vpn'].status != 'working'
+
+- name: Show the public address the exit gives
+  ansible.builtin.debug:
+    msg: "Home VPN leaves from {{ home.connections['home-vpn'].egress }}"
 '''
 
 RETURN = r'''
 connections:
-  description: Health per connection id.
+  description:
+    - Health per connection id.
+    - C(egress) (only for a connection with C(egress_url)) is the public address its exit leaves from, as the echo URL
+      saw it through the exit (null when it did not answer); an address outside the connection's C(expect_egress)
+      makes it C(down).
+    - C(status) is C(working), C(down) or C(unknown), and C(reason) says why.
   returned: success
   type: dict
   sample:
@@ -100,6 +116,7 @@ connections:
       reason: last handshake 12s ago
       checked_at: 1764003071.2
       cached: false
+      egress: 203.0.113.20
 probe_seconds:
   description: How long probing took in this call (0 when every result came from the cache).
   returned: success

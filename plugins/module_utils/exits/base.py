@@ -17,7 +17,7 @@ import json
 import os
 
 from ..errors import PicError
-from ..validation import check_owned_ifname, parse_address, parse_int
+from ..validation import check_owned_ifname, parse_address, parse_http_url, parse_int, parse_network
 
 INTERFACE, PROXY = 'interface', 'proxy'
 
@@ -57,6 +57,15 @@ COMMON_OPTIONS = (
     Option('health_fail_after', 'int', 'Failed probes (1-100) after which the monitor holds the connection down.'),
     Option('health_recover_after', 'int', 'Answered probes (1-100) after which the monitor brings the connection '
            'back.'),
+    Option('egress_url', 'str', 'An echo URL (C(http://HOST[:PORT][/PATH]), HOST an IP address, IPv6 in brackets, or '
+           'a host name the cell resolves; no credentials, no https) whose answer is the caller\'s source address. '
+           'The health check and the monitor ask it through the exit (interface types, a connection with the '
+           'connection\'s mark; C(tor), through its SOCKS port; C(proxy), through the proxy server; C(sshuttle) is '
+           'not probed) and report the public address the exit gives as C(egress).'),
+    Option('expect_egress', 'list', 'The addresses or networks (IPv4, IPv6) the exit may leave from; needs '
+           'C(egress_url). An exit whose echo answer is outside them is down (a wrong exit is a leak too; the '
+           'monitor holds it down, its fail-open peers fall back to the WAN, fail-closed ones are blocked); no '
+           'answer leaves the egress part unknown.', elements='str'),
 )
 
 
@@ -92,6 +101,28 @@ def common(config, field):
             public[key] = parse_int(config[key], '%s.%s' % (field, key), 1, 100)
     if config.get('interface') is not None:
         public['interface'] = check_owned_ifname(config['interface'], field + '.interface')
+    return egress_settings(config, public, field)
+
+
+def egress_settings(config, public, field):
+    """``egress_url`` and ``expect_egress`` (which needs the URL), validated into ``public``."""
+    if config.get('egress_url') is not None:
+        public['egress_url'] = parse_http_url(config['egress_url'], field + '.egress_url')[0]
+    expected = config.get('expect_egress')
+    if expected is None:
+        return public
+    if isinstance(expected, str):
+        expected = [expected]
+    if not isinstance(expected, list) or not expected:
+        raise PicError("must be a non-empty list of addresses or networks", field + '.expect_egress', expected)
+    if 'egress_url' not in public:
+        raise PicError("needs egress_url (the echo URL asked through the exit)", field + '.expect_egress')
+    nets = []
+    for index, value in enumerate(expected):
+        net = str(parse_network(value, '%s.expect_egress[%d]' % (field, index)))
+        if net not in nets:
+            nets.append(net)
+    public['expect_egress'] = nets
     return public
 
 
@@ -226,6 +257,13 @@ class ProxyExit(Exit):
         """What the ports cannot tell, asked once they answered: (working, reason), or
         None when there is nothing more to ask (a request through the instance to
         ``health_target``, Tor's circuits)."""
+        return None
+
+    @classmethod
+    def egress_socket(cls, conn, state_dir, host, port, timeout):
+        """A TCP connection to ``host``:``port`` through the instance (the egress proof asks
+        its echo URL on it), or None when this type cannot make one; raises OSError when
+        it could but did not connect."""
         return None
 
     @classmethod

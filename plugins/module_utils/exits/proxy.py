@@ -37,6 +37,24 @@ def _recv_exactly(sock, size):
     return data
 
 
+def _is_ipv4(target):
+    try:
+        socket.inet_pton(socket.AF_INET, target)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _socks5_address(target):
+    """DST.ADDR of a SOCKS5 request: an IPv4 or IPv6 address, or a (validated) host name."""
+    if _is_ipv4(target):
+        return socket.inet_pton(socket.AF_INET, target)
+    if ':' in target:
+        return socket.inet_pton(socket.AF_INET6, target)
+    name = target.encode('ascii')
+    return struct.pack('!B', len(name)) + name
+
+
 def socks5_connect(sock, target, port, login=None):
     """A SOCKS5 CONNECT to ``target``:``port`` on ``sock`` (``login``: (user, password),
     RFC 1929): None when granted, else what the proxy said (never the password)."""
@@ -49,11 +67,14 @@ def socks5_connect(sock, target, port, login=None):
             return 'it refused the login'
     elif method != b'\x05\x00':
         return 'it wants an authentication'
-    family, atyp = (socket.AF_INET6, 4) if ':' in target else (socket.AF_INET, 1)
-    sock.sendall(struct.pack('!BBBB', 5, 1, 0, atyp) + socket.inet_pton(family, target) + struct.pack('!H', port))
+    sock.sendall(struct.pack('!BBBB', 5, 1, 0, 1 if _is_ipv4(target) else 4 if ':' in target else 3)
+                 + _socks5_address(target) + struct.pack('!H', port))
     reply = _recv_exactly(sock, 4)
     if reply[1] != 0:
         return 'it answered %s' % SOCKS5_REPLIES.get(reply[1], 'error %d' % reply[1])
+    # BND.ADDR and BND.PORT: read, so that what follows on ``sock`` is the target's
+    size = {1: 4, 4: 16}.get(reply[3]) or _recv_exactly(sock, 1)[0]
+    _recv_exactly(sock, size + 2)
     return None
 
 
@@ -76,6 +97,21 @@ def http_connect(sock, target, port, login=None):
     if len(parts) >= 2 and parts[0].startswith('HTTP/') and parts[1].startswith('2'):
         return None
     return 'it answered %r' % status[:80]
+
+
+def tunnel(sock, proxy_type, host, port, login=None):
+    """``sock`` (connected to a proxy) once the proxy connected it to ``host``:``port``;
+    closed and OSError when it refused."""
+    ask = http_connect if proxy_type == 'http-connect' else socks5_connect
+    try:
+        refused = ask(sock, host, port, login)
+    except OSError:
+        sock.close()
+        raise
+    if refused:
+        sock.close()
+        raise OSError('the proxy refused %s:%d: %s' % (host, port, refused))
+    return sock
 
 
 def _ipv4(value, field):
@@ -150,6 +186,22 @@ class Proxy(ProxyExit):
     def upstream(cls, conn):
         """The proxy server."""
         return server_of(conn)
+
+    @classmethod
+    def egress_socket(cls, conn, state_dir, host, port, timeout):
+        """A connection to ``host``:``port`` through the proxy server, as redsocks makes
+        for a peer (its login, the password from the instance's file)."""
+        config, server = conn.get('config') or {}, server_of(conn)
+        if not server:
+            return None
+        login = None
+        if config.get('username'):
+            password = instance_password(state_dir, conn)
+            if password is None:
+                return None
+            login = (config['username'], password)
+        return tunnel(socket.create_connection(server, timeout=timeout), config.get('proxy_type'), host, port,
+                      login)
 
     @classmethod
     def deep_check(cls, conn, state_dir, timeout):

@@ -14,6 +14,7 @@ import socket
 
 from ..validation import parse_int
 from .base import NO_ROUTES, Option, ProxyExit
+from .proxy import tunnel
 
 PORTS = (('socks_port', 9050), ('trans_port', 9040), ('dns_port', 9053))
 # Under the state dir: the control socket the tor role's torrc opens (ControlSocket,
@@ -108,6 +109,14 @@ class Tor(ProxyExit):
         if not established:
             return False, 'Tor runs but has no circuit (status/circuit-established=0)'
         return True, 'Tor has a circuit'
+
+    @classmethod
+    def egress_socket(cls, conn, state_dir, host, port, timeout):
+        """A connection through Tor's SOCKS port (Tor resolves a host name at the exit)."""
+        socks = cls.instance_port(conn)
+        if not socks:
+            return None
+        return tunnel(socket.create_connection(('127.0.0.1', socks), timeout=timeout), 'socks5', host, port)
 
     @classmethod
     def second_verdict(cls, ok, port, host, sport, why):

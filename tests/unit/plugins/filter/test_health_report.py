@@ -83,3 +83,11 @@ def test_the_time_carries_its_zone():
 def test_messages_stay_on_one_line():
     report = health_report({'a': {'failed': True, 'msg': 'line one\nline two'}}, now=NOW)
     assert report['cells'][0]['reason'] == 'line one line two'
+
+
+def test_rows_show_the_address_each_exit_gives():
+    results = fleet()
+    results['cell1']['connections']['tor']['health']['egress'] = '198.51.100.9'
+    rows = dict((r['connection'], r) for r in health_report(results, now=NOW)['rows'] if r['cell'] == 'cell1')
+    assert rows['Tor']['egress'] == '198.51.100.9'
+    assert rows['Home VPN']['egress'] == '-'

@@ -240,3 +240,27 @@ def test_a_relay_takes_a_fallback_and_nothing_else_by_hand(doc):
     # re-derived from its link, it keeps its fallbacks
     doc = links.plan(doc, [{'cell': 'cell-b', 'interface': 'cl-b', 'offer_exit': True, 'remote_offers_exit': True}])[0]
     assert doc['connections']['cell-b']['fallback'] == ['second']
+
+
+def test_fail_closed_users_of_a_connection_held_down_without_a_carrier_are_dropped(doc):
+    """Blocked even when the exit still carries packets (held down for leaving from a wrong
+    address): their marks are in ``down_closed``, dropped in prerouting (DNS too), local
+    destinations aside; a carried connection's are not (its carrier takes them)."""
+    _settings, layout = model.normalize_settings(doc['settings'])
+    primary = doc['connections']['primary']
+    held = model.desired(doc, facts(['primary', 'second', 'third']))
+    assert model.conn_mark(primary, layout, True) in held.sets['down_closed']['elements']
+    assert model.conn_mark(primary, layout) not in held.sets['down_closed']['elements']
+    pre = [t for t, _c in held.chains['prerouting']['rules']]
+    drop = 'meta mark & 0x%08x @down_closed drop' % layout.mask
+    dns = 'meta mark & 0x%08x @down_closed meta l4proto { tcp, udp } th dport 53 drop' % layout.mask
+    assert pre.index(dns) < pre.index('meta l4proto { tcp, udp } th dport 53 return')
+    assert pre.index(drop) > pre.index('ip6 daddr @local6 meta mark set meta mark & 0x%08x | 0x%08x'
+                                       % (0xffffffff & ~layout.mask, layout.direct))
+    carried = model.desired(doc, facts(['primary']))
+    assert carried.sets['down_closed']['elements'] == set()
+    assert model.held_closed(doc, layout, []) == set()
+    script = nft.render_down_set([primary['mark']], {}, [model.conn_mark(primary, layout, True)])
+    assert script.splitlines()[:2] == ['flush set inet pic_connectivity down_closed',
+                                       'add element inet pic_connectivity down_closed { 0x%08x }'
+                                       % model.conn_mark(primary, layout, True)]

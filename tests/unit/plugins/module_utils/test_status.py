@@ -3,6 +3,7 @@
 registry, runtime.json and health.json built in a tmp state dir (no probe runs:
 every health result is fresh in the cache); ``--help`` for every command."""
 import json
+import os
 import time
 
 import pytest
@@ -152,3 +153,18 @@ def test_every_command_has_help(command, capsys):
             assert name in out
     else:
         assert len(out.splitlines()) > 4
+
+
+def test_the_exit_column_shows_the_public_address_of_the_egress_proof(state_dir):
+    path = os.path.join(state_dir, 'health.json')
+    with open(path) as handle:
+        cached = json.load(handle)
+    cached['home-vpn']['egress'] = '203.0.113.20'
+    cached['office']['egress'] = None
+    with open(path, 'w') as handle:
+        json.dump(cached, handle)
+    got = _status(state_dir)
+    assert got['connections']['home-vpn']['egress'] == '203.0.113.20'
+    assert got['connections']['home-vpn']['exit'] == 'pic-wg1 10.64.0.2/32 fd64::2/128; public 203.0.113.20'
+    assert got['connections']['office']['exit'].endswith('; public unknown')
+    assert 'public 203.0.113.20' in _rows(status.render(got), 'Connections')['home-vpn']

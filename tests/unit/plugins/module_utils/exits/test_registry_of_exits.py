@@ -62,7 +62,7 @@ def test_the_derived_lists_are_the_ones_the_collection_had():
         'interface', 'health_target', 'health_fail_after', 'health_recover_after', 'address', 'peer_public_key',
         'endpoint', 'allowed_ips', 'persistent_keepalive', 'mtu', 'dns', 'listen_port', 'host', 'user', 'port',
         'known_hosts', 'subnets', 'python', 'proxy_type', 'username', 'socks_port', 'trans_port', 'dns_port',
-        'health_handshake_max_age', 'health_port'))
+        'health_handshake_max_age', 'health_port', 'egress_url', 'expect_egress'))
     assert dict(health.INSTANCE_FILES) == {'tor': ('tor', 'torrc'), 'sshuttle': ('sshuttle', '%s.conf'),
                                            'proxy': ('proxy', '%s.conf')}
     assert dict(exits.SERVICE_ROLES) == {'wireguard_ext': 'wireguard_ext', 'openvpn': 'openvpn_client',
