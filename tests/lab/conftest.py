@@ -182,14 +182,17 @@ def stop_supervisord(cell):
 
 def reset_cell(cell):
     """Bring a lab cell back to a bare gateway whatever earlier test files left on it
-    (the lab persists across them): no supervisord, every peer on the default gateway
+    (the lab persists across them): no supervisord, every lab peer (p1-p3) on the default gateway
     (a purge keeps the peers, with their addresses), and no service, cell link or
     connection in its registry, each removed through the collection's own modules so
     that its data plane (nftables table, ip rules, routes, exit interfaces) follows."""
     stop_supervisord(cell)
     doc = registry_doc(cell)
     if doc.get('peers'):
-        cell.module('pic_peer_exit', {'peers': [], 'purge': True})
+        # the lab's own peers back on the default gateway (known, their addresses kept);
+        # any other a test added is removed, so that its addresses are free again
+        strangers = [{'peer': name, 'state': 'absent'} for name in sorted(doc['peers']) if name not in piclab.PEERS]
+        cell.module('pic_peer_exit', {'peers': strangers, 'purge': True})
     for service in sorted(doc.get('services', {})):
         cell.module('pic_service_egress', {'service': service, 'state': 'absent'})
     if doc.get('links'):
