@@ -22,6 +22,10 @@ that type's connection:
   their exit is down (the monitor reports it down), and the fail-closed ones
   never do.
 
+A service on an exit still answers what comes in from the WAN (a port
+forward to its address, the email service's SMTP, say): the replies follow
+their connection back by the WAN, not into the exit, for every type.
+
 Services are forwarded traffic (they arrive by their service network, an
 ingress interface of the classifier like the peers' interface): the same
 stages carry them for every type (redirects for the proxy kinds, routes and
@@ -196,6 +200,40 @@ def test_a_service_leaves_by_its_exit(lab_services, ctype):
     assert not record['changed'] and record['service']['connection'] != 'default'
     want = exit_sources(ctype)
     assert wait_for(lambda: svc.sources() == want, 30, 1), (svc.sources(), want)
+
+
+INBOUND_PORT = 2525     # a listener in the service namespace; the cell forwards 2500+i of its WAN to service i
+_PORT_FORWARD = """table ip svc_inbound {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+%s
+    }
+}
+"""
+
+
+@pytest.fixture(scope='module')
+def inbound(lab_services):
+    services = lab_services['services']
+    rules = ['        iifname "%s" tcp dport %d dnat to %s:%d' % (piclab.WAN_IF, 2500 + i, svc.src4, INBOUND_PORT)
+             for i, svc in enumerate(services)]
+    piclab.nft_replace('cell1', 'ip svc_inbound', _PORT_FORWARD % '\n'.join(rules))
+    piclab.spawn(SVC_NODE, 'inbound', [piclab.PYTHON, '-m', 'http.server', str(INBOUND_PORT), '--bind', '0.0.0.0'])
+    assert wait_for(lambda: ':%d ' % INBOUND_PORT in piclab.run(SVC_NODE, 'ss', '-lnt', check=False).stdout, 10)
+    try:
+        yield dict((svc, 2500 + i) for i, svc in enumerate(services))
+    finally:
+        piclab.stop(SVC_NODE, 'inbound')
+        piclab.run('cell1', 'nft', 'delete', 'table', 'ip', 'svc_inbound', check=False)
+
+
+@pytest.mark.parametrize('ctype', TYPES)
+def test_a_service_on_an_exit_answers_a_port_forward_from_the_wan(inbound, ctype):
+    port = [p for svc, p in inbound.items() if svc.ctype == ctype and not svc.fail_open][0]
+    url = 'http://%s:%d/' % (piclab.wan_address('cell1', 4), port)
+    cp = piclab.run('inet', 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', url,
+                    check=False, timeout=15)
+    assert cp.stdout.strip() == '200', (cp.returncode, cp.stdout)
 
 
 @pytest.fixture(scope='module')
