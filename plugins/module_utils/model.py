@@ -412,11 +412,15 @@ def add_classifier(want, layout):
     table", see MarkLayout), then its source's verdict in the peer maps, then
     the mark of its connection's carrier while that connection is down and a
     fallback works (``carry``); the fail-open peers of a connection held down
-    (without a carrier) and local destinations go back to the direct mark."""
+    (without a carrier) and local destinations go back to the direct mark.
+    Replies of connections that came in from elsewhere (a port forward from
+    the WAN to a service, say) keep the direct mark: they follow their
+    connection back, never into an exit (see ``INBOUND_REPLIES``)."""
     unmark = _set_mark(layout, layout.direct)
     want.add_chain('prerouting', {'type': 'filter', 'hook': 'prerouting', 'priority': 'mangle'})
     want.add_rule('prerouting', 'iifname != @ingress return')
     want.add_rule('prerouting', unmark)
+    want.add_rule('prerouting', INBOUND_REPLIES)
     want.add_rule('prerouting', 'ip saddr vmap @peer4')
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
     want.add_rule('prerouting', 'meta mark & 0x%08x vmap @carry' % layout.mask)
@@ -431,6 +435,18 @@ def add_classifier(want, layout):
     want.add_rule('prerouting', 'ip daddr @local4 %s' % unmark)
     want.add_rule('prerouting', 'ip6 daddr @local6 %s' % unmark)
     want.add_rule('prerouting', '%s drop' % held)
+
+
+# A packet from an ingress interface in the reply direction of its connection
+# answers a connection that someone else opened to the peer or service (a WAN
+# port forward to the email service's SMTP, a peer's own listener): it goes
+# back the way the connection came, by the default gateway. Marked with the
+# user's exit, it would leave by the exit (the other end drops it: it expects
+# the cell's WAN address) or hit the kill switch. It reveals nothing: the
+# other end reached the cell by that address. What the user opens itself is
+# always the original direction; packets conntrack does not track (no
+# direction) keep their mark.
+INBOUND_REPLIES = 'ct direction reply return'
 
 
 def add_hook_chains(want):

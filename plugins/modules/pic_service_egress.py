@@ -14,6 +14,9 @@ version_added: 1.0.0
 description:
   - Routes the outbound traffic of a cell service (a container on the cell's service network, typically the
     email service) through a connection, with the same marks, tables and kill switch as peers.
+  - Works with every connection type (C(wireguard_ext), C(openvpn), C(tor), C(sshuttle), C(proxy), C(cell_relay)).
+    The service's traffic arrives by I(interface) and is forwarded by the cell (a process on the cell itself is not
+    a service in this sense); for a proxy-kind type only its TCP and DNS are carried, the rest is rejected, as for peers.
   - Only services whose manifest declares C(has_egress) as C(true) can be routed through a connection; any other is
     refused with a clear message and nothing changes.
   - A connection a service uses cannot be deleted; M(pic.connectivity.pic_connection) names the service.

@@ -97,6 +97,16 @@ def test_every_classified_packet_leaves_prerouting_with_a_mark(keys):
     assert all(direct in r for r in rules if 'meta mark set' in r)
 
 
+def test_replies_to_inbound_connections_keep_the_direct_mark(keys):
+    """A user's reply to a connection opened to it (a port forward to a service) goes back by the
+    default gateway: right after the direct mark, before the peer maps could give it an exit's."""
+    doc = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
+    want = model.desired(doc, {'peer_networks': ['10.0.0.0/24'], 'interfaces': ['pic-exit-wg']})
+    rules = [text for text, _c in want.chains['prerouting']['rules']]
+    assert rules[2] == model.INBOUND_REPLIES == 'ct direction reply return'
+    assert rules.index('ip saddr vmap @peer4') > 2
+
+
 def test_guard_rule_per_ingress_interface_and_family_only_with_closed_users(keys):
     closed = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
     want = model.desired(closed, {'peer_networks': ['10.0.0.0/24'], 'interfaces': ['pic-exit-wg']})
