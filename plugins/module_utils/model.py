@@ -443,10 +443,13 @@ def add_classifier(want, layout):
 # back the way the connection came, by the default gateway. Marked with the
 # user's exit, it would leave by the exit (the other end drops it: it expects
 # the cell's WAN address) or hit the kill switch. It reveals nothing: the
-# other end reached the cell by that address. What the user opens itself is
-# always the original direction; packets conntrack does not track (no
-# direction) keep their mark.
-INBOUND_REPLIES = 'ct direction reply return'
+# other end reached the cell by that address. Only connections the cell
+# itself translated on the way in (a port forward: ``ct status dnat``) count:
+# someone on the WAN segment who sends straight to a peer's private address
+# (no translation) cannot make the peer's answers leave by the WAN. What the
+# user opens itself is always the original direction; packets conntrack does
+# not track (no direction) keep their mark.
+INBOUND_REPLIES = 'ct direction reply ct status dnat return'
 
 
 def add_hook_chains(want):

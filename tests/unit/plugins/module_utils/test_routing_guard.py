@@ -103,7 +103,7 @@ def test_replies_to_inbound_connections_keep_the_direct_mark(keys):
     doc = cell(keys, [{'peer': 'p', 'address': ['10.0.0.11/32'], 'connection': 'exit-wg'}])
     want = model.desired(doc, {'peer_networks': ['10.0.0.0/24'], 'interfaces': ['pic-exit-wg']})
     rules = [text for text, _c in want.chains['prerouting']['rules']]
-    assert rules[2] == model.INBOUND_REPLIES == 'ct direction reply return'
+    assert rules[2] == model.INBOUND_REPLIES == 'ct direction reply ct status dnat return'
     assert rules.index('ip saddr vmap @peer4') > 2
 
 
