@@ -17,7 +17,9 @@ API:  sys.path.insert(0, "lab"); import piclab; piclab.up(cells=1); piclab.fetch
   servers      exit servers of the other types (plugins in lab/servers/)
   lifecycle    up, down, status
   cli          the command line
-  echo_server.py, probe_burst.py, bulk_server.py, bulk_client.py: scripts the lab runs inside its namespaces.
+  echo_server.py, probe_burst.py, bulk_server.py, bulk_client.py, dns_query.py, uncarried_burst.py,
+  steady_sender.py, leak_sender.py, cell_resolver.py: scripts the lab and its tests run inside its
+  namespaces (their paths: ECHO_SERVER, PROBE_BURST, DNS_QUERY, ...).
 
 Stdlib only.  Uses ip, nft, wg, wireguard-go, curl.  Needs root.
 Nothing is ever configured in the root namespace: every address and route lives
@@ -44,7 +46,7 @@ from .keys import key, public_key, wg_conf  # noqa: F401
 from .topology import ensure_ns, ensure_veth, public_nat, wan_lines  # noqa: F401
 from .wireguard import handshakes, wait_handshake  # noqa: F401
 from .traffic import (  # noqa: F401
-    counters, counters_reset, fetch, fetch_node, send_probe, sources, verify_lab, via_exit, via_wan)
+    CELL_RESOLVER, DNS_QUERY, LEAK_SENDER, STEADY_SENDER, UNCARRIED_BURST, counters, counters_reset, fetch, fetch_node, send_probe, sources, verify_lab, via_exit, via_wan)
 from .exit_server import exit_start, exit_stop  # noqa: F401
 from .servers import SERVERS_DIR, public_host, server_plugins  # noqa: F401
 from .lifecycle import cells_present, down, status, up  # noqa: F401

@@ -21,39 +21,51 @@ def checksum(b):
 
 
 def tcp_syn(af, dst, keep):
+    """Each sender returns whether the kernel took the packet."""
     try:
         t = socket.socket(af, socket.SOCK_STREAM)
         t.setblocking(False)
         keep.append(t)
         t.connect_ex((dst, 80))
+        return True
     except OSError:
-        pass
+        return False
 
 
-def udp(af, dst, port, keep):
+def udp(af, dst, port, keep, payload=b"piclab-probe"):
     try:
         u = socket.socket(af, socket.SOCK_DGRAM)
         keep.append(u)
         u.setblocking(False)
-        u.sendto(b"piclab-probe", (dst, port))
+        u.sendto(payload, (dst, port))
+        return True
     except OSError:
-        pass
+        return False
 
 
-def icmp_echo(fam, dst, seq, keep):
+def echo_packet(fam, ident, seq, payload):
+    """An ICMP (fam 4) or ICMPv6 (fam 6, the kernel sums it) echo request."""
+    head = struct.pack("!BBHHH", 8 if fam == 4 else 128, 0, 0, ident, seq & 0xffff) + payload
+    if fam == 6:
+        return head
+    return head[:2] + struct.pack("!H", checksum(head)) + head[4:]
+
+
+def icmp_socket(fam):
+    if fam == 4:
+        return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    return socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+
+
+def icmp_echo(fam, dst, seq, keep, ident=0x7069, payload=b"piclab"):
     try:
-        if fam == 4:
-            r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-            h = struct.pack("!BBHHH", 8, 0, 0, 0x7069, seq) + b"piclab"
-            h = h[:2] + struct.pack("!H", checksum(h)) + h[4:]
-        else:
-            r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-            h = struct.pack("!BBHHH", 128, 0, 0, 0x7069, seq) + b"piclab"
+        r = icmp_socket(fam)
         keep.append(r)
         r.setblocking(False)
-        r.sendto(h, (dst, 0))
+        r.sendto(echo_packet(fam, ident, seq, payload), (dst, 0))
+        return True
     except OSError:
-        pass
+        return False
 
 
 def main(argv=None):

@@ -18,6 +18,12 @@ from .topology import reset_labcount
 from .wireguard import handshakes
 
 PROBE_BURST = os.path.join(PKG_DIR, "probe_burst.py")
+# Scripts that tests run in the lab's namespaces (python3 SCRIPT ARGS...).
+DNS_QUERY = os.path.join(PKG_DIR, "dns_query.py")
+UNCARRIED_BURST = os.path.join(PKG_DIR, "uncarried_burst.py")
+STEADY_SENDER = os.path.join(PKG_DIR, "steady_sender.py")
+LEAK_SENDER = os.path.join(PKG_DIR, "leak_sender.py")
+CELL_RESOLVER = os.path.join(PKG_DIR, "cell_resolver.py")
 
 
 # --------------------------------------------------------------------------

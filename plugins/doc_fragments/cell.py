@@ -88,3 +88,16 @@ requirements:
     (Debian C(python3-nftables)) or the C(nft) command
   - wireguard-tools, and kernel WireGuard or C(wireguard-go), for C(wireguard_ext) connections
 '''
+
+    # The read-only modules' answer to a state_dir that holds no cell
+    # (pic.connectivity.cell.read_only).
+    READ_ONLY = r'''
+options:
+  allow_empty:
+    description:
+      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
+      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
+        with no connections); V(true) reports a cell without connections.
+    type: bool
+    default: false
+'''

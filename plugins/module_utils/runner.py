@@ -42,6 +42,12 @@ def cell_argument_spec():
     )
 
 
+def read_only_argument_spec():
+    """The options of a module that only reads the cell: the cell's, and
+    ``allow_empty`` (doc fragment ``pic.connectivity.cell.read_only``)."""
+    return dict(cell_argument_spec(), allow_empty=dict(type='bool', default=False))
+
+
 class Plan(object):
     """What a module wants: the new registry, its result and diff, the secrets.
     ``deferred``: changes a check-mode run reports without planning them (they

@@ -19,6 +19,7 @@ author:
   - PIC connectivity developers (@pic-cells)
 extends_documentation_fragment:
   - pic.connectivity.cell
+  - pic.connectivity.cell.read_only
 notes:
   - This module only reads the cell. It accepts the data plane options of the C(pic.connectivity.cell) group
     (I(peer_interface), I(local_networks), I(mark_mask), I(table_base), I(priority_base), I(port_base)) so that
@@ -34,13 +35,6 @@ attributes:
     support: full
     description: Never changes anything.
 options:
-  allow_empty:
-    description:
-      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
-      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
-        with no connections); V(true) reports a cell without connections.
-    type: bool
-    default: false
   max_age:
     description: Seconds a cached health result may be reused.
     type: int
@@ -132,7 +126,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import audit, mod
 from ansible_collections.pic.connectivity.plugins.module_utils.connections import users_of
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report, carrier
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, cell_argument_spec, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only_argument_spec, read_only
 
 
 PENDING_WARNING = ("a run saved the registry and did not finish applying it (%s): the cell may not run what "
@@ -179,11 +173,10 @@ def gather(params, check_mode):
 
 
 def main():
-    argument_spec = cell_argument_spec()
+    argument_spec = read_only_argument_spec()
     argument_spec.update(
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
-        allow_empty=dict(type='bool', default=False),
         audit_entries=dict(type='int', default=20),
     )
     module = build_module(argument_spec, supports_check_mode=True)

@@ -41,6 +41,7 @@ author:
   - PIC connectivity developers (@pic-cells)
 extends_documentation_fragment:
   - pic.connectivity.cell
+  - pic.connectivity.cell.read_only
 notes:
   - This module only reads the cell. It accepts the data plane options of the C(pic.connectivity.cell) group
     (I(peer_interface), I(local_networks), I(mark_mask), I(table_base), I(priority_base), I(port_base)) so that
@@ -65,13 +66,6 @@ options:
     default: 30
   force:
     description: Probe now, ignoring the cache (the guide's on-demand probe).
-    type: bool
-    default: false
-  allow_empty:
-    description:
-      - What to do when I(state_dir) holds no cell (the directory is missing, or it holds no C(registry.json)).
-      - V(false) fails with an error naming I(state_dir) (a mistyped I(state_dir) must not read as a healthy cell
-        with no connections); V(true) reports a cell without connections.
     type: bool
     default: false
 '''
@@ -135,7 +129,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.health import HealthCache, report
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
-from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, cell_argument_spec, read_only
+from ansible_collections.pic.connectivity.plugins.module_utils.runner import build_module, read_only_argument_spec, read_only
 
 
 def gather(module):
@@ -162,12 +156,11 @@ def gather(module):
 
 
 def main():
-    argument_spec = cell_argument_spec()
+    argument_spec = read_only_argument_spec()
     argument_spec.update(
         connection=dict(type='str'),
         max_age=dict(type='int', default=30),
         force=dict(type='bool', default=False),
-        allow_empty=dict(type='bool', default=False),
     )
     module = build_module(argument_spec, supports_check_mode=True)
     read_only(module, gather)

@@ -216,35 +216,6 @@ def desired_rules(cell):
 
 # -- continuous traffic, the cell's resolver and the internet's per-flow counter ---------
 # (the leak matrix, tests/lab/test_leak_matrix.py, and the DNS tests)
-_RESOLVER = r"""
-import json, socket, sys, threading
-upstream = json.loads(sys.argv[1])          # {source address: upstream address}
-default = {4: sys.argv[2], 6: sys.argv[3]}
-listen = sys.argv[4:]
-
-def forward(lsock, data, client, family):
-    target = upstream.get(client[0], default[family])
-    fam = socket.AF_INET6 if ':' in target else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(2)
-    try:
-        s.sendto(data, (target, 53)); reply = s.recv(4096); lsock.sendto(reply, client)
-    except OSError:
-        pass
-    finally:
-        s.close()
-
-def serve(address):
-    family = 6 if ':' in address else 4
-    lsock = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET, socket.SOCK_DGRAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); lsock.bind((address, 53))
-    while True:
-        data, client = lsock.recvfrom(4096)
-        threading.Thread(target=forward, args=(lsock, data, client, family), daemon=True).start()
-
-for a in listen[1:]:
-    threading.Thread(target=serve, args=(a,), daemon=True).start()
-serve(listen[0])
-"""
 
 
 def cell_resolver(cell='cell1', upstream=None, daemon='cellresolver'):
@@ -254,67 +225,12 @@ def cell_resolver(cell='cell1', upstream=None, daemon='cellresolver'):
     (so that the internet can tell whose query leaked), any other to the
     internet's DNS echo, which answers with the cell's WAN address. The answer
     is relayed back. Stop it with piclab.stop(cell, daemon)."""
-    piclab.spawn(cell, daemon, [piclab.PYTHON, '-c', _RESOLVER, json.dumps(upstream or {}), piclab.SERVER_ROUTER4,
+    piclab.spawn(cell, daemon, [piclab.PYTHON, piclab.CELL_RESOLVER, json.dumps(upstream or {}), piclab.SERVER_ROUTER4,
                                 piclab.SERVER_ROUTER6, piclab.CELL_TUN_V4, piclab.CELL_TUN_V6])
     assert wait_for(lambda: '%s:53 ' % piclab.CELL_TUN_V4 in piclab.run(cell, 'ss', '-lnu', check=False).stdout, 10)
     return daemon
 
 
-_SENDER = r"""
-import collections, json, random, socket, struct, sys, time
-peers, interval, cell = json.loads(sys.argv[1]), float(sys.argv[2]), {4: sys.argv[3], 6: sys.argv[4]}
-AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-
-def dns():
-    return struct.pack('!HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0) + \
-        b'\x04leak\x06piclab\x04test\x00' + struct.pack('!HH', 1, 1)
-
-def echo(family, seq):
-    head = struct.pack('!BBHHH', 8 if family == 4 else 128, 0, 0, 0x6c6b, seq & 0xffff) + b'leak-matrix!'
-    if family == 6:
-        return head                      # the kernel sums ICMPv6
-    s = sum(struct.unpack('!%dH' % (len(head) // 2), head)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return head[:2] + struct.pack('!H', ~s & 0xffff) + head[4:]
-
-udp, raw = {}, {}
-for p in peers:
-    for f in (4, 6):
-        u = socket.socket(AF[f], socket.SOCK_DGRAM); u.setblocking(False); u.bind((p['src%d' % f], 0))
-        r = socket.socket(AF[f], socket.SOCK_RAW, socket.IPPROTO_ICMP if f == 4 else socket.IPPROTO_ICMPV6)
-        r.setblocking(False); r.bind((p['src%d' % f], 0))
-        udp[p['src%d' % f]], raw[p['src%d' % f]] = u, r
-tcp, seq = collections.deque(), 0
-while True:
-    now = time.monotonic(); seq += 1
-    for p in peers:
-        for f in (4, 6):
-            src, dst = p['src%d' % f], p['dst%d' % f]
-            if seq % 2 == 0:
-                t = socket.socket(AF[f], socket.SOCK_STREAM); t.setblocking(False)
-                try:
-                    t.bind((src, 0)); t.connect_ex((dst, 80))
-                except OSError:
-                    pass
-                tcp.append((now, t))
-            for payload, target in ((b'leak-matrix-udp', (dst, 443)), (dns(), (dst, 53)), (dns(), (cell[f], 53))):
-                try:
-                    udp[src].sendto(payload, target)
-                except OSError:
-                    pass
-            try:
-                raw[src].sendto(echo(f, seq), (dst, 0))
-            except OSError:
-                pass
-    for sock in list(udp.values()) + list(raw.values()):
-        try:
-            while sock.recv(4096):
-                pass
-        except OSError:
-            pass
-    while tcp and now - tcp[0][0] > 1.5:
-        tcp.popleft()[1].close()
-    time.sleep(max(0.0, interval - (time.monotonic() - now)))
-"""
 
 
 class VirtualPeer(object):
@@ -376,7 +292,7 @@ class Senders(object):
     def __init__(self, vpeers, interval=0.2):
         self.procs = []
         for (_cell, _peer), group in sorted(_grouped(vpeers).items()):
-            argv = [piclab.NSEXEC, group[0].node, piclab.PYTHON, '-c', _SENDER, json.dumps([v.flow() for v in group]),
+            argv = [piclab.NSEXEC, group[0].node, piclab.PYTHON, piclab.LEAK_SENDER, json.dumps([v.flow() for v in group]),
                     str(interval), piclab.CELL_TUN_V4, piclab.CELL_TUN_V6]
             self.procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                start_new_session=True))

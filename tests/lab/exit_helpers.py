@@ -109,73 +109,18 @@ def playbook(inventory, variables=None, *extra, playbook_path=SITE, expect_fail=
 
 
 # -- DNS and packets from a peer -----------------------------------------------------
-_DNS_QUERY = r"""
-import random, socket, struct, sys
-server, qtype, tcp = sys.argv[1], int(sys.argv[2]), sys.argv[3] == 'tcp'
-q = struct.pack('!HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0)
-q += b'\x04echo\x06piclab\x04test\x00' + struct.pack('!HH', qtype, 1)
-af = socket.AF_INET6 if ':' in server else socket.AF_INET
-try:
-    if tcp:
-        s = socket.socket(af, socket.SOCK_STREAM); s.settimeout(4); s.connect((server, 53))
-        s.sendall(struct.pack('!H', len(q)) + q)
-        head = s.recv(2)
-        n = struct.unpack('!H', head)[0]; r = b''
-        while len(r) < n:
-            chunk = s.recv(n - len(r))
-            if not chunk:
-                break
-            r += chunk
-    else:
-        s = socket.socket(af, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, (server, 53)); r = s.recv(4096)
-except (OSError, struct.error) as exc:
-    print('error %s' % exc); sys.exit(0)
-if struct.unpack('!H', r[2:4])[0] & 0x0200:
-    print('truncated'); sys.exit(0)
-if struct.unpack('!H', r[6:8])[0] == 0:
-    print('empty'); sys.exit(0)
-size = 4 if qtype == 1 else 16
-print(socket.inet_ntop(socket.AF_INET if size == 4 else socket.AF_INET6, r[-size:]))
-"""
 
 
 def dns_query(peer, server=None, family=4, tcp=False):
     """One DNS query (A for family 4, AAAA for 6) from PEER to SERVER:53 (default:
     the lab's DNS echo, which answers with the source address it saw).  Returns
-    that address, 'truncated', 'empty' or 'error ...'."""
+    that address, 'truncated', 'empty rcode N' or 'error ...'."""
     server = server or (piclab.SERVER_ROUTER4 if family == 4 else piclab.SERVER_ROUTER6)
-    cp = piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, '-c', _DNS_QUERY, server,
+    cp = piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, piclab.DNS_QUERY, server, 'echo.piclab.test',
                     '1' if family == 4 else '28', 'tcp' if tcp else 'udp', check=False, timeout=20)
     return cp.stdout.strip() or ('error ' + cp.stderr.strip()[-200:])
 
 
-_UNCARRIED = r"""
-import socket, struct, sys, time
-fam, dst, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-af = socket.AF_INET if fam == 4 else socket.AF_INET6
-keep = []
-for i in range(n):
-    for port in (443, 4433, 123):        # QUIC, other UDP
-        u = socket.socket(af, socket.SOCK_DGRAM); keep.append(u)
-        u.setblocking(False)
-        try:
-            u.sendto(b'\xc0\x00\x00\x00\x01piclab-quic', (dst, port))
-        except OSError:
-            pass
-    try:
-        if fam == 4:
-            r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-            h = struct.pack('!BBHHH', 8, 0, 0, 0x7070, i) + b'piclab'
-            s = sum(struct.unpack('!%dH' % (len(h) // 2), h)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-            h = h[:2] + struct.pack('!H', ~s & 0xffff) + h[4:]
-        else:
-            r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-            h = struct.pack('!BBHHH', 128, 0, 0, 0x7070, i) + b'piclab'
-        keep.append(r); r.setblocking(False); r.sendto(h, (dst, 0))
-    except OSError:
-        pass
-time.sleep(0.3)
-"""
 
 
 
@@ -184,7 +129,7 @@ def uncarried_count(peer):
     cannot carry: UDP (QUIC on 443, 4433, NTP) and ICMP echo, both families."""
     quiet_counters()
     for family in (4, 6):
-        piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, '-c', _UNCARRIED, str(family),
+        piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, piclab.UNCARRIED_BURST, str(family),
                    piclab.server_address(family), '3', timeout=20)
     time.sleep(0.5)
     counts = piclab.counters()

@@ -26,22 +26,6 @@ CONN = 'Tor'
 TOR_TIMEOUT = 5      # seconds per request: a Tor circuit is slower than a tunnel
 INSTANCE = 'pic-tor'
 
-_DNS_QUERY = r"""
-import random, socket, struct, sys
-server, name, qtype = sys.argv[1], sys.argv[2], int(sys.argv[3])
-q = struct.pack('!HHHHHH', random.randrange(65536), 0x0100, 1, 0, 0, 0)
-q += b''.join(bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\0' + struct.pack('!HH', qtype, 1)
-s = socket.socket(socket.AF_INET6 if ':' in server else socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(4)
-try:
-    s.sendto(q, (server, 53)); r = s.recv(4096)
-except OSError as exc:
-    print('error %s' % exc); sys.exit(0)
-if struct.unpack('!H', r[6:8])[0] == 0:
-    print('rcode %d' % (r[3] & 15)); sys.exit(0)
-size = 4 if qtype == 1 else 16
-print(socket.inet_ntop(socket.AF_INET if size == 4 else socket.AF_INET6, r[-size:]))
-"""
 
 
 def _tor_network():
@@ -77,7 +61,7 @@ def via_tor(peer):
 
 
 def dns(peer, server, name='echo.piclab.test', qtype=1):
-    cp = piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, '-c', _DNS_QUERY, server, name, str(qtype),
+    cp = piclab.run(piclab.peer_node(peer, 'cell1'), piclab.PYTHON, piclab.DNS_QUERY, server, name, str(qtype), 'udp',
                     check=False, timeout=20)
     return cp.stdout.strip() or ('error ' + cp.stderr.strip()[-200:])
 

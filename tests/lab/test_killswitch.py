@@ -25,40 +25,6 @@ EXIT = 'Exit WG'
 LAB_NAT = 'table inet lab_nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n' \
           '  oifname "wan0" masquerade\n }\n}\n'
 
-_SENDER = r"""
-import socket, struct, sys, time
-v4, v6 = sys.argv[1], sys.argv[2]
-def icmp(fam, seq):
-    if fam == 4:
-        h = struct.pack("!BBHHH", 8, 0, 0, 0x7067, seq & 0xffff) + b"picg"
-        s = sum(struct.unpack("!6H", h)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-        return h[:2] + struct.pack("!H", ~s & 0xffff) + h[4:]
-    return struct.pack("!BBHHH", 128, 0, 0, 0x7067, seq & 0xffff) + b"picg"
-sent, seq = 0, 0
-try:
-    while True:
-        seq += 1
-        for fam, dst, af in ((4, v4, socket.AF_INET), (6, v6, socket.AF_INET6)):
-            keep = []
-            try:
-                t = socket.socket(af, socket.SOCK_STREAM); t.setblocking(False); keep.append(t)
-                t.connect_ex((dst, 80)); sent += 1
-            except OSError: pass
-            for port in (53, 443):
-                try:
-                    u = socket.socket(af, socket.SOCK_DGRAM); keep.append(u); u.setblocking(False)
-                    u.sendto(b"picg", (dst, port)); sent += 1
-                except OSError: pass
-            try:
-                proto = socket.IPPROTO_ICMP if fam == 4 else socket.IPPROTO_ICMPV6
-                r = socket.socket(af, socket.SOCK_RAW, proto); keep.append(r); r.setblocking(False)
-                r.sendto(icmp(fam, seq), (dst, 0)); sent += 1
-            except OSError: pass
-            for k in keep: k.close()
-        time.sleep(0.02)
-except KeyboardInterrupt:
-    print(sent)
-"""
 
 
 class Sender(object):
@@ -70,7 +36,7 @@ class Sender(object):
         self.sent = None
 
     def __enter__(self):
-        self.proc = subprocess.Popen([piclab.NSEXEC, self.node, piclab.PYTHON, '-c', _SENDER,
+        self.proc = subprocess.Popen([piclab.NSEXEC, self.node, piclab.PYTHON, piclab.STEADY_SENDER,
                                       piclab.server_address(4), piclab.server_address(6)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(0.3)

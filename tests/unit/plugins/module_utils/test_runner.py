@@ -12,7 +12,7 @@ from ansible.module_utils import basic
 from ansible_collections.pic.connectivity.plugins.module_utils import connections
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
-    build_module, cell_argument_spec, config_secrets, mask_forms, read_only)
+    build_module, cell_argument_spec, config_secrets, mask_forms, read_only, read_only_argument_spec)
 
 PRIVATE = base64.b64encode(b'\x07' * 32).decode()
 SSH_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----\n'
@@ -93,3 +93,9 @@ def test_read_only_returns_the_details_of_a_pic_error(monkeypatch, logged, capsy
     out = json.loads(capsys.readouterr().out)
     assert out['failed'] and out['users'] == {'peers': ['alice']}
     assert "name: is still used (got 'x')" == out['msg']
+
+
+def test_read_only_modules_share_the_cell_options_and_allow_empty():
+    spec = read_only_argument_spec()
+    assert spec['allow_empty'] == dict(type='bool', default=False)
+    assert dict((k, v) for k, v in spec.items() if k != 'allow_empty') == cell_argument_spec()
