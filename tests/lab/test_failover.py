@@ -497,6 +497,15 @@ def openvpn_failover(cell, traffic):
         piclab.run(OVPN.NODE, 'nft', 'delete', 'table', 'inet', 'failover', check=False)
 
 
+def tunnel_addresses(cell, ifname):
+    """The addresses of interface IFNAME on the cell (none while it is missing)."""
+    cp = cell.sh('ip', '-j', 'addr', 'show', 'dev', ifname, check=False)
+    if cp.returncode != 0 or not cp.stdout.strip():
+        return ()
+    return tuple(a['local'] for item in json.loads(cp.stdout) for a in item.get('addr_info', [])
+                 if a.get('scope') == 'global')
+
+
 def test_interface_to_openvpn_failover_and_back_never_leaks(openvpn_failover):
     """Primary (wireguard_ext) falls back to an openvpn connection: the exit server drops
     Primary's tunnel (both peers carried by OpenVPN), the OpenVPN server drops its tunnel too
@@ -507,7 +516,9 @@ def test_interface_to_openvpn_failover_and_back_never_leaks(openvpn_failover):
     # a late packet of a flow the server's conntrack forgot may leave it unmasqueraded,
     # from the client's tunnel address (as THROUGH_AN_EXIT for the WireGuard server)
     ifname = registry_doc(cell)['connections'][OVPN_ID]['interface']
-    tunnel = [a['local'] for a in json.loads(cell.sh('ip', '-j', 'addr', 'show', 'dev', ifname).stdout)[0]['addr_info']]
+    # (the instance connects after the run: its tunnel and addresses come with OpenVPN's up hook)
+    tunnel = wait_for(lambda: tunnel_addresses(cell, ifname), 60)
+    assert tunnel, 'the OpenVPN instance of %s has no tunnel address' % OVPN_FALLBACK
     allowed = (ovpn, OVPN.address(6)) + tuple(tunnel) + THROUGH_AN_EXIT
     closed_at, open_at, closed_via = arrived(counter, vclosed), arrived(counter, vopen), closed_via_exit(vclosed)
     wan = piclab.wan_address('cell1', 4)
