@@ -286,6 +286,7 @@ def desired(doc, facts, cell_settings=None):
     add_hook_chains(want)
     add_exit_rules(want, conns, layout)
     add_mss_clamp(want, conns)
+    add_exit_source_guard(want, conns)
     add_input_guard(want, conns)
     add_peer_maps(want, doc)
     add_policy_rules(want, conns, layout, settings)
@@ -525,6 +526,39 @@ def add_mss_clamp(want, conns):
 
 # A SYN (not a reset) gets the MSS its route's MTU carries; the kernel only ever lowers it.
 MSS_CLAMP = 'tcp flags syn / syn,rst tcp option maxseg size set rt mtu'
+
+
+def add_exit_source_guard(want, conns):
+    """What the cell itself sends from an exit interface's address leaves by that
+    interface or not at all: the output counterpart of the forward kill switch.
+
+    The packets it guards are the kernel's own answers to what arrives by an exit
+    for the exit's address when conntrack no longer knows the flow: a TCP reset
+    (a late SYN-ACK or segment of a user's connection) or an ICMP error (a late
+    UDP answer). That happens when the exit interface goes away (the exit's
+    masquerade forgets its connections with it) and comes back while the far end
+    still answers the users' flows. Nothing marks those answers (they come from
+    an exit, not from an ingress interface), so the main table routes them to the
+    WAN: a packet with the flow's ports to the user's destination, from the cell.
+
+    The exits' own addresses are learned by the ``input`` chain from what arrives
+    by an exit interface for an address of that same interface (``fib daddr . iif
+    type local``: an address of another interface is never learned, whatever the
+    far end sends), always before the kernel answers it; the ``output`` chain drops
+    what leaves with such a source address by an interface that does not hold it
+    (``fib saddr . oif type``), the exit interface gone included. The sets'
+    contents are the kernel's (``nft.LEARNED_SETS``: never compared with the model)."""
+    ifnames = sorted(set(c['interface'] for c in conns if exits.is_interface(c['type']) and c.get('interface')))
+    if not ifnames:
+        return
+    want.sets['exit_ifs'] = {'type': 'ifname', 'flags': [], 'elements': set(ifnames)}
+    want.add_chain('output', {'type': 'filter', 'hook': 'output', 'priority': 'filter'})
+    for family, proto in ((4, 'ip'), (6, 'ip6')):
+        learned = 'exit_src%d' % family
+        want.sets[learned] = {'type': 'ipv%d_addr' % family, 'flags': ['dynamic'], 'elements': set()}
+        want.add_rule('input', 'iifname @exit_ifs fib daddr . iif type local update @%s { %s daddr }'
+                      % (learned, proto))
+        want.add_rule('output', '%s saddr @%s fib saddr . oif type != local counter drop' % (proto, learned))
 
 
 def add_input_guard(want, conns):

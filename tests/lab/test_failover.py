@@ -21,8 +21,11 @@ fail after 2, recover after 2):
 At no instant does a packet of the fail-closed peer leave the cell by its WAN interface
 (counted there) or reach the internet from another source than an exit. The same for a
 proxy primary (the lab's SOCKS server stops) and a relay primary (the link to cell2 goes
-away), each with the WireGuard fallback. The times go to build/failover-times.json.
+away), each with the WireGuard fallback, and for Primary with an openvpn fallback (the
+same four transitions; the OpenVPN server drops what its tunnel brings). The times go to
+build/failover-times.json.
 """
+import contextlib
 import json
 import os
 import sys
@@ -30,11 +33,12 @@ import time
 
 import pytest
 
-from conftest import (ROOT, Cell, FlowCounter, Senders, VirtualPeer, add_virtual_peers, piclab, remove_virtual_peers,
-                      reset_cell, wait_for)
+from conftest import (ROOT, Cell, FlowCounter, Senders, VirtualPeer, add_virtual_peers, piclab, registry_doc,
+                      remove_virtual_peers, reset_cell, wait_for)
 from exit_helpers import inventory_dir, playbook, server_plugin
 
 PROXIES = server_plugin('proxies')
+OVPN = server_plugin('openvpn')
 SOCKS = 'Exit SOCKS'
 sys.path.insert(0, os.path.join(ROOT, 'lab', 'servers'))
 import links as lablinks  # noqa: E402
@@ -139,6 +143,21 @@ def from_wan(counter, vpeer):
     return counter.sample().get((piclab.wan_address('cell1', 4), vpeer.dst4), 0)
 
 
+def arrived(counter, vpeer):
+    """A sampler: {source: packets} the internet got for ``vpeer``'s IPv4 destination so far."""
+    return lambda: dict((src, n) for (src, dst), n in counter.sample().items() if dst == vpeer.dst4)
+
+
+def leaks(counter, vpeer, allowed):
+    """Packets of ``vpeer`` that reached the internet from a source not in ``allowed``
+    (the exits of the test), and those out of the cell's WAN interface."""
+    found = dict((k, n) for k, n in counter.sample().items()
+                 if k[1] in (vpeer.dst4, vpeer.dst6) and k[0] not in allowed and n)
+    if wan_out(vpeer):
+        found['out of the cell\'s WAN interface'] = wan_out(vpeer)
+    return found
+
+
 def growing(sample, key, seconds=1.0):
     """Does ``sample()[key]`` grow within ``seconds``?"""
     before = sample().get(key, 0)
@@ -205,6 +224,31 @@ def peer_records(vpeers, conn):
     return [dict(v.record, peer=v.name, address=v.addresses(), connection=conn) for v in vpeers]
 
 
+@contextlib.contextmanager
+def sending(cell, counter, vpeers, monitor=True):
+    """While in it: the cell's own monitor (interval 0.5 s, fail and recover after 2;
+    ``monitor=False``: the role's runs already), both counters from zero and the
+    senders of ``vpeers``; stopped on the way out, before the caller's teardown."""
+    proc = cell.cli('monitor', '--interval', '0.5', '--fail-after', '2', '--recover-after', '2',
+                    background=True) if monitor else None
+    senders = None
+    try:
+        count_from_now(counter)
+        senders = Senders(vpeers, SEND_INTERVAL)
+        yield
+    finally:
+        if senders is not None:
+            senders.stop()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+
+
+def to_default(cell, vpeers):
+    cell.module('pic_peer_exit', {'peers': [{'peer': v.name, 'address': v.addresses(), 'connection': 'default'}
+                                            for v in vpeers]})
+
+
 @pytest.fixture
 def failover(cell, traffic):
     reset_cell(cell)
@@ -215,18 +259,12 @@ def failover(cell, traffic):
                                        'config': {'wg_config': exit_conf(v4only), 'health_target': piclab.EXIT_TUN_V4}})
     cell.module('pic_connection', {'name': PRIMARY, 'fallback': [FALLBACK]})
     cell.module('pic_peer_exit', {'peers': peer_records(vpeers, PRIMARY)})
-    monitor = cell.cli('monitor', '--interval', '0.5', '--fail-after', '2', '--recover-after', '2', background=True)
-    count_from_now(counter)
-    senders = Senders(vpeers, SEND_INTERVAL)
     try:
-        yield cell, vclosed, vopen, counter
+        with sending(cell, counter, vpeers):
+            yield cell, vclosed, vopen, counter
     finally:
-        senders.stop()
-        monitor.terminate()
-        monitor.wait(10)
         fault([], False)
-        cell.module('pic_peer_exit', {'peers': [{'peer': v.name, 'address': v.addresses(), 'connection': 'default'}
-                                                for v in vpeers]})
+        to_default(cell, vpeers)
         cell.module('pic_connection', {'name': PRIMARY, 'fallback': []})
         for name in (PRIMARY, FALLBACK):
             cell.module('pic_connection', {'name': name, 'state': 'absent'})
@@ -305,12 +343,10 @@ def proxy_failover(cell, traffic):
     PROXIES.start_socks()
     inventory = inventory_dir()
     playbook(inventory, proxy_vars([vclosed, vopen]))
-    count_from_now(counter)
-    senders = Senders([vclosed, vopen], SEND_INTERVAL)
     try:
-        yield cell, vclosed, vopen, counter
+        with sending(cell, counter, [vclosed, vopen], monitor=False):
+            yield cell, vclosed, vopen, counter
     finally:
-        senders.stop()
         PROXIES.start_socks()
         playbook(inventory, proxy_vars([vclosed, vopen], 'absent'))
 
@@ -321,36 +357,30 @@ def test_proxy_to_interface_failover_and_back_never_leaks(proxy_failover):
     back through the proxy when it answers again."""
     cell, vclosed, vopen, counter = proxy_failover
     proxy = PROXIES.address(PROXIES.SOCKS_NODE, 4)
-    allowed = (proxy, piclab.exit_address(4), piclab.exit_address(6))
-
-    def arrived(vpeer):
-        return lambda: dict((src, n) for (src, dst), n in counter.sample().items() if dst == vpeer.dst4)
+    allowed = (proxy, piclab.exit_address(4), piclab.exit_address(6)) + THROUGH_AN_EXIT
+    closed_at, open_at = arrived(counter, vclosed), arrived(counter, vopen)
 
     def proxy_leaks():
-        found = dict((k, n) for k, n in counter.sample().items()
-                     if k[1] in (vclosed.dst4, vclosed.dst6) and k[0] not in allowed + THROUGH_AN_EXIT and n)
-        if wan_out(vclosed):
-            found['out of the cell\'s WAN interface'] = wan_out(vclosed)
-        return found
+        return leaks(counter, vclosed, allowed)
     times = {}
     print('proxy: before: wan_out %d, leaks %r' % (wan_out(vclosed), proxy_leaks()))
-    assert wait_for(lambda: growing(arrived(vclosed), proxy) and growing(arrived(vopen), proxy), 30), \
-        (arrived(vclosed)(), cell.nft_table())
+    assert wait_for(lambda: growing(closed_at, proxy) and growing(open_at, proxy), 30), \
+        (closed_at(), cell.nft_table())
     print('proxy: up: wan_out %d, leaks %r' % (wan_out(vclosed), proxy_leaks()))
     assert proxy_leaks() == {}, (cell.nft_table(), cell.sh('ip', 'rule').stdout, held_down(cell))
     start = time.monotonic()
     PROXIES.stop_socks()
-    times['proxy_down_to_fallback'] = arrival(arrived(vclosed), piclab.exit_address(4), start, 30)
-    assert times['proxy_down_to_fallback'] is not None, (held_down(cell), arrived(vclosed)())
-    assert wait_for(lambda: growing(arrived(vopen), piclab.exit_address(4)), 10), arrived(vopen)()
+    times['proxy_down_to_fallback'] = arrival(closed_at, piclab.exit_address(4), start, 30)
+    assert times['proxy_down_to_fallback'] is not None, (held_down(cell), closed_at())
+    assert wait_for(lambda: growing(open_at, piclab.exit_address(4)), 10), open_at()
     assert wait_for(lambda: growing(closed_via_exit(vclosed), FALLBACK_SRC), 10)
-    assert not growing(arrived(vopen), piclab.wan_address('cell1', 4)), 'the fail-open peer went to the WAN'
+    assert not growing(open_at, piclab.wan_address('cell1', 4)), 'the fail-open peer went to the WAN'
     assert proxy_leaks() == {}
     start = time.monotonic()
     PROXIES.start_socks()
-    times['proxy_up_to_proxy'] = arrival(arrived(vclosed), proxy, start, 30)
-    assert times['proxy_up_to_proxy'] is not None, (held_down(cell), arrived(vclosed)())
-    assert wait_for(lambda: not growing(arrived(vclosed), piclab.exit_address(4)), 10), arrived(vclosed)()
+    times['proxy_up_to_proxy'] = arrival(closed_at, proxy, start, 30)
+    assert times['proxy_up_to_proxy'] is not None, (held_down(cell), closed_at())
+    assert wait_for(lambda: not growing(closed_at, piclab.exit_address(4)), 10), closed_at()
     assert proxy_leaks() == {}, 'the fail-closed peer leaked'
     record('proxy->wireguard_ext', times, "the role's monitor (interval 1 s, fail after 2, recover after 2)")
 
@@ -377,18 +407,12 @@ def relay_failover(cell, traffic):
                                    'config': {'wg_config': exit_conf(True), 'health_target': piclab.EXIT_TUN_V4}})
     cell.module('pic_connection', {'name': 'cell2', 'fallback': [FALLBACK]})
     cell.module('pic_peer_exit', {'peers': peer_records(vpeers, 'cell2')})
-    monitor = cell.cli('monitor', '--interval', '0.5', '--fail-after', '2', '--recover-after', '2', background=True)
-    count_from_now(counter)
-    senders = Senders(vpeers, SEND_INTERVAL)
     try:
-        yield cell, vclosed, vopen, counter
+        with sending(cell, counter, vpeers):
+            yield cell, vclosed, vopen, counter
     finally:
-        senders.stop()
-        monitor.terminate()
-        monitor.wait(10)
         lablinks.up(3)
-        cell.module('pic_peer_exit', {'peers': [{'peer': v.name, 'address': v.addresses(), 'connection': 'default'}
-                                                for v in vpeers]})
+        to_default(cell, vpeers)
         cell.module('pic_connection', {'name': 'cell2', 'fallback': []})
         cell.module('pic_connection', {'name': FALLBACK, 'state': 'absent'})
         link_cells(offer=False)
@@ -400,35 +424,148 @@ def test_relay_to_interface_failover_and_back_never_leaks(relay_failover):
     cell, vclosed, vopen, counter = relay_failover
     remote = piclab.wan_address('cell2', 4)
     allowed = (remote, piclab.wan_address('cell2', 6)) + THROUGH_AN_EXIT
-
-    def arrived(vpeer):
-        return lambda: dict((src, n) for (src, dst), n in counter.sample().items() if dst == vpeer.dst4)
+    closed_at, open_at = arrived(counter, vclosed), arrived(counter, vopen)
 
     def relay_leaks():
-        found = dict((k, n) for k, n in counter.sample().items()
-                     if k[1] in (vclosed.dst4, vclosed.dst6) and k[0] not in allowed and n)
-        if wan_out(vclosed):
-            found['out of the cell\'s WAN interface'] = wan_out(vclosed)
-        return found
+        return leaks(counter, vclosed, allowed)
     times = {}
-    assert wait_for(lambda: growing(arrived(vclosed), remote) and growing(arrived(vopen), remote), 30), \
-        (arrived(vclosed)(), cell.nft_table())
+    assert wait_for(lambda: growing(closed_at, remote) and growing(open_at, remote), 30), \
+        (closed_at(), cell.nft_table())
     assert relay_leaks() == {}
     start = time.monotonic()
     lablinks.link_down(1, 2)
-    times['relay_down_to_fallback'] = arrival(arrived(vclosed), piclab.exit_address(4), start, 30)
-    assert times['relay_down_to_fallback'] is not None, (held_down(cell), arrived(vclosed)())
-    assert wait_for(lambda: growing(arrived(vopen), piclab.exit_address(4)), 10), arrived(vopen)()
-    assert not growing(arrived(vopen), piclab.wan_address('cell1', 4)), 'the fail-open peer went to the WAN'
+    times['relay_down_to_fallback'] = arrival(closed_at, piclab.exit_address(4), start, 30)
+    assert times['relay_down_to_fallback'] is not None, (held_down(cell), closed_at())
+    assert wait_for(lambda: growing(open_at, piclab.exit_address(4)), 10), open_at()
+    assert not growing(open_at, piclab.wan_address('cell1', 4)), 'the fail-open peer went to the WAN'
     assert relay_leaks() == {}
     start = time.monotonic()
     lablinks.up(3)
-    times['relay_up_to_relay'] = arrival(arrived(vclosed), remote, start, 30)
-    assert times['relay_up_to_relay'] is not None, (held_down(cell), arrived(vclosed)())
-    assert wait_for(lambda: not growing(arrived(vclosed), piclab.exit_address(4)), 10), arrived(vclosed)()
+    times['relay_up_to_relay'] = arrival(closed_at, remote, start, 30)
+    assert times['relay_up_to_relay'] is not None, (held_down(cell), closed_at())
+    assert wait_for(lambda: not growing(closed_at, piclab.exit_address(4)), 10), closed_at()
     assert relay_leaks() == {}, 'the fail-closed peer leaked'
     record('cell_relay->wireguard_ext', times, 'interval 0.5 s, fail after 2, recover after 2 (a missing link: '
            'down at once)')
+
+
+# -- wireguard_ext -> openvpn ----------------------------------------------------------
+OVPN_FALLBACK, OVPN_ID = 'Fallback OVPN', 'fallback-ovpn'
+# At the OpenVPN server: a chain where a fault drops what the cells' tunnels bring
+# (the client's tunnel stays up: only the monitor's probe of health_target sees it).
+_OVPN_TABLE = """table inet failover {
+    chain fault {
+        type filter hook prerouting priority raw; policy accept;
+    }
+}
+"""
+
+
+def ovpn_fault(on):
+    """Drop (or stop dropping) at the OpenVPN server everything its tunnels bring."""
+    piclab.run(OVPN.NODE, 'nft', 'flush', 'chain', 'inet', 'failover', 'fault')
+    if on:
+        piclab.run(OVPN.NODE, 'nft', 'add', 'rule', 'inet', 'failover', 'fault', 'iifname', 'ovpn0', 'drop')
+
+
+def ovpn_vars(vpeers, state='present'):
+    if state == 'absent':
+        return {'pic_connections': [{'name': PRIMARY, 'state': 'absent'}, {'name': OVPN_FALLBACK, 'state': 'absent'}],
+                'pic_peers': [], 'pic_purge_peers': True}
+    primary = {'name': PRIMARY, 'type': 'wireguard_ext', 'fallback': [OVPN_FALLBACK],
+               'config': {'wg_config': exit_conf(False), 'health_target': piclab.EXIT_TUN_V4}}
+    fallback = {'name': OVPN_FALLBACK, 'type': 'openvpn',
+                'config': {'ovpn_config': OVPN.client_config('cell1'), 'health_target': OVPN.TUN_V4}}
+    return {'pic_connections': [primary, fallback], 'pic_purge_peers': True,
+            'pic_peers': [dict(v.record, name=v.name, address=v.addresses(), connection=PRIMARY) for v in vpeers]}
+
+
+@pytest.fixture
+def openvpn_failover(cell, traffic):
+    reset_cell(cell)
+    vclosed, vopen, counter = traffic
+    piclab.nft_replace(OVPN.NODE, 'inet failover', _OVPN_TABLE)
+    inventory = inventory_dir()
+    playbook(inventory, ovpn_vars([vclosed, vopen]))
+    try:
+        with sending(cell, counter, [vclosed, vopen], monitor=False):
+            yield cell, vclosed, vopen, counter
+    finally:
+        fault([], False)
+        ovpn_fault(False)
+        playbook(inventory, ovpn_vars([vclosed, vopen], 'absent'))
+        piclab.run(OVPN.NODE, 'nft', 'delete', 'table', 'inet', 'failover', check=False)
+
+
+def tunnel_addresses(cell, ifname):
+    """The addresses of interface IFNAME on the cell (none while it is missing)."""
+    cp = cell.sh('ip', '-j', 'addr', 'show', 'dev', ifname, check=False)
+    if cp.returncode != 0 or not cp.stdout.strip():
+        return ()
+    return tuple(a['local'] for item in json.loads(cp.stdout) for a in item.get('addr_info', [])
+                 if a.get('scope') == 'global')
+
+
+def test_interface_to_openvpn_failover_and_back_never_leaks(openvpn_failover):
+    """Primary (wireguard_ext) falls back to an openvpn connection: the exit server drops
+    Primary's tunnel (both peers carried by OpenVPN), the OpenVPN server drops its tunnel too
+    (the fail-closed peer blocked, the fail-open one on the WAN), OpenVPN recovers (it
+    carries both again), Primary recovers (both back on it); the role's monitor."""
+    cell, vclosed, vopen, counter = openvpn_failover
+    ovpn = OVPN.address(4)
+    # a late packet of a flow the server's conntrack forgot may leave it unmasqueraded,
+    # from the client's tunnel address (as THROUGH_AN_EXIT for the WireGuard server)
+    ifname = registry_doc(cell)['connections'][OVPN_ID]['interface']
+    # (the instance connects after the run: its tunnel and addresses come with OpenVPN's up hook)
+    tunnel = wait_for(lambda: tunnel_addresses(cell, ifname), 60)
+    assert tunnel, 'the OpenVPN instance of %s has no tunnel address' % OVPN_FALLBACK
+    allowed = (ovpn, OVPN.address(6)) + tuple(tunnel) + THROUGH_AN_EXIT
+    closed_at, open_at, closed_via = arrived(counter, vclosed), arrived(counter, vopen), closed_via_exit(vclosed)
+    wan = piclab.wan_address('cell1', 4)
+    times = {}
+    # 0. both on Primary
+    assert wait_for(lambda: growing(closed_via, PRIMARY_SRC) and growing(open_at, piclab.exit_address(4)), 30), \
+        (closed_via(), open_at(), held_down(cell))
+    assert leaks(counter, vclosed, allowed) == {}
+
+    # 1. Primary fails: OpenVPN carries both
+    start = time.monotonic()
+    fault([PRIMARY_SRC, PRIMARY_SRC6], True)
+    times['primary_down_to_openvpn'] = arrival(closed_at, ovpn, start, 30)
+    assert times['primary_down_to_openvpn'] is not None, (held_down(cell), closed_at(), cell.nft_table())
+    assert wait_for(lambda: growing(open_at, ovpn), 10), open_at()
+    assert held_down(cell) == ['primary']
+    assert not growing(closed_via, PRIMARY_SRC) and leaks(counter, vclosed, allowed) == {}
+    assert not growing(open_at, wan), 'the fail-open peer went to the WAN'
+
+    # 2. OpenVPN fails too: the fail-closed peer blocked, the fail-open one on the WAN
+    start = time.monotonic()
+    ovpn_fault(True)
+    times['both_down_to_wan_fail_open'] = arrival(open_at, wan, start, 30)
+    assert times['both_down_to_wan_fail_open'] is not None, (held_down(cell), open_at())
+    assert held_down(cell) == sorted(['primary', OVPN_ID])
+    assert not growing(closed_at, ovpn) and leaks(counter, vclosed, allowed) == {}
+
+    # 3. OpenVPN recovers: it carries both again
+    start = time.monotonic()
+    ovpn_fault(False)
+    times['openvpn_up_to_openvpn'] = arrival(closed_at, ovpn, start, 30)
+    assert times['openvpn_up_to_openvpn'] is not None, (held_down(cell), closed_at())
+    assert wait_for(lambda: not growing(open_at, wan), 10), open_at()
+    assert wait_for(lambda: growing(open_at, ovpn), 10), open_at()
+    assert leaks(counter, vclosed, allowed) == {}
+
+    # 4. Primary recovers: back to Primary
+    start = time.monotonic()
+    fault([], False)
+    times['primary_up_to_primary'] = arrival(closed_via, PRIMARY_SRC, start, 30)
+    assert times['primary_up_to_primary'] is not None, (held_down(cell), closed_via())
+    assert wait_for(lambda: not growing(closed_at, ovpn), 10), closed_at()
+    assert wait_for(lambda: growing(open_at, piclab.exit_address(4)), 10), open_at()
+    assert held_down(cell) == []
+    assert leaks(counter, vclosed, allowed) == {}, 'the fail-closed peer leaked'
+    assert counter.sample().get((ovpn, vclosed.dst4), 0) > 0     # the counter counts
+    record('wireguard_ext->openvpn', times, "the role's monitor (interval 1 s, fail after 2, recover after 2)")
 
 
 def closed_via_exit(vpeer):

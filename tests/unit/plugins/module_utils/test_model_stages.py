@@ -81,7 +81,7 @@ def test_the_stages_build_the_chains_in_order(doc):
     want = model.desired(doc, FACTS)
     # connections in index order (Tor took 1, the pinned mark gave Exit WG 5)
     assert want.chain_order == ['c_tor_closed', 'c_tor_open', 'c_exit_wg_closed', 'c_exit_wg_open', 'prerouting',
-                                'dstnat', 'input', 'forward', 'postrouting', 'mss', 'orphan']
+                                'dstnat', 'input', 'forward', 'postrouting', 'mss', 'output', 'orphan']
     texts = dict((name, [t for t, _c in chain['rules']]) for name, chain in want.chains.items())
     assert any('redirect to :%d' % doc['connections']['tor']['local_port'] in t for t in texts['dstnat'])
     assert texts['input'][-3:] == ['iifname "lo" accept',
