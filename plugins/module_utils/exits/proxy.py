@@ -16,12 +16,11 @@ import struct
 
 from ..errors import PicError
 from ..validation import check_secret, check_word, parse_address, parse_int
-from .base import NO_ROUTES, Option, ProxyExit, server_of
+from .base import NO_ROUTES, Option, ProxyExit, Refused, health_port_setting, server_of
 
 # redsocks' parser takes a quoted string equal to one of its punctuation or comment tokens for it.
 REDSOCKS_TOKENS = ('{', '}', '=', ';', '//', '/*')
 PROXY_TYPES = ('socks5', 'http-connect')
-HEALTH_PORT = 80
 SOCKS5_REPLIES = {1: 'general failure', 2: 'not allowed by its rules', 3: 'network unreachable',
                   4: 'host unreachable', 5: 'connection refused', 6: 'TTL expired', 7: 'command not supported',
                   8: 'address type not supported'}
@@ -101,7 +100,7 @@ def http_connect(sock, target, port, login=None):
 
 def tunnel(sock, proxy_type, host, port, login=None):
     """``sock`` (connected to a proxy) once the proxy connected it to ``host``:``port``;
-    closed and OSError when it refused."""
+    closed and OSError when it failed (``Refused`` when the proxy said no)."""
     ask = http_connect if proxy_type == 'http-connect' else socks5_connect
     try:
         refused = ask(sock, host, port, login)
@@ -110,7 +109,7 @@ def tunnel(sock, proxy_type, host, port, login=None):
         raise
     if refused:
         sock.close()
-        raise OSError('the proxy refused %s:%d: %s' % (host, port, refused))
+        raise Refused('the proxy refused %s:%d: %s' % (host, port, refused), refused)
     return sock
 
 
@@ -147,6 +146,7 @@ def instance_password(state_dir, conn):
 
 class Proxy(ProxyExit):
     name = 'proxy'
+    reacher = 'the proxy'
     service_role = 'proxy'
     instance_file = ('proxy', '%s.conf')
     options = (
@@ -178,8 +178,7 @@ class Proxy(ProxyExit):
             public['username'] = check_word(config['username'], field + '.username')
         if config.get('password') is not None:
             _password(config, field)
-        if config.get('health_port') is not None:
-            public['health_port'] = parse_int(config['health_port'], field + '.health_port', 1, 65535)
+        health_port_setting(config, public, field)
         return public, config, cls.secret_values(config), dict(NO_ROUTES)
 
     @classmethod
@@ -190,7 +189,9 @@ class Proxy(ProxyExit):
     @classmethod
     def egress_socket(cls, conn, state_dir, host, port, timeout):
         """A connection to ``host``:``port`` through the proxy server, as redsocks makes
-        for a peer (its login, the password from the instance's file)."""
+        for a peer (its login, the password from the instance's file): the egress proof's
+        and the deep probe's (down when the proxy cannot reach ``health_target``). None
+        when the password of a login cannot be read (the ports decide)."""
         config, server = conn.get('config') or {}, server_of(conn)
         if not server:
             return None
@@ -202,34 +203,6 @@ class Proxy(ProxyExit):
             login = (config['username'], password)
         return tunnel(socket.create_connection(server, timeout=timeout), config.get('proxy_type'), host, port,
                       login)
-
-    @classmethod
-    def deep_check(cls, conn, state_dir, timeout):
-        """A request to the proxy server for ``health_target``:``health_port``, as redsocks
-        makes for a peer (with its login, the password read from the instance's file):
-        down when the proxy cannot reach it. None without a target, or when the
-        password of a login cannot be read (the ports decide)."""
-        config = conn.get('config') or {}
-        target, server = config.get('health_target'), server_of(conn)
-        if not target or not server:
-            return None
-        login = None
-        if config.get('username'):
-            password = instance_password(state_dir, conn)
-            if password is None:
-                return None
-            login = (config['username'], password)
-        port = config.get('health_port') or HEALTH_PORT
-        ask = http_connect if config.get('proxy_type') == 'http-connect' else socks5_connect
-        try:
-            with socket.create_connection(server, timeout=timeout) as sock:
-                sock.settimeout(timeout)
-                refused = ask(sock, target, port, login)
-        except (OSError, socket.timeout) as exc:
-            refused = 'no answer: %s' % (exc or 'timed out')
-        if refused:
-            return False, 'the proxy cannot reach %s:%d (%s)' % (target, port, refused)
-        return True, 'the proxy reaches %s:%d' % (target, port)
 
 
 PROVIDER = Proxy
