@@ -21,6 +21,8 @@ from .base import NO_ROUTES, Option, ProxyExit, Refused, health_port_setting, se
 # redsocks' parser takes a quoted string equal to one of its punctuation or comment tokens for it.
 REDSOCKS_TOKENS = ('{', '}', '=', ';', '//', '/*')
 PROXY_TYPES = ('socks5', 'http-connect')
+# The head of a proxy's answer to CONNECT (status line and headers) is read up to this.
+MAX_CONNECT_HEAD = 8192
 SOCKS5_REPLIES = {1: 'general failure', 2: 'not allowed by its rules', 3: 'network unreachable',
                   4: 'host unreachable', 5: 'connection refused', 6: 'TTL expired', 7: 'command not supported',
                   8: 'address type not supported'}
@@ -79,19 +81,21 @@ def socks5_connect(sock, target, port, login=None):
 
 def http_connect(sock, target, port, login=None):
     """An HTTP CONNECT to ``target``:``port`` on ``sock`` (``login``: Basic authentication):
-    None when granted (2xx), else the status line."""
+    None when granted (2xx), else the status line. The answer's head is read to its end,
+    so that what follows on ``sock`` is the target's (the egress proof reads it)."""
     where = '[%s]:%d' % (target, port) if ':' in target else '%s:%d' % (target, port)
     auth = ''
     if login:
         auth = 'Proxy-Authorization: Basic %s\r\n' % base64.b64encode(':'.join(login).encode('utf-8')).decode('ascii')
     sock.sendall(('CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n' % (where, where, auth)).encode('utf-8'))
-    line = b''
-    while not line.endswith(b'\r\n') and len(line) < 512:
+    # the whole head (a byte at a time: what follows it on ``sock`` is the target's)
+    head = b''
+    while not head.endswith(b'\r\n\r\n') and len(head) < MAX_CONNECT_HEAD:
         chunk = sock.recv(1)
         if not chunk:
             break
-        line += chunk
-    status = line.decode('ascii', 'replace').strip()
+        head += chunk
+    status = head.split(b'\r\n', 1)[0][:512].decode('ascii', 'replace').strip()
     parts = status.split(' ', 2)
     if len(parts) >= 2 and parts[0].startswith('HTTP/') and parts[1].startswith('2'):
         return None
