@@ -542,8 +542,8 @@ def add_local_redirects(want, conns, layout):
         return
     want.add_chain('local_redirect', {'type': 'nat', 'hook': 'output', 'priority': '-100'})
     for conn in proxies:
-        want.add_rule('local_redirect', '%s meta l4proto tcp redirect to :%d' % (_is_conn(conn, layout),
-                                                                                  conn['local_port']))
+        redirect = '%s meta l4proto tcp redirect to :%d' % (_is_conn(conn, layout), conn['local_port'])
+        want.add_rule('local_redirect', redirect)
 
 
 def add_input_guard(want, conns):

@@ -327,9 +327,11 @@ class ProxyExit(Exit):
             sock = cls.egress_socket(conn, state_dir, target, port, timeout)
             if sock is None:
                 return None
-            with sock:
+            try:
                 if cls.proof == 'answer':
                     await_answer(sock, target, timeout)
+            finally:
+                sock.close()
         except Refused as exc:
             return False, '%s cannot reach %s:%d (%s)' % (cls.reacher, target, port, exc.why)
         except (OSError, socket.timeout) as exc:
