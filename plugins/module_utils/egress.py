@@ -13,28 +13,12 @@ import ipaddress
 import socket
 
 from . import exits, model
+from .exits.base import marked_connection
 from .validation import parse_http_url
 
-# socket.SO_MARK (Linux; Python has the name from 3.12 on)
-SO_MARK = getattr(socket, 'SO_MARK', 36)
 # An echo answer is one address: more than this is not an echo server's.
 MAX_ANSWER = 4096
 TIMEOUT = 3.0
-
-
-def marked_connection(host, port, mark, timeout):
-    """A TCP connection to ``host``:``port`` whose packets carry ``mark`` (the
-    connection's policy routing sends them through its exit)."""
-    family, stype, proto, _name, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, stype, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
-        sock.settimeout(timeout)
-        sock.connect(addr)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def http_get(sock, host, port, path):

@@ -266,7 +266,7 @@ def desired(doc, facts, cell_settings=None):
     """Compute the desired data plane, stage by stage: who is an ingress and
     what is local, connection -> mark (chains), peer address -> mark (maps),
     what each exit does with its marked packets (proxy redirects, DNS pinning,
-    kill switch), mark -> table (policy rules) -> route (exit routes), cell
+    kill switch; the cell's own marked TCP redirected too), mark -> table (policy rules) -> route (exit routes), cell
     links, and the guards of the kill switch.
 
     ``facts``: ``peer_networks`` (list of networks of the peer interface),
@@ -287,6 +287,7 @@ def desired(doc, facts, cell_settings=None):
     add_exit_rules(want, conns, layout)
     add_mss_clamp(want, conns)
     add_exit_source_guard(want, conns)
+    add_local_redirects(want, conns, layout)
     add_input_guard(want, conns)
     add_peer_maps(want, doc)
     add_policy_rules(want, conns, layout, settings)
@@ -559,6 +560,24 @@ def add_exit_source_guard(want, conns):
         want.add_rule('input', 'iifname @exit_ifs fib daddr . iif type local update @%s { %s daddr }'
                       % (learned, proto))
         want.add_rule('output', '%s saddr @%s fib saddr . oif type != local counter drop' % (proto, learned))
+
+
+def add_local_redirects(want, conns, layout):
+    """The cell's own TCP with a proxy-kind exit's mark (SO_MARK; only root sets one)
+    takes the redirect its peers' TCP takes in ``dstnat`` (which sees forwarded
+    packets only): to the instance's ``local_port``, whose transparent proxy reads
+    the original destination (SO_ORIGINAL_DST) and carries it. What the health
+    check and the monitor use to ask a transparent instance (sshuttle) for
+    ``health_target`` and ``egress_url`` as a peer would (its own chain: output
+    hook, nat). The open mark: the kill bit's rule makes it unreachable before any
+    redirect."""
+    proxies = [c for c in conns if exits.is_proxy(c['type']) and c.get('local_port')]
+    if not proxies:
+        return
+    want.add_chain('local_redirect', {'type': 'nat', 'hook': 'output', 'priority': '-100'})
+    for conn in proxies:
+        redirect = '%s meta l4proto tcp redirect to :%d' % (_is_conn(conn, layout), conn['local_port'])
+        want.add_rule('local_redirect', redirect)
 
 
 def add_input_guard(want, conns):

@@ -89,10 +89,10 @@ options:
       dns:
         description:
           - Only for types C(wireguard_ext) and C(sshuttle).
-          - C(wireguard_ext) - DNS servers of the exit (a list, or one string of comma-separated addresses); the peers'
-            DNS is pinned to them.
-          - C(sshuttle) - One DNS server (an address, or a list holding one) that sshuttle forwards the peers' DNS
-            to.
+          - C(wireguard_ext) - DNS servers of the exit (a list, or one string of comma-separated addresses); the
+            peers' DNS is pinned to them.
+          - C(sshuttle) - One DNS server (an address, or a list holding one) that sshuttle forwards the peers'
+            DNS to.
         type: raw
       dns_port:
         description:
@@ -101,11 +101,11 @@ options:
         type: int
       egress_url:
         description:
-          - For every type. An echo URL (C(http://HOST[:PORT][/PATH]), HOST an IP address, IPv6 in brackets, or a host
-            name the cell resolves; no credentials, no https) whose answer is the caller's source address. The health
-            check and the monitor ask it through the exit (interface types, a connection with the connection's mark;
-            C(tor), through its SOCKS port; C(proxy), through the proxy server; C(sshuttle) is not probed) and report
-            the public address the exit gives as C(egress).
+          - For every type. An echo URL (C(http://HOST[:PORT][/PATH]), HOST an IP address, IPv6 in brackets, or
+            a host name the cell resolves; no credentials, no https) whose answer is the caller's source address.
+            The health check and the monitor ask it through the exit (interface types, a connection with the connection's
+            mark; C(tor), through its SOCKS port; C(proxy), through the proxy server; C(sshuttle), through the
+            instance, by the redirect its peers' TCP takes) and report the public address the exit gives as C(egress).
         type: str
       endpoint:
         description:
@@ -114,9 +114,10 @@ options:
         type: str
       expect_egress:
         description:
-          - For every type. The addresses or networks (IPv4, IPv6) the exit may leave from; needs C(egress_url). An
-            exit whose echo answer is outside them is down (a wrong exit is a leak too; the monitor holds it down, its
-            fail-open peers fall back to the WAN, fail-closed ones are blocked); no answer leaves the egress part unknown.
+          - For every type. The addresses or networks (IPv4, IPv6) the exit may leave from; needs C(egress_url).
+            An exit whose echo answer is outside them is down (a wrong exit is a leak too; the monitor holds it
+            down, its fail-open peers fall back to the WAN, fail-closed ones are blocked); no answer leaves the
+            egress part unknown.
         elements: str
         type: list
       health_fail_after:
@@ -126,17 +127,22 @@ options:
       health_handshake_max_age:
         description:
           - Only for type C(wireguard_ext).
-          - Seconds (1-86400; default 180, the guide's 3 minutes) after the newest WireGuard handshake of the exit's
-            interface after which the health check and the monitor call it down. WireGuard renews the handshake every
-            2 minutes while traffic flows (set C(persistent_keepalive) to keep it flowing), so less than 150 calls a
-            working tunnel down now and then.
+          - Seconds (1-86400; default 180, the guide's 3 minutes) after the newest WireGuard handshake of the
+            exit's interface after which the health check and the monitor call it down. WireGuard renews the handshake
+            every 2 minutes while traffic flows (set C(persistent_keepalive) to keep it flowing), so less than
+            150 calls a working tunnel down now and then.
         type: int
       health_port:
         description:
-          - Only for type C(proxy).
-          - The TCP port (1-65535; default 80) of C(health_target) that the health check and the monitor ask the proxy
-            to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the proxy server, with its login); the exit
-            is down when the proxy cannot reach it.
+          - Only for types C(sshuttle) and C(proxy).
+          - C(sshuttle) - The TCP port (1-65535; default 80) of C(health_target) that the health check and the
+            monitor connect to through the instance (from the cell, with the connection's mark, so that it takes
+            the redirect of its peers' TCP) and send a request (an HTTP C(HEAD /)); the exit is down unless the
+            target answers, so a server that cannot reach it or an SSH session that carries nothing is down while
+            sshuttle runs.
+          - C(proxy) - The TCP port (1-65535; default 80) of C(health_target) that the health check and the monitor
+            ask the proxy to connect to (a SOCKS5 or HTTP CONNECT request from the cell to the proxy server, with
+            its login); the exit is down when the proxy cannot reach it.
         type: int
       health_recover_after:
         description:
@@ -144,8 +150,9 @@ options:
         type: int
       health_target:
         description:
-          - For every type. An IP address probed through the exit by the cell's monitor and pic_health (interface types,
-            a ping through the exit; C(proxy), a request through the proxy server to its C(health_port)).
+          - For every type. An IP address probed through the exit by the cell's monitor and pic_health (interface
+            types, a ping through the exit; C(proxy), a request through the proxy server to its C(health_port);
+            C(sshuttle), a request to its C(health_port) through the instance, which must be answered).
         type: str
       host:
         description:
@@ -155,11 +162,11 @@ options:
         type: str
       interface:
         description:
-          - For every type. Interface name override of an interface type's exit (proxy types take no interface and
-            ignore it); the interface is the collection's own and is deleted with the connection, so it must start
-            with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other interface of the
-            cell is refused, and so is a name that already exists on the cell and is not this connection's interface
-            in the registry.
+          - For every type. Interface name override of an interface type's exit (proxy types take no interface
+            and ignore it); the interface is the collection's own and is deleted with the connection, so it must
+            start with C(pic-) (1-15 characters of C(a-z), C(0-9) and C(-)); C(eth0), C(wg0) or any other interface
+            of the cell is refused, and so is a name that already exists on the cell and is not this connection's
+            interface in the registry.
         type: str
       known_hosts:
         description:
@@ -263,8 +270,8 @@ options:
         description:
           - Only for type C(wireguard_ext).
           - The text of a WireGuard file as a provider hands it out (C([Interface]) with C(PrivateKey) and C(Address),
-            one or more C([Peer]) with C(PublicKey), C(Endpoint) and C(AllowedIPs)); C(PostUp)-style commands and
-            C(Table) are refused. Required unless C(private_key) is given.
+            one or more C([Peer]) with C(PublicKey), C(Endpoint) and C(AllowedIPs)); C(PostUp)-style commands
+            and C(Table) are refused. Required unless C(private_key) is given.
           - 'Holds secrets: masked whole in every output and log, and kept only in a 0600 file under I(state_dir).'
         type: str
 

@@ -19,6 +19,10 @@ description:
   - C(tor) is C(down) when it runs but has no circuit (C(GETINFO status/circuit-established) on the control
     socket the tor role's torrc opens). C(proxy) with C(health_target) is C(down) when the proxy cannot connect
     to C(health_target) on C(health_port) (default 80; a SOCKS5 or HTTP CONNECT request with its login).
+    C(sshuttle) with C(health_target) is C(down) unless C(health_target) answers a request on C(health_port)
+    (default 80; an HTTP C(HEAD /)) made from the cell with the connection's mark, which the data plane
+    redirects to the instance as it does the peers' TCP. sshuttle accepts every connection at once, so only
+    the answer proves that its SSH server reaches the target and its SSH session carries traffic.
   - A proxy-type exit is C(working) only when what its port cannot tell answers too. C(tor) also needs its
     TransPort (where peers are redirected); C(sshuttle) and C(proxy) need their upstream, the SSH server or the
     proxy, to accept a TCP connection from the cell (redsocks keeps listening when its proxy is gone, and

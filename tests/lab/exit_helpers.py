@@ -180,3 +180,46 @@ def wan_resolver(cell='cell1'):
     """The cell's own resolver, resolving through the cell's WAN (conftest.cell_resolver).
     Returns its daemons, for piclab.stop."""
     return [cell_resolver(cell)]
+
+
+# -- the egress proof through an exit (egress_url, expect_egress) -----------------------------
+WRONG_EGRESS = '198.51.100.250/32'
+
+
+def echo_url():
+    """The lab's echo server (answers with the source address it saw)."""
+    return 'http://%s/' % piclab.server_address(4)
+
+
+def working_entry(cell, name, timeout):
+    """pic_health of connection NAME once it reads working (None after TIMEOUT seconds)."""
+    return wait_for(lambda: (lambda e: e if e['status'] == 'working' else None)(cell.health(name)), timeout)
+
+
+def check_egress_proof(cell, connection, name, expected, peers=None, timeout=20):
+    """The egress proof through connection NAME: ``connection(**config)`` gives its
+    pic_connection arguments with those settings added. ``expect_egress`` = EXPECTED (the
+    address the lab's echo server sees through the exit): working, the address reported;
+    another address: down with the address still reported, and when PEERS is
+    (fail-open peer, fail-closed peer) of NAME, the monitor holds it down: the first
+    leaves by the WAN, the second is blocked. The connection is given back its plain
+    settings at the end (working again)."""
+    cell.module('pic_connection', connection(egress_url=echo_url(), expect_egress=[expected]))
+    try:
+        entry = working_entry(cell, name, timeout)
+        assert entry, cell.health(name)
+        assert entry['egress'] == expected, entry
+        assert 'leaves from %s (expected)' % expected in entry['reason'], entry
+        cell.module('pic_connection', connection(egress_url=echo_url(), expect_egress=[WRONG_EGRESS]))
+        started = time.time()
+        entry = cell.health(name)
+        assert entry['status'] == 'down' and entry['egress'] == expected, entry
+        assert 'not from expect_egress %s' % WRONG_EGRESS in entry['reason'], entry
+        if peers:
+            assert wait_for(lambda: piclab.fetch(peers[0], 4, timeout=1) == piclab.wan_address('cell1', 4), timeout)
+            print('%s leaving from an unexpected address: fail-open fallback after %.1fs' % (name, time.time() - started))
+            assert leak_count(peers[1]) == 0, piclab.counters()
+            assert leak_count(peers[0]) > 0       # positive control: the fail-open peer reaches the internet
+    finally:
+        cell.module('pic_connection', connection())
+    assert working_entry(cell, name, 30), cell.health(name)

@@ -17,8 +17,8 @@ import time
 import pytest
 
 from conftest import piclab, wait_for
-from exit_helpers import (Supervisor, addresses, dns_query, installed, inventory_dir, leak_count, peers_on,
-                          playbook, quiet_counters, server_plugin, uncarried_count, wait_pid)
+from exit_helpers import (Supervisor, addresses, check_egress_proof, dns_query, installed, inventory_dir, leak_count,
+                          peers_on, playbook, quiet_counters, server_plugin, uncarried_count, wait_pid)
 from piclab import sources, via_wan
 
 PROXIES = server_plugin('proxies')
@@ -278,6 +278,18 @@ def test_a_proxy_that_cannot_reach_the_health_target_is_down(site, cell, conn):
     finally:
         cell.module('pic_connection', connection(conn))
     assert wait_for(lambda: cell.health(conn)['status'] == 'working', 20), cell.health(conn)
+    if conn == SOCKS:
+        assert wait_for(lambda: via('p2', SOCKS), 15), sources('p2')
+        assert wait_for(lambda: via('p1', SOCKS), 15), sources('p1')
+
+
+@pytest.mark.parametrize('conn', [SOCKS, HTTP])
+def test_egress_proof_through_the_proxy(site, cell, conn):
+    """The echo URL asked through the proxy server (as redsocks asks for a peer, with
+    its login): the proxy's address; expected: working; another: down (SOCKS, whose
+    peers these are: p2 falls back to the WAN, p1 is blocked)."""
+    check_egress_proof(cell, lambda **extra: connection(conn, **extra), conn, exit_address(conn),
+                       ('p2', 'p1') if conn == SOCKS else None)
     if conn == SOCKS:
         assert wait_for(lambda: via('p2', SOCKS), 15), sources('p2')
         assert wait_for(lambda: via('p1', SOCKS), 15), sources('p1')

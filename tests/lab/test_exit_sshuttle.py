@@ -10,14 +10,15 @@ cell with neither connection and every peer on the default gateway.
 """
 import os
 import re
+import signal
 import stat
 import time
 
 import pytest
 
 from conftest import piclab, wait_for
-from exit_helpers import (Supervisor, addresses, dns_query, installed, inventory_dir, leak_count, peers_on,
-                          playbook, quiet_counters, server_plugin, uncarried_count, wait_pid)
+from exit_helpers import (Supervisor, addresses, check_egress_proof, dns_query, installed, inventory_dir, leak_count,
+                          peers_on, playbook, quiet_counters, server_plugin, uncarried_count, wait_pid, working_entry)
 from piclab import sources, via_wan
 
 SSHD = server_plugin('sshd')
@@ -232,6 +233,89 @@ def test_health_unknown_for_an_instance_never_installed(site, cell):
         assert 'not installed' in entry['reason'], entry
     finally:
         cell.module('pic_connection', {'name': 'No instance', 'state': 'absent'})
+
+
+# The SSH server cannot reach the lab's echo server (port 80): its output there is dropped.
+NO_REACH = ('add table inet pic_lab_noreach; '
+            'add chain inet pic_lab_noreach out { type filter hook output priority 0; }; '
+            'add rule inet pic_lab_noreach out ip daddr %s tcp dport 80 drop' % piclab.SERVER_V4)
+
+
+def sshd_sessions():
+    """The processes of the SSH server's node but its listening sshd: the sessions (sshuttle's server side)."""
+    out = piclab.run(SSHD.NODE, 'ss', '-Hltnp', 'sport = :%d' % SSHD.PORT, check=False).stdout
+    listeners = set(int(pid) for pid in re.findall(r'pid=(\d+)', out))
+    assert listeners, out
+    cp = piclab.sh(['ip', 'netns', 'pids', piclab.ns(SSHD.NODE)], check=False)
+    return [int(pid) for pid in cp.stdout.split() if pid.isdigit() and int(pid) not in listeners]
+
+
+def test_deep_probe_down_when_the_ssh_server_cannot_reach_the_target(site, cell):
+    """The deep probe: a request from the cell with the connection's mark, which the cell
+    redirects to the instance as its peers' TCP, to health_target:80 (the lab's echo
+    server), answered. The SSH server unable to reach it: down while sshuttle and its
+    SSH session run and the server answers on port 22; the monitor holds it down: the
+    fail-open peer p2 leaves by the WAN, the fail-closed p1 is blocked; back after."""
+    supervisor = Supervisor(cell)
+    cell.module('pic_connection', connection(CONN, health_target=piclab.SERVER_V4))
+    try:
+        entry = working_entry(cell, CONN, 20)
+        assert entry and entry['reason'].endswith('sshuttle reaches %s:80' % piclab.SERVER_V4), entry
+        pid = supervisor.pid(PROGRAM)
+        piclab.run(SSHD.NODE, 'nft', NO_REACH)
+        try:
+            started = time.time()
+            entry = cell.health(CONN)
+            assert entry['status'] == 'down', entry
+            assert 'sshuttle cannot reach %s:80 (no answer' % piclab.SERVER_V4 in entry['reason'], entry
+            assert 'answers and so does its upstream' in entry['reason'], entry      # the SSH server answers
+            assert wait_for(lambda: piclab.fetch('p2', 4, timeout=1) == piclab.wan_address('cell1', 4), 20)
+            print('health target unreachable from the SSH server: fail-open fallback after %.1fs'
+                  % (time.time() - started))
+            assert leak_count('p1') == 0, piclab.counters()
+            assert supervisor.pid(PROGRAM) == pid                 # sshuttle ran all along
+        finally:
+            piclab.run(SSHD.NODE, 'nft', 'delete table inet pic_lab_noreach')
+        assert working_entry(cell, CONN, 30), cell.health(CONN)
+        assert wait_for(lambda: via_exit('p2'), 20), sources('p2')
+        assert wait_for(lambda: via_exit('p1'), 20), sources('p1')
+    finally:
+        cell.module('pic_connection', connection(CONN))
+
+
+def test_deep_probe_down_when_the_ssh_session_carries_nothing(site, cell):
+    """The SSH server's sessions frozen (SIGSTOP; its listener still accepts): sshuttle
+    runs and accepts the probe, but nothing comes back through its session: down."""
+    supervisor = Supervisor(cell)
+    cell.module('pic_connection', connection(CONN, health_target=piclab.SERVER_V4))
+    try:
+        assert working_entry(cell, CONN, 20), cell.health(CONN)
+        pid = supervisor.pid(PROGRAM)
+        frozen = sshd_sessions()
+        assert frozen
+        for session in frozen:
+            os.kill(session, signal.SIGSTOP)
+        try:
+            entry = cell.health(CONN)
+            assert entry['status'] == 'down', entry
+            assert 'sshuttle cannot reach %s:80 (no answer' % piclab.SERVER_V4 in entry['reason'], entry
+            assert 'answers and so does its upstream' in entry['reason'], entry
+            assert supervisor.pid(PROGRAM) == pid
+        finally:
+            for session in frozen:
+                os.kill(session, signal.SIGCONT)
+        assert working_entry(cell, CONN, 40), cell.health(CONN)
+    finally:
+        cell.module('pic_connection', connection(CONN))
+    assert wait_for(lambda: via_exit('p1'), 30), sources('p1')
+
+
+def test_egress_proof_through_sshuttle(site, cell):
+    """The echo URL asked through the instance (the redirect of its peers' TCP): the SSH
+    server's address; expected: working; another: down, p2 falls back, p1 blocked."""
+    check_egress_proof(cell, lambda **extra: connection(CONN, **extra), CONN, SSHD.address(4), ('p2', 'p1'))
+    assert wait_for(lambda: via_exit('p2'), 20), sources('p2')
+    assert wait_for(lambda: via_exit('p1'), 20), sources('p1')
 
 
 def test_removing_the_connections_stops_and_removes_their_instances(site, cell):

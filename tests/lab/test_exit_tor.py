@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import piclab, wait_for, leak_count, quiet_counters
-from exit_helpers import addresses, inventory_dir, playbook
+from exit_helpers import addresses, check_egress_proof, inventory_dir, playbook
 from piclab import sources, via_wan
 
 CONN = 'Tor'
@@ -332,6 +332,16 @@ def test_tor_that_runs_without_its_network_is_down_and_its_fail_open_peer_falls_
     assert wait_for(lambda: via_tor('p2'), 60, 1), sources('p2')
     assert wait_for(lambda: via_tor('p1'), 20, 1), sources('p1')
     assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
+
+
+def test_egress_proof_through_tor(cell, sup):
+    """The echo URL asked through Tor's SOCKS port: the exit relay's address; expected:
+    working; another: down, the fail-open p1 falls back to the WAN, the fail-closed p2 is blocked."""
+    def connection(**extra):
+        return {'name': CONN, 'type': 'tor', 'config': dict({'socks_port': 9050}, **extra)}
+    check_egress_proof(cell, connection, CONN, TORNET.exit_address(4), ('p1', 'p2'), timeout=30)
+    assert wait_for(lambda: via_tor('p2'), 40, 1), sources('p2', timeout=TOR_TIMEOUT)
+    assert wait_for(lambda: via_tor('p1'), 20, 1), sources('p1', timeout=TOR_TIMEOUT)
 
 
 def test_removing_the_connection_stops_tor_and_keeps_it_installed(cell, inventory, sup):

@@ -9,6 +9,9 @@ import base64
 import functools
 import os
 import re
+import socket
+import struct
+import threading
 
 import jinja2
 import pytest
@@ -263,3 +266,129 @@ def saved_registry(state_dir, *connection_calls, **peers_of):
     registry = Registry(state_dir)
     registry.save(doc)
     return registry
+
+
+# -- stand-in servers on loopback (proxies, echo servers; test_proxy_deep_check, test_egress, ...) -----
+
+class FakeServer(object):
+    """A TCP server on ``address`` (127.0.0.1, a free port) answering every connection with
+    ``serve(server, conn)`` in a thread; what it served goes to ``requests`` (``serve`` appends)."""
+
+    def __init__(self, serve, address=('127.0.0.1', 0)):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(address)
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.serve = serve
+        self.requests = []
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.serve(self, conn)
+                except (OSError, IndexError, ValueError, struct.error):
+                    continue     # a bare TCP connect (the port checks), closed at once
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept() of the thread: nothing listens any more
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def read_request(conn):
+    """An HTTP request's head, as text."""
+    data = b''
+    while b'\r\n\r\n' not in data:
+        chunk = conn.recv(1024)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode('ascii', 'replace')
+
+
+def echo(server, conn, body=None):
+    """The lab's echo server: the caller's source address (or ``body``)."""
+    server.requests.append(read_request(conn))
+    data = (body if body is not None else conn.getpeername()[0]).encode('ascii')
+    conn.sendall(b'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n' % len(data) + data)
+
+
+class FakeProxy(FakeServer):
+    """A SOCKS5 (``kind``) or HTTP CONNECT proxy (``http-connect``) that grants a request for
+    ``reachable`` (host, port) and refuses any other; with ``login`` (user, password) it
+    wants that login. It records what it was asked (``asked``: (host, port), a host name
+    as a name) and the logins it got; once it granted, ``then(server, conn)`` (if given)
+    serves the connection as the target would (an echo server seeing ``exit_address``)."""
+
+    def __init__(self, kind, reachable, login=None, then=None):
+        self.kind, self.reachable, self.asked, self.login, self.logins = kind, reachable, [], login, []
+        self.then = then
+        super(FakeProxy, self).__init__(lambda server, conn: server.grant(conn))
+
+    def grant(self, conn):
+        if (self._socks5 if self.kind == 'socks5' else self._http)(conn) and self.then:
+            self.then(self, conn)
+
+    def _socks5_login(self, conn, greeting):
+        if not self.login:
+            conn.sendall(b'\x05\x00')
+            return True
+        if b'\x02' not in greeting[2:]:
+            conn.sendall(b'\x05\xff')
+            return False
+        conn.sendall(b'\x05\x02')
+        head = conn.recv(2)
+        user = conn.recv(head[1]).decode()
+        password = conn.recv(conn.recv(1)[0]).decode()
+        self.logins.append((user, password))
+        if (user, password) != self.login:
+            conn.sendall(b'\x01\x01')
+            return False
+        conn.sendall(b'\x01\x00')
+        return True
+
+    def _socks5(self, conn):
+        greeting = conn.recv(4)
+        if not greeting.startswith(b'\x05') or not self._socks5_login(conn, greeting):
+            return False
+        head = conn.recv(4)
+        if head[3] == 3:
+            host = conn.recv(conn.recv(1)[0]).decode('ascii')
+        else:
+            host = socket.inet_ntop(socket.AF_INET6 if head[3] == 4 else socket.AF_INET,
+                                    conn.recv(16 if head[3] == 4 else 4))
+        port = struct.unpack('!H', conn.recv(2))[0]
+        self.asked.append((host, port))
+        code = 0 if (host, port) == self.reachable else 5
+        conn.sendall(struct.pack('!BBBB', 5, code, 0, 1) + b'\0' * 6)
+        return code == 0
+
+    def _http(self, conn):
+        request = conn.recv(1024).decode()
+        if self.login:
+            expected = 'Proxy-Authorization: Basic %s\r\n' % base64.b64encode(':'.join(self.login).encode()).decode()
+            if expected not in request:
+                conn.sendall(b'HTTP/1.1 407 Proxy Authentication Required\r\n\r\n')
+                return False
+            self.logins.append(self.login)
+        where = request.split(' ')[1]
+        host, port = where.rsplit(':', 1)
+        self.asked.append((host.strip('[]'), int(port)))
+        ok = (host.strip('[]'), int(port)) == self.reachable
+        conn.sendall(b'HTTP/1.1 200 Connection established\r\n\r\n' if ok else b'HTTP/1.1 502 Bad Gateway\r\n\r\n')
+        return ok
+
+
+def echo_as(address):
+    """``then`` of a FakeProxy: an echo server behind it that sees ``address`` (the exit's)."""
+    return lambda server, conn: echo(server, conn, address)

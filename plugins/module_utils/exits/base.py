@@ -15,11 +15,16 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 
 from ..errors import PicError
 from ..validation import check_owned_ifname, parse_address, parse_http_url, parse_int, parse_network
 
 INTERFACE, PROXY = 'interface', 'proxy'
+# The port of ``health_target`` a proxy-kind exit's deep probe asks for unless ``health_port`` says otherwise.
+HEALTH_PORT = 80
+# socket.SO_MARK (Linux; Python has the name from 3.12 on)
+SO_MARK = getattr(socket, 'SO_MARK', 36)
 
 
 class Option(object):
@@ -53,15 +58,17 @@ COMMON_OPTIONS = (
            'on the cell and is not this connection\'s interface in the registry.'),
     Option('health_target', 'str', 'An IP address probed through the exit by the cell\'s monitor and pic_health '
            '(interface types, a ping through the exit; C(proxy), a request through the proxy server to its '
-           'C(health_port)).'),
+           'C(health_port); C(sshuttle), a request to its C(health_port) through the instance, which must be '
+           'answered).'),
     Option('health_fail_after', 'int', 'Failed probes (1-100) after which the monitor holds the connection down.'),
     Option('health_recover_after', 'int', 'Answered probes (1-100) after which the monitor brings the connection '
            'back.'),
     Option('egress_url', 'str', 'An echo URL (C(http://HOST[:PORT][/PATH]), HOST an IP address, IPv6 in brackets, or '
            'a host name the cell resolves; no credentials, no https) whose answer is the caller\'s source address. '
            'The health check and the monitor ask it through the exit (interface types, a connection with the '
-           'connection\'s mark; C(tor), through its SOCKS port; C(proxy), through the proxy server; C(sshuttle) is '
-           'not probed) and report the public address the exit gives as C(egress).'),
+           'connection\'s mark; C(tor), through its SOCKS port; C(proxy), through the proxy server; C(sshuttle), '
+           'through the instance, by the redirect its peers\' TCP takes) and report the public address the exit '
+           'gives as C(egress).'),
     Option('expect_egress', 'list', 'The addresses or networks (IPv4, IPv6) the exit may leave from; needs '
            'C(egress_url). An exit whose echo answer is outside them is down (a wrong exit is a leak too; the '
            'monitor holds it down, its fail-open peers fall back to the WAN, fail-closed ones are blocked); no '
@@ -132,6 +139,50 @@ def handshake_settings(config, public, field):
         public['health_handshake_max_age'] = parse_int(config['health_handshake_max_age'],
                                                        field + '.health_handshake_max_age', 1, 86400)
     return public
+
+
+def health_port_setting(config, public, field):
+    """``health_port`` of a type whose deep probe asks for ``health_target``:``health_port``,
+    validated into ``public``."""
+    if config.get('health_port') is not None:
+        public['health_port'] = parse_int(config['health_port'], field + '.health_port', 1, 65535)
+    return public
+
+
+class Refused(OSError):
+    """A proxy refused a request through it; ``why`` is what it said (never a password)."""
+
+    def __init__(self, text, why):
+        super(Refused, self).__init__(text)
+        self.why = why
+
+
+def marked_connection(host, port, mark, timeout):
+    """A TCP connection to ``host``:``port`` whose packets carry ``mark``: the policy
+    routing of an interface exit's mark sends them through its interface; a proxy-kind
+    exit's mark takes the redirect to its instance (``model.add_local_redirects``)."""
+    family, stype, proto, _name, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, stype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+        sock.settimeout(timeout)
+        sock.connect(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def await_answer(sock, host, timeout):
+    """Bytes from the far end of ``sock`` after a request (an HTTP HEAD, which any
+    server answers somehow): what proves a connection that a transparent instance
+    accepted at once really reached ``host``. Raises OSError when it closes first."""
+    sock.settimeout(timeout)
+    where = '[%s]' % host if ':' in host else host
+    sock.sendall(('HEAD / HTTP/1.0\r\nHost: %s\r\nUser-Agent: pic-connectivity-health\r\n\r\n' % where)
+                 .encode('ascii'))
+    if not sock.recv(1):
+        raise OSError('closed without an answer')
 
 
 def new_fingerprint_key():
@@ -235,6 +286,13 @@ class ProxyExit(Exit):
     DNS) to the instance's ports; everything else is rejected."""
 
     kind = PROXY
+    # What tells the deep probe that the instance reached ``health_target``: 'grant'
+    # (the proxy's answer to the request: SOCKS5, HTTP CONNECT) or 'answer' (a
+    # transparent instance accepts every connection at once and closes it when its
+    # far side cannot connect: only an answer of the target proves the way)
+    proof = 'grant'
+    # who reaches the target, in the deep probe's reason
+    reacher = 'the instance'
 
     @classmethod
     def instance_port(cls, conn):
@@ -255,9 +313,30 @@ class ProxyExit(Exit):
     @classmethod
     def deep_check(cls, conn, state_dir, timeout):
         """What the ports cannot tell, asked once they answered: (working, reason), or
-        None when there is nothing more to ask (a request through the instance to
-        ``health_target``, Tor's circuits)."""
-        return None
+        None when there is nothing more to ask. By default a connection to
+        ``health_target``:``health_port`` (80) through the instance (``egress_socket``,
+        the transport of the egress proof too): down when it cannot be made, and for a
+        transparent instance (``proof = 'answer'``) when the target does not answer
+        a request on it. None without a target or when the type cannot make one."""
+        config = conn.get('config') or {}
+        target = config.get('health_target')
+        if not target:
+            return None
+        port = config.get('health_port') or HEALTH_PORT
+        try:
+            sock = cls.egress_socket(conn, state_dir, target, port, timeout)
+            if sock is None:
+                return None
+            try:
+                if cls.proof == 'answer':
+                    await_answer(sock, target, timeout)
+            finally:
+                sock.close()
+        except Refused as exc:
+            return False, '%s cannot reach %s:%d (%s)' % (cls.reacher, target, port, exc.why)
+        except (OSError, socket.timeout) as exc:
+            return False, '%s cannot reach %s:%d (no answer: %s)' % (cls.reacher, target, port, exc or 'timed out')
+        return True, '%s reaches %s:%d' % (cls.reacher, target, port)
 
     @classmethod
     def egress_socket(cls, conn, state_dir, host, port, timeout):

@@ -16,12 +16,13 @@ import struct
 
 from ..errors import PicError
 from ..validation import check_secret, check_word, parse_address, parse_int
-from .base import NO_ROUTES, Option, ProxyExit, server_of
+from .base import NO_ROUTES, Option, ProxyExit, Refused, health_port_setting, server_of
 
 # redsocks' parser takes a quoted string equal to one of its punctuation or comment tokens for it.
 REDSOCKS_TOKENS = ('{', '}', '=', ';', '//', '/*')
 PROXY_TYPES = ('socks5', 'http-connect')
-HEALTH_PORT = 80
+# The head of a proxy's answer to CONNECT (status line and headers) is read up to this.
+MAX_CONNECT_HEAD = 8192
 SOCKS5_REPLIES = {1: 'general failure', 2: 'not allowed by its rules', 3: 'network unreachable',
                   4: 'host unreachable', 5: 'connection refused', 6: 'TTL expired', 7: 'command not supported',
                   8: 'address type not supported'}
@@ -80,19 +81,21 @@ def socks5_connect(sock, target, port, login=None):
 
 def http_connect(sock, target, port, login=None):
     """An HTTP CONNECT to ``target``:``port`` on ``sock`` (``login``: Basic authentication):
-    None when granted (2xx), else the status line."""
+    None when granted (2xx), else the status line. The answer's head is read to its end,
+    so that what follows on ``sock`` is the target's (the egress proof reads it)."""
     where = '[%s]:%d' % (target, port) if ':' in target else '%s:%d' % (target, port)
     auth = ''
     if login:
         auth = 'Proxy-Authorization: Basic %s\r\n' % base64.b64encode(':'.join(login).encode('utf-8')).decode('ascii')
     sock.sendall(('CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n' % (where, where, auth)).encode('utf-8'))
-    line = b''
-    while not line.endswith(b'\r\n') and len(line) < 512:
+    # the whole head (a byte at a time: what follows it on ``sock`` is the target's)
+    head = b''
+    while not head.endswith(b'\r\n\r\n') and len(head) < MAX_CONNECT_HEAD:
         chunk = sock.recv(1)
         if not chunk:
             break
-        line += chunk
-    status = line.decode('ascii', 'replace').strip()
+        head += chunk
+    status = head.split(b'\r\n', 1)[0][:512].decode('ascii', 'replace').strip()
     parts = status.split(' ', 2)
     if len(parts) >= 2 and parts[0].startswith('HTTP/') and parts[1].startswith('2'):
         return None
@@ -101,7 +104,7 @@ def http_connect(sock, target, port, login=None):
 
 def tunnel(sock, proxy_type, host, port, login=None):
     """``sock`` (connected to a proxy) once the proxy connected it to ``host``:``port``;
-    closed and OSError when it refused."""
+    closed and OSError when it failed (``Refused`` when the proxy said no)."""
     ask = http_connect if proxy_type == 'http-connect' else socks5_connect
     try:
         refused = ask(sock, host, port, login)
@@ -110,7 +113,7 @@ def tunnel(sock, proxy_type, host, port, login=None):
         raise
     if refused:
         sock.close()
-        raise OSError('the proxy refused %s:%d: %s' % (host, port, refused))
+        raise Refused('the proxy refused %s:%d: %s' % (host, port, refused), refused)
     return sock
 
 
@@ -147,6 +150,7 @@ def instance_password(state_dir, conn):
 
 class Proxy(ProxyExit):
     name = 'proxy'
+    reacher = 'the proxy'
     service_role = 'proxy'
     instance_file = ('proxy', '%s.conf')
     options = (
@@ -178,8 +182,7 @@ class Proxy(ProxyExit):
             public['username'] = check_word(config['username'], field + '.username')
         if config.get('password') is not None:
             _password(config, field)
-        if config.get('health_port') is not None:
-            public['health_port'] = parse_int(config['health_port'], field + '.health_port', 1, 65535)
+        health_port_setting(config, public, field)
         return public, config, cls.secret_values(config), dict(NO_ROUTES)
 
     @classmethod
@@ -190,7 +193,9 @@ class Proxy(ProxyExit):
     @classmethod
     def egress_socket(cls, conn, state_dir, host, port, timeout):
         """A connection to ``host``:``port`` through the proxy server, as redsocks makes
-        for a peer (its login, the password from the instance's file)."""
+        for a peer (its login, the password from the instance's file): the egress proof's
+        and the deep probe's (down when the proxy cannot reach ``health_target``). None
+        when the password of a login cannot be read (the ports decide)."""
         config, server = conn.get('config') or {}, server_of(conn)
         if not server:
             return None
@@ -202,34 +207,6 @@ class Proxy(ProxyExit):
             login = (config['username'], password)
         return tunnel(socket.create_connection(server, timeout=timeout), config.get('proxy_type'), host, port,
                       login)
-
-    @classmethod
-    def deep_check(cls, conn, state_dir, timeout):
-        """A request to the proxy server for ``health_target``:``health_port``, as redsocks
-        makes for a peer (with its login, the password read from the instance's file):
-        down when the proxy cannot reach it. None without a target, or when the
-        password of a login cannot be read (the ports decide)."""
-        config = conn.get('config') or {}
-        target, server = config.get('health_target'), server_of(conn)
-        if not target or not server:
-            return None
-        login = None
-        if config.get('username'):
-            password = instance_password(state_dir, conn)
-            if password is None:
-                return None
-            login = (config['username'], password)
-        port = config.get('health_port') or HEALTH_PORT
-        ask = http_connect if config.get('proxy_type') == 'http-connect' else socks5_connect
-        try:
-            with socket.create_connection(server, timeout=timeout) as sock:
-                sock.settimeout(timeout)
-                refused = ask(sock, target, port, login)
-        except (OSError, socket.timeout) as exc:
-            refused = 'no answer: %s' % (exc or 'timed out')
-        if refused:
-            return False, 'the proxy cannot reach %s:%d (%s)' % (target, port, refused)
-        return True, 'the proxy reaches %s:%d' % (target, port)
 
 
 PROVIDER = Proxy

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 from ..errors import PicError
 from ..validation import check_command, check_host, check_text, check_user, parse_address, parse_int
-from .base import NO_ROUTES, Option, ProxyExit, server_of
+from .base import NO_ROUTES, Option, ProxyExit, health_port_setting, marked_connection, server_of
 
 
 def _host(value, field):
@@ -33,6 +33,8 @@ def _dns_server(value, field):
 
 class Sshuttle(ProxyExit):
     name = 'sshuttle'
+    proof = 'answer'
+    reacher = 'sshuttle'
     service_role = 'sshuttle'
     instance_file = ('sshuttle', '%s.conf')
     options = (
@@ -45,6 +47,11 @@ class Sshuttle(ProxyExit):
         Option('dns', 'raw', 'One DNS server (an address, or a list holding one) that sshuttle forwards the '
                'peers\' DNS to.'),
         Option('python', 'str', 'The Python command on the server (one word, for example C(python3)).'),
+        Option('health_port', 'int', 'The TCP port (1-65535; default 80) of C(health_target) that the health check '
+               'and the monitor connect to through the instance (from the cell, with the connection\'s mark, so '
+               'that it takes the redirect of its peers\' TCP) and send a request (an HTTP C(HEAD /)); the exit '
+               'is down unless the target answers, so a server that cannot reach it or an SSH session that '
+               'carries nothing is down while sshuttle runs.'),
     )
 
     @classmethod
@@ -67,12 +74,22 @@ class Sshuttle(ProxyExit):
                 check_text(config[key], '%s.%s' % (field, key), secret=key == 'ssh_key', allow='\n\r\t')
         if config.get('python') is not None:
             public['python'] = check_command(config['python'], field + '.python')
+        health_port_setting(config, public, field)
         return public, config, cls.secret_values(config), dict(NO_ROUTES)
 
     @classmethod
     def upstream(cls, conn):
         """The SSH server."""
         return server_of(conn)
+
+    @classmethod
+    def egress_socket(cls, conn, state_dir, host, port, timeout):
+        """A connection from the cell to ``host``:``port`` with the connection's mark: the
+        cell's data plane redirects it to the instance as it does its peers' TCP, and
+        sshuttle carries it over its SSH session (the deep probe's and the egress proof's)."""
+        if not conn.get('mark'):
+            return None
+        return marked_connection(host, port, conn['mark'], timeout)
 
 
 PROVIDER = Sshuttle

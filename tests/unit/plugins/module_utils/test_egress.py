@@ -1,83 +1,20 @@
 # -*- coding: utf-8 -*-
 """The egress proof: the echo URL's grammar, ``expect_egress``, and the verdict of
 health and the monitor against a fake echo server on loopback (asked with the
-connection's mark, as through an interface exit; through a fake SOCKS5 port, as
-through Tor)."""
+connection's mark, as through an interface exit and sshuttle's redirect; through
+a fake SOCKS5 port, as through Tor; through a fake SOCKS5 or HTTP CONNECT proxy)."""
 import socket
-import struct
-import threading
 
 import pytest
 
 from ansible_collections.pic.connectivity.plugins.module_utils import cli, egress, health, model
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.exits.base import common
+from ansible_collections.pic.connectivity.plugins.module_utils.exits import sshuttle
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import parse_http_url
+from ansible_collections.pic.connectivity.tests.unit.helpers import FakeProxy, FakeServer, echo, echo_as
 
 WRONG = '198.51.100.250/32'
-
-
-class FakeServer(object):
-    """A TCP server on 127.0.0.1 answering every connection with ``serve(conn)`` in a thread."""
-
-    def __init__(self, serve):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.serve = serve
-        self.requests = []
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    self.serve(self, conn)
-                except OSError:
-                    pass
-
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)   # wakes the accept() of the thread: nothing listens any more
-        except OSError:
-            pass
-        self.sock.close()
-
-
-def read_request(conn):
-    data = b''
-    while b'\r\n\r\n' not in data:
-        chunk = conn.recv(1024)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode('ascii', 'replace')
-
-
-def echo(server, conn, body=None):
-    """The lab's echo server: the caller's source address (or ``body``)."""
-    server.requests.append(read_request(conn))
-    data = (body if body is not None else conn.getpeername()[0]).encode('ascii')
-    conn.sendall(b'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n' % len(data) + data)
-
-
-def socks5_echo(server, conn):
-    """A SOCKS5 port (as Tor's) that grants the CONNECT, then answers as an echo server
-    seeing the exit's address 192.0.2.7."""
-    assert conn.recv(3) == b'\x05\x01\x00'
-    conn.sendall(b'\x05\x00')
-    head = conn.recv(4)
-    size = {1: 4, 4: 16}.get(head[3]) or conn.recv(1)[0]
-    server.requests.append(conn.recv(size + 2))
-    conn.sendall(b'\x05\x00\x00\x01' + socket.inet_aton('0.0.0.0') + struct.pack('!H', 0))
-    echo(server, conn, '192.0.2.7')
 
 
 @pytest.fixture
@@ -196,7 +133,7 @@ def test_an_answer_that_is_no_address_is_unknown():
 
 
 def test_a_tor_exit_is_asked_through_its_socks_port():
-    server = FakeServer(socks5_echo)
+    server = FakeProxy('socks5', ('echo.example.net', 8080), then=echo_as('192.0.2.7'))
     conn = {'id': 'tor', 'type': 'tor', 'local_port': 9040,
             'config': {'socks_port': server.port, 'egress_url': 'http://echo.example.net:8080/',
                        'expect_egress': ['192.0.2.0/24']}}
@@ -205,14 +142,57 @@ def test_a_tor_exit_is_asked_through_its_socks_port():
         status, reason = health.egress_check(conn, health.WORKING, "ok", None, None, seen)
         assert status == health.WORKING, reason
         assert seen == {'tor': '192.0.2.7'}
-        # the host name goes to Tor (resolved at the exit), not to the cell's resolver
-        assert server.requests[0] == b'echo.example.net' + struct.pack('!H', 8080)
-        assert 'Host: echo.example.net:8080\r\n' in server.requests[1]
+        # the host name goes to Tor (resolved at the exit, a SOCKS5 name), not to the cell's resolver
+        assert server.asked == [('echo.example.net', 8080)]
+        assert 'Host: echo.example.net:8080\r\n' in server.requests[0]
     finally:
         server.close()
 
 
-def test_sshuttle_is_not_probed():
+@pytest.mark.parametrize('kind', ['socks5', 'http-connect'])
+def test_a_proxy_exit_is_asked_through_the_proxy_server(kind):
+    """The echo URL through the proxy server (as redsocks asks it for a peer): the address
+    its echo server saw is the proxy's; an address outside expect_egress is down."""
+    server = FakeProxy(kind, ('198.51.100.80', 8080), then=echo_as('203.0.113.50'))
+    config = {'host': '127.0.0.1', 'port': server.port, 'proxy_type': kind,
+              'egress_url': 'http://198.51.100.80:8080/ip', 'expect_egress': ['203.0.113.50/32']}
+    conn = {'id': 'px', 'type': 'proxy', 'local_port': 12345, 'config': config}
+    try:
+        seen = {}
+        assert health.egress_check(conn, health.WORKING, 'ok', None, None, seen) == (
+            health.WORKING, 'ok; leaves from 203.0.113.50 (expected)')
+        assert seen == {'px': '203.0.113.50'}
+        wrong = dict(conn, config=dict(config, expect_egress=[WRONG]))
+        status, reason = health.egress_check(wrong, health.WORKING, 'ok', None, None)
+        assert status == health.DOWN and 'not from expect_egress %s' % WRONG in reason, reason
+        # a proxy that refuses the echo URL: unknown, with what it said
+        refused = dict(conn, config=dict(config, egress_url='http://198.51.100.81:8080/ip'))
+        status, reason = health.egress_check(refused, health.WORKING, 'ok', None, None)
+        assert status == health.UNKNOWN and 'the proxy refused 198.51.100.81:8080' in reason, reason
+    finally:
+        server.close()
+    assert server.asked == [('198.51.100.80', 8080)] * 2 + [('198.51.100.81', 8080)]
+
+
+def test_sshuttle_is_asked_with_its_mark_by_the_redirect_of_its_peers(echo_server, monkeypatch):
+    """From the cell with the connection's mark (SO_MARK): the data plane's local_redirect
+    sends it to the instance (tests/unit/.../exits/test_sshuttle.py proves that with the kernel);
+    here the marked connection itself is recorded."""
+    made = []
+
+    def marked(host, port, mark, timeout):
+        made.append((host, port, mark))
+        return socket.create_connection(('127.0.0.1', echo_server.port), timeout=timeout)
+    monkeypatch.setattr(sshuttle, 'marked_connection', marked)
+    config = {'egress_url': 'http://198.51.100.80/', 'expect_egress': ['127.0.0.1/32']}
+    conn = {'id': 'ssh', 'type': 'sshuttle', 'mark': 0x30000, 'local_port': 12300, 'config': config}
+    seen = {}
+    assert health.egress_check(conn, health.WORKING, 'ok', None, None, seen) == (
+        health.WORKING, 'ok; leaves from 127.0.0.1 (expected)')
+    assert made == [('198.51.100.80', 80, 0x30000)] and seen == {'ssh': '127.0.0.1'}
+
+
+def test_sshuttle_without_a_mark_is_not_probed():
     config = {'egress_url': 'http://198.51.100.80/', 'expect_egress': [WRONG]}
     conn = {'id': 'ssh', 'type': 'sshuttle', 'config': config}
     assert egress.probe(conn) == (None, 'a sshuttle exit cannot be asked for its egress')

@@ -81,9 +81,15 @@ def test_the_stages_build_the_chains_in_order(doc):
     want = model.desired(doc, FACTS)
     # connections in index order (Tor took 1, the pinned mark gave Exit WG 5)
     assert want.chain_order == ['c_tor_closed', 'c_tor_open', 'c_exit_wg_closed', 'c_exit_wg_open', 'prerouting',
-                                'dstnat', 'input', 'forward', 'postrouting', 'mss', 'output', 'orphan']
+                                'dstnat', 'input', 'forward', 'postrouting', 'mss', 'output', 'local_redirect',
+                                'orphan']
     texts = dict((name, [t for t, _c in chain['rules']]) for name, chain in want.chains.items())
     assert any('redirect to :%d' % doc['connections']['tor']['local_port'] in t for t in texts['dstnat'])
+    # the cell's own TCP with Tor's mark takes the same redirect (output hook; the probes through an instance)
+    tor, layout = doc['connections']['tor'], model.normalize_settings(doc['settings'])[1]
+    assert want.chains['local_redirect']['base'] == {'type': 'nat', 'hook': 'output', 'priority': '-100'}
+    assert texts['local_redirect'] == ['meta mark & 0x%08x == 0x%08x meta l4proto tcp redirect to :%d'
+                                       % (layout.index_mask, tor['mark'], tor['local_port'])]
     assert texts['input'][-3:] == ['iifname "lo" accept',
                                    'meta l4proto { tcp, udp } th dport @proxy_ports ct status dnat accept',
                                    'meta l4proto { tcp, udp } th dport @proxy_ports drop']
@@ -151,3 +157,10 @@ def test_normalized_settings_normalize_to_themselves(given):
     once, layout = model._normalize_settings(given, '')
     twice, again = model._normalize_settings(once, '')
     assert twice == once and vars(again) == vars(layout)
+
+
+def test_the_local_redirect_exists_only_with_proxy_kind_exits(doc):
+    _settings, layout = model.normalize_settings(doc['settings'])
+    want = model.Desired()
+    model.add_local_redirects(want, [doc['connections']['exit-wg']], layout)
+    assert not want.chains and not want.chain_order

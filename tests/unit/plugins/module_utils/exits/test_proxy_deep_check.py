@@ -3,86 +3,15 @@
 proxy server for ``health_target``:``health_port`` (default 80), as redsocks makes for
 a peer; down when the proxy cannot reach the target. Stand-in proxies on loopback that
 grant or refuse; pic_health's check of a proxy connection whose ports answer."""
-import base64
 import os
 import socket
-import struct
-import threading
 
 import pytest
 
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, health
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.exits import proxy
-
-
-class FakeProxy(object):
-    """A SOCKS5 or HTTP CONNECT proxy on loopback that grants a request for ``reachable``
-    (host, port) and refuses any other; it records what it was asked."""
-
-    def __init__(self, kind, reachable, login=None):
-        self.kind, self.reachable, self.asked, self.login, self.logins = kind, reachable, [], login, []
-        self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(4)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    (self._socks5 if self.kind == 'socks5' else self._http)(conn)
-                except (OSError, IndexError, ValueError, struct.error):
-                    continue     # a bare TCP connect (the port checks), closed at once
-
-    def _socks5(self, conn):
-        greeting = conn.recv(4)
-        if not greeting.startswith(b'\x05'):
-            return
-        if self.login:
-            if b'\x02' not in greeting[2:]:
-                conn.sendall(b'\x05\xff')
-                return
-            conn.sendall(b'\x05\x02')
-            head = conn.recv(2)
-            user = conn.recv(head[1]).decode()
-            password = conn.recv(conn.recv(1)[0]).decode()
-            self.logins.append((user, password))
-            if (user, password) != self.login:
-                conn.sendall(b'\x01\x01')
-                return
-            conn.sendall(b'\x01\x00')
-        else:
-            conn.sendall(b'\x05\x00')
-        head = conn.recv(4)
-        host = socket.inet_ntop(socket.AF_INET6 if head[3] == 4 else socket.AF_INET,
-                                conn.recv(16 if head[3] == 4 else 4))
-        port = struct.unpack('!H', conn.recv(2))[0]
-        self.asked.append((host, port))
-        code = 0 if (host, port) == self.reachable else 5
-        conn.sendall(struct.pack('!BBBB', 5, code, 0, 1) + b'\0' * 6)
-
-    def _http(self, conn):
-        request = conn.recv(1024).decode()
-        if self.login:
-            expected = 'Proxy-Authorization: Basic %s\r\n' % base64.b64encode(':'.join(self.login).encode()).decode()
-            if expected not in request:
-                conn.sendall(b'HTTP/1.1 407 Proxy Authentication Required\r\n\r\n')
-                return
-            self.logins.append(self.login)
-        where = request.split(' ')[1]
-        host, port = where.rsplit(':', 1)
-        self.asked.append((host.strip('[]'), int(port)))
-        ok = (host.strip('[]'), int(port)) == self.reachable
-        conn.sendall(b'HTTP/1.1 200 Connection established\r\n\r\n' if ok else b'HTTP/1.1 502 Bad Gateway\r\n\r\n')
-
-    def close(self):
-        self.sock.close()
+from ansible_collections.pic.connectivity.tests.unit.helpers import FakeProxy
 
 
 def _conn(port, **config):
