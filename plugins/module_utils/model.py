@@ -177,6 +177,10 @@ class Desired(object):
         """The comparable shape of the table (what ``nft.summary()`` reads back)."""
         return nft.desired_summary(self)
 
+    def nft_shapes(self):
+        """The types and flags of its sets and maps (what ``nft.shapes()`` reads back)."""
+        return nft.desired_shapes(self)
+
 
 def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None, field_prefix=''):
     """Pick (index, table) for a new or updated connection, honouring pins."""
