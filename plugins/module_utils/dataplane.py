@@ -167,10 +167,14 @@ class Cell(object):
     @staticmethod
     def _nft_plan(want, listing):
         """(summary of the running table, element diff or None): None when the
-        table is missing or differs in more than set and map elements."""
+        table is missing or differs in more than set and map elements, or in
+        so many elements of interval sets that a replace costs less."""
         have_nft, want_nft = nft_summary(listing), want.nft_summary()
-        if have_nft != want_nft and nft.same_structure(have_nft, nft.shapes(listing), want_nft, want.nft_shapes()):
-            return have_nft, nft.element_diff(have_nft, want_nft)
+        shapes = want.nft_shapes()
+        if have_nft != want_nft and nft.same_structure(have_nft, nft.shapes(listing), want_nft, shapes):
+            elements = nft.element_diff(have_nft, want_nft)
+            if nft.interval_changes(elements, shapes) <= nft.INTERVAL_CHANGES_MAX:
+                return have_nft, elements
         return have_nft, None
 
     def _apply_nft(self, want, have_nft, elements, check_mode):

@@ -179,11 +179,13 @@ def _slow_sort_key(value):
         return (1, 0, 0, 0, str(value))
 
 
-def _nft_elem(value, nft_type):
+def _nft_elem(value, nft_type, interval=True):
     if nft_type == 'ifname':
         return '"%s"' % value
     if nft_type == 'mark':
         return '0x%08x' % int(value)
+    if not interval and nft_type in ('ipv4_addr', 'ipv6_addr'):
+        return str(value).split('/', 1)[0]   # a host address ('/32', '/128') in a set without intervals
     return str(value)
 
 
@@ -192,7 +194,8 @@ def _render_set(name, spec):
     if spec['flags']:
         lines.append('\t\tflags %s' % ', '.join(spec['flags']))
     if spec['elements']:
-        elements = [_nft_elem(e, spec['type']) for e in sorted(spec['elements'], key=_sort_key)]
+        interval = 'interval' in spec['flags']
+        elements = [_nft_elem(e, spec['type'], interval) for e in sorted(spec['elements'], key=_sort_key)]
         lines.append('\t\telements = { %s }' % ', '.join(elements))
     lines.append('\t}')
     return lines
@@ -203,8 +206,9 @@ def _render_map(name, spec):
     if spec['flags']:
         lines.append('\t\tflags %s' % ', '.join(spec['flags']))
     if spec['elements']:
+        interval = 'interval' in spec['flags']
         lines.append('\t\telements = { %s }' % ', '.join(
-            '%s : %s' % (_nft_elem(k, spec['type']), spec['elements'][k])
+            '%s : %s' % (_nft_elem(k, spec['type'], interval), spec['elements'][k])
             for k in sorted(spec['elements'], key=_sort_key)))
     lines.append('\t}')
     return lines
@@ -370,13 +374,13 @@ def same_structure(have, have_shapes, want, want_shapes):
     return have is not None and have['chains'] == want['chains'] and have_shapes == want_shapes
 
 
-def _elem_json(key, nft_type):
+def _elem_json(key, nft_type, interval=True):
     """A canonical element (as ``summary`` reads it) -> nft JSON."""
     if nft_type in ('ipv4_addr', 'ipv6_addr'):
         if key.startswith('range:'):
             return {'range': key[len('range:'):].split('-', 1)}
         addr, _slash, length = key.partition('/')
-        return {'prefix': {'addr': addr, 'len': int(length)}} if length else addr
+        return {'prefix': {'addr': addr, 'len': int(length)}} if length and interval else addr
     if nft_type in ('mark', 'inet_service'):
         return int(key)
     return key
@@ -420,18 +424,30 @@ def element_batch(diff, shapes_of):
     deletes, adds = [], []
     for name in sorted(diff):
         gone, new = diff[name]
-        nft_type = shapes_of[name][1]
+        kind, nft_type, flags = shapes_of[name]
+        interval = 'interval' in flags
         if gone:
-            deletes.append(_element_cmd('delete', name, [_elem_json(k, nft_type)
+            deletes.append(_element_cmd('delete', name, [_elem_json(k, nft_type, interval)
                                                          for k in sorted(gone, key=_sort_key)]))
         if new:
             keys = sorted(new, key=_sort_key)
-            if shapes_of[name][0] == 'map':
-                elems = [[_elem_json(k, nft_type), _verdict_json(new[k])] for k in keys]
+            if kind == 'map':
+                elems = [[_elem_json(k, nft_type, interval), _verdict_json(new[k])] for k in keys]
             else:
-                elems = [_elem_json(k, nft_type) for k in keys]
+                elems = [_elem_json(k, nft_type, interval) for k in keys]
             adds.append(_element_cmd('add', name, elems))
     return deletes + adds
+
+
+# nft (1.0.6) loads every element of an interval set to add or delete one (and
+# deletes slower still): beyond this many changed elements of such sets, the
+# table replace costs less.
+INTERVAL_CHANGES_MAX = 64
+
+
+def interval_changes(diff, shapes_of):
+    """How many elements of sets and maps with intervals ``diff`` changes."""
+    return sum(len(gone) + len(new) for name, (gone, new) in diff.items() if 'interval' in shapes_of[name][2])
 
 
 def describe_diff(diff):

@@ -14,14 +14,17 @@ from ansible_collections.pic.connectivity.plugins.module_utils import model, nft
 
 SHAPES = {'ingress': ('set', 'ifname', ()), 'down_open': ('set', 'mark', ()), 'proxy_ports': ('set', 'inet_service', ()),
           'local4': ('set', 'ipv4_addr', ('interval',)), 'carry': ('map', 'mark', ()),
-          'peer4': ('map', 'ipv4_addr', ('interval',)), 'peer6': ('map', 'ipv6_addr', ('interval',))}
+          'peer4': ('map', 'ipv4_addr', ()), 'peer6': ('map', 'ipv6_addr', ()),
+          'net4': ('map', 'ipv4_addr', ('interval',)), 'net6': ('map', 'ipv6_addr', ('interval',))}
 CHAINS = {'c_a_open': ['pic:1'], 'c_a_closed': ['pic:2'], 'c_b_open': ['pic:3'], 'c_b_closed': ['pic:4'],
           'prerouting': ['pic:5', 'pic:6']}
 
 
-def table(peer4=None, peer6=None, down=(), ingress=('wg0',), local4=('10.0.0.0/16',), carry=None, ports=()):
+def table(peer4=None, peer6=None, down=(), ingress=('wg0',), local4=('10.0.0.0/16',), carry=None, ports=(),
+          net4=None, net6=None):
     return {'sets': {'ingress': set(ingress), 'down_open': set(down), 'proxy_ports': set(ports), 'local4': set(local4)},
-            'maps': {'carry': dict(carry or {}), 'peer4': dict(peer4 or {}), 'peer6': dict(peer6 or {})},
+            'maps': {'carry': dict(carry or {}), 'peer4': dict(peer4 or {}), 'peer6': dict(peer6 or {}),
+                     'net4': dict(net4 or {}), 'net6': dict(net6 or {})},
             'chains': copy.deepcopy(CHAINS)}
 
 
@@ -60,17 +63,17 @@ def test_a_one_peer_move_is_one_delete_and_one_add_of_its_element():
     batch = batch_of(table(peer4=peers), table(peer4=want_peers))
     assert batch == [
         {'delete': {'element': {'family': 'inet', 'table': 'pic_connectivity', 'name': 'peer4',
-                                'elem': [{'prefix': {'addr': '10.64.0.7', 'len': 32}}]}}},
+                                'elem': ['10.64.0.7']}}},
         {'add': {'element': {'family': 'inet', 'table': 'pic_connectivity', 'name': 'peer4',
-                             'elem': [[{'prefix': {'addr': '10.64.0.7', 'len': 32}}, {'jump': {'target': 'c_b_closed'}}]]}}},
+                             'elem': [['10.64.0.7', {'jump': {'target': 'c_b_closed'}}]]}}},
     ]
     assert nft.describe_diff(nft.element_diff(table(peer4=peers), table(peer4=want_peers))) == 'peer4 -1 +1'
 
 
 def test_the_batch_is_exactly_the_difference_deletes_first():
-    have = table(peer4={'10.1.0.1/32': 'jump c_a_open', '10.1.0.2/32': 'jump c_a_open', '10.2.0.0/24': 'jump c_b_open'},
+    have = table(peer4={'10.1.0.1/32': 'jump c_a_open', '10.1.0.2/32': 'jump c_a_open'}, net4={'10.2.0.0/24': 'jump c_b_open'},
                  peer6={'fd00::1/128': 'jump c_a_closed'}, down=(0x10000,), ingress=('wg0', 'svc0'), ports=(9040,))
-    want = table(peer4={'10.1.0.1/32': 'jump c_a_open', '10.1.0.3/32': 'jump c_b_closed', '10.2.0.0/24': 'jump c_b_open'},
+    want = table(peer4={'10.1.0.1/32': 'jump c_a_open', '10.1.0.3/32': 'jump c_b_closed'}, net4={'10.2.0.0/24': 'jump c_b_open'},
                  peer6={'fd00::1/128': 'jump c_a_closed', 'fd00::2/128': 'jump c_a_open'}, down=(0x20000,),
                  ingress=('wg0',), carry={0x10000: 'jump c_b_open'}, ports=(9040,))
     diff = nft.element_diff(have, want)
@@ -147,10 +150,13 @@ def test_the_fast_sort_key_orders_as_the_addresses_do():
 
 
 # -- property: the batch turns the running elements into the desired ones ------------------------
-V4 = st.builds(lambda n, p: str(ipaddress.ip_network((n, p), strict=False)), st.integers(0x0a000000, 0x0a0000ff),
-               st.sampled_from([24, 30, 32]))
-V6 = st.builds(lambda n, p: str(ipaddress.ip_network((n, p), strict=False)),
-               st.integers(0xfd00 << 112, (0xfd00 << 112) + 0xff), st.sampled_from([120, 128]))
+def nets(low, lengths):
+    return st.builds(lambda n, p: str(ipaddress.ip_network((n, p), strict=False)), st.integers(low, low + 0xff),
+                     st.sampled_from(lengths))
+
+
+V4, NET4 = nets(0x0a000000, [32]), nets(0x0a000000, [24, 30, 31])
+V6, NET6 = nets(0xfd00 << 112, [128]), nets(0xfd00 << 112, [120, 127])
 VERDICTS = st.sampled_from(['jump c_a_open', 'jump c_a_closed', 'jump c_b_open', 'jump c_b_closed', 'jump orphan'])
 MARKS = st.sets(st.sampled_from([0x10000, 0x20000, 0x30000, 0x810000, 0x820000]))
 
@@ -159,8 +165,10 @@ MARKS = st.sets(st.sampled_from([0x10000, 0x20000, 0x30000, 0x810000, 0x820000])
 def elements(draw):
     return table(peer4=draw(st.dictionaries(V4, VERDICTS, max_size=12)),
                  peer6=draw(st.dictionaries(V6, VERDICTS, max_size=12)),
+                 net4=draw(st.dictionaries(NET4, VERDICTS, max_size=4)),
+                 net6=draw(st.dictionaries(NET6, VERDICTS, max_size=4)),
                  down=draw(MARKS), ingress=draw(st.sets(st.sampled_from(['wg0', 'svc0', 'svc1']))),
-                 local4=draw(st.sets(V4, max_size=3)),
+                 local4=draw(st.sets(NET4, max_size=3)),
                  carry=draw(st.dictionaries(st.sampled_from([0x10000, 0x810000]), VERDICTS)),
                  ports=draw(st.sets(st.integers(1, 65535), max_size=3)))
 
@@ -180,3 +188,18 @@ def test_applying_the_batch_to_the_running_elements_yields_the_desired_ones(have
         else:
             changed = set(k for k in set(old) & set(new) if old[k] != new[k])
             assert touched[name] == (len(set(old) - set(new)) + len(changed), len(set(new) - set(old)) + len(changed))
+
+
+def test_host_addresses_go_to_hash_maps_networks_to_interval_maps():
+    assert [model.peer_map(a) for a in ('10.0.0.2/32', '10.0.1.0/24', 'fd00::2/128', 'fd00:1::/64', '0.0.0.0/0')] == \
+        ['peer4', 'net4', 'peer6', 'net6', 'net4']
+    want = model.Desired()
+    model.add_address_sets(want, {'services': {}}, {}, {'peer_interface': 'wg0', 'local_networks': []})
+    assert [want.maps[n]['flags'] for n in model.PEER_MAPS] == [[], [], ['interval'], ['interval']]
+
+
+def test_only_changes_of_interval_sets_count_against_the_replace_threshold():
+    diff = {'peer4': (set('10.0.0.%d/32' % i for i in range(500)), {}),
+            'net4': (set(), dict(('10.%d.0.0/16' % i, 'jump c_a_open') for i in range(3))),
+            'local4': ({'10.0.0.0/16'}, {'10.0.0.0/15': None})}
+    assert nft.interval_changes(diff, SHAPES) == 5
