@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The lab's steady-flow client (test_zero_disturbance), run in a lab peer:
-``python3 steady_client.py ADDR PORT SECONDS RATE``.  For SECONDS, at the same time:
+``python3 steady_client.py ADDR PORT SECONDS RATE``.  Until its stdin closes (at most
+SECONDS), at the same time:
 one TCP connection to ADDR:PORT reading steady_server's paced stream (every byte
 checked against the pattern, the longest wait between two reads kept, a reset or
 an early end reported), and RATE per second a UDP datagram and an ICMP echo
@@ -17,7 +18,7 @@ import sys
 import time
 
 MODULUS = 251
-LINGER = 1.5     # seconds to wait for the last echoes
+LINGER = 3.0     # seconds to wait for the last echoes
 
 
 def checksum(data):
@@ -107,7 +108,15 @@ def run(addr, port, seconds, rate):
     start = time.monotonic()
     end, next_send = start + seconds, start
     readers = {stream.sock: stream.read, echoes.udp: echoes.read_udp, echoes.icmp: echoes.read_icmp}
+
+    def stop():
+        if not os.read(sys.stdin.fileno(), 4096):   # closed: the sender stops, the echoes linger
+            readers.pop(sys.stdin, None)
+            timer[0] = min(timer[0], time.monotonic())
+    readers[sys.stdin] = stop
+    timer = [end]
     while True:
+        end = timer[0]
         now = time.monotonic()
         if now >= end + LINGER:
             break

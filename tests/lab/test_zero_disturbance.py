@@ -35,9 +35,10 @@ from conftest import Cell, piclab, reset_cell
 STEADY, OTHER, THIRD, FOURTH = 'Steady', 'Other', 'Third', 'Fourth'
 PORT = 9300
 RATE = 25           # UDP datagrams and ICMP echoes per second, each family
-SECONDS = 20        # how long each flow runs; the change is made after SETTLE of it
-SETTLE = 3
-MAX_STALL = 1.5     # seconds without a byte of the 100 kB/s stream
+SETTLE = 3          # seconds of flow before the change, and after it
+MAX_SECONDS = 600   # the flows' own limit (they stop when the test says so)
+MAX_STALL = 2.5     # seconds without a byte of the 800 kB/s stream (TCP's retransmission backoff after a loss
+                    # grows past it; a CPU-starved wireguard-go on a loaded 2-core machine stays below)
 MOVED = 100
 LAB_DIR = os.path.dirname(piclab.__file__)
 SERVER = os.path.join(LAB_DIR, 'steady_server.py')
@@ -90,10 +91,10 @@ class Flows(object):
     def __init__(self):
         node = piclab.peer_node('p1', 'cell1')
         self.procs = [subprocess.Popen([piclab.NSEXEC, node, piclab.PYTHON, CLIENT, piclab.server_address(family),
-                                        str(PORT), str(SECONDS), str(RATE)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        str(PORT), str(MAX_SECONDS), str(RATE)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        start_new_session=True) for family in (4, 6)]
-        deadline = time.time() + 15
+        deadline = time.time() + 60
         for proc in self.procs:
             ready, _w, _x = select.select([proc.stderr], [], [], max(0.1, deadline - time.time()))
             line = proc.stderr.readline() if ready else ''
@@ -103,7 +104,10 @@ class Flows(object):
     def results(self):
         out = []
         for proc in self.procs:
-            stdout, stderr = proc.communicate(timeout=SECONDS + 30)
+            proc.stdin.close()   # both stop sending now
+            proc.stdin = None
+        for proc in self.procs:
+            stdout, stderr = proc.communicate(timeout=60)
             assert proc.returncode == 0, stderr
             out.append(json.loads(stdout))
         return dict(zip((4, 6), out))
@@ -113,7 +117,7 @@ def undisturbed(results):
     """What went wrong with the flows (nothing: [])."""
     wrong = []
     for family, res in sorted(results.items()):
-        if res['sent'] < RATE * (SECONDS - 1):
+        if res['sent'] < RATE * SETTLE:
             wrong.append('ipv%d: only %d echoes sent' % (family, res['sent']))
         for kind in ('udp', 'icmp'):
             if res['%s_lost' % kind]:
@@ -131,7 +135,7 @@ def during_flows(change):
     flows = Flows()
     time.sleep(SETTLE)
     outcome = change()
-    assert time.time() - flows.started < SECONDS - 1, 'the change took longer than the flows run'
+    time.sleep(SETTLE)
     return outcome, flows.results()
 
 

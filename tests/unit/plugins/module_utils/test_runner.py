@@ -93,3 +93,15 @@ def test_read_only_returns_the_details_of_a_pic_error(monkeypatch, logged, capsy
     out = json.loads(capsys.readouterr().out)
     assert out['failed'] and out['users'] == {'peers': ['alice']}
     assert "name: is still used (got 'x')" == out['msg']
+
+
+def test_a_bulk_list_is_deep_copied_as_copy_deepcopy_would():
+    import copy
+    from ansible_collections.pic.connectivity.plugins.module_utils.runner import BulkItems
+    nested = {'deep': [{'x': 1}]}
+    items = BulkItems([{'peer': 'p%d' % i, 'address': ['10.0.0.%d/32' % i], 'fail_open': None} for i in range(100)] +
+                      [nested, 'text', 3])
+    copied = copy.deepcopy(items)
+    assert type(copied) is list and copied == list(items) == copy.deepcopy(list(items))
+    assert copied[0] is not items[0] and copied[0]['address'] is not items[0]['address']
+    assert copied[100]['deep'][0] is not nested['deep'][0]
