@@ -6,8 +6,8 @@ one TCP connection to ADDR:PORT reading steady_server's paced stream (every byte
 checked against the pattern, the longest wait between two reads kept, a reset or
 an early end reported), and RATE per second a UDP datagram and an ICMP echo
 request to ADDR, each with a sequence number, their echoes counted.  Prints JSON:
-what was sent, which sequence numbers never came back, the TCP stream's bytes,
-error and longest stall.  Starts once the TCP stream flows (``ready`` on stderr).
+what was sent (from ``started``, wall clock, RATE a second), which sequence numbers
+never came back, the TCP stream's bytes, error and longest stall.  Starts once the TCP stream flows (``ready`` on stderr).
 Stdlib only; ICMP needs a raw socket (root in the peer's namespace)."""
 import json
 import os
@@ -105,7 +105,7 @@ def run(addr, port, seconds, rate):
         stream.read()
     sys.stderr.write('ready\n')
     sys.stderr.flush()
-    start = time.monotonic()
+    start, wall = time.monotonic(), time.time()
     end, next_send = start + seconds, start
     readers = {stream.sock: stream.read, echoes.udp: echoes.read_udp, echoes.icmp: echoes.read_icmp}
 
@@ -129,7 +129,7 @@ def run(addr, port, seconds, rate):
             readers[sock]()
         if stream.error or stream.ended:
             readers.pop(stream.sock, None)
-    return {'sent': echoes.sent,
+    return {'sent': echoes.sent, 'started': wall, 'rate': rate,
             'udp_lost': sorted(set(range(echoes.sent)) - echoes.udp_back),
             'icmp_lost': sorted(set(range(echoes.sent)) - echoes.icmp_back),
             'tcp_bytes': stream.got, 'tcp_corrupt': stream.corrupt, 'tcp_error': stream.error,

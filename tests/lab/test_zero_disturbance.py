@@ -58,6 +58,7 @@ def others(count=MOVED, first=150):
 
 
 def assign(cell, items, connection):
+    """``cell``: a Cell or Windows."""
     return cell.module('pic_peer_exit', {'peers': [dict(item, connection=connection) for item in items]})
 
 
@@ -113,6 +114,11 @@ class Flows(object):
         return dict(zip((4, 6), out))
 
 
+def lost_at(res, kind):
+    """When the first lost echoes of ``kind`` were sent (wall clock, as the change windows)."""
+    return ['%.2f' % (res['started'] + seq / res['rate']) for seq in res['%s_lost' % kind][:5]]
+
+
 def undisturbed(results):
     """What went wrong with the flows (nothing: [])."""
     wrong = []
@@ -121,8 +127,9 @@ def undisturbed(results):
             wrong.append('ipv%d: only %d echoes sent' % (family, res['sent']))
         for kind in ('udp', 'icmp'):
             if res['%s_lost' % kind]:
-                wrong.append('ipv%d: %d of %d %s echoes lost (seq %s)' % (family, len(res['%s_lost' % kind]),
-                                                                         res['sent'], kind, res['%s_lost' % kind][:10]))
+                wrong.append('ipv%d: %d of %d %s echoes lost (seq %s, sent at %s)'
+                             % (family, len(res['%s_lost' % kind]), res['sent'], kind, res['%s_lost' % kind][:10],
+                                ', '.join(lost_at(res, kind))))
         if res['tcp_error'] or res['tcp_ended'] or res['tcp_corrupt']:
             wrong.append('ipv%d: TCP stream broken: %s' % (family, res))
         if res['tcp_max_gap'] > MAX_STALL:
@@ -139,12 +146,31 @@ def during_flows(change):
     return outcome, flows.results()
 
 
+class Windows(object):
+    """The wall-clock windows of the module runs of a change (to tell when a loss happened)."""
+
+    def __init__(self, cell):
+        self.cell, self.spans = cell, []
+
+    def module(self, name, args):
+        start = time.time()
+        result = self.cell.module(name, args)
+        self.spans.append('%s %.2f-%.2f' % (name, start, time.time()))
+        return result
+
+
 def changes_of(*results):
     return [line for result in results for line in result['changes']]
 
 
+def test_the_flows_alone_lose_nothing(steady):
+    """The control: the same flows for as long, nothing changed."""
+    _none, results = during_flows(lambda: time.sleep(10))
+    assert undisturbed(results) == [], results
+
+
 def test_moving_100_peers_is_an_element_update_that_disturbs_nobody(steady):
-    cell = steady
+    cell = Windows(steady)
 
     def change():
         moved = assign(cell, others(), THIRD)
@@ -155,11 +181,11 @@ def test_moving_100_peers_is_an_element_update_that_disturbs_nobody(steady):
         return changes_of(moved, added, back, removed)
     changes, results = during_flows(change)
     assert changes and all(line.startswith(UPDATE) for line in changes), changes
-    assert undisturbed(results) == [], results
+    assert undisturbed(results) == [], (results, cell.spans)
 
 
 def test_a_new_connection_replaces_the_table_and_disturbs_nobody(steady):
-    cell = steady
+    cell = Windows(steady)
 
     def change():
         created = cell.module('pic_connection', {'name': FOURTH, 'type': 'proxy',
@@ -170,19 +196,19 @@ def test_a_new_connection_replaces_the_table_and_disturbs_nobody(steady):
         return changes_of(created, moved, back, removed)
     changes, results = during_flows(change)
     assert sum(1 for line in changes if line.startswith(REPLACE)) >= 2, changes
-    assert undisturbed(results) == [], results
+    assert undisturbed(results) == [], (results, cell.spans)
 
 
 def test_reconfiguring_another_exit_disturbs_nobody(steady):
-    cell = steady
-    other_if = json.loads(cell.registry_bytes())['connections']['other']['interface']
+    cell = Windows(steady)
+    other_if = json.loads(steady.registry_bytes())['connections']['other']['interface']
 
     def change():
         conf = exit_conf(True).replace('[Interface]\n', '[Interface]\nMTU = 1380\n', 1)
         return changes_of(cell.module('pic_connection', {'name': OTHER, 'config': {'wg_config': conf}}))
     changes, results = during_flows(change)
     assert any(other_if in line for line in changes), changes
-    assert undisturbed(results) == [], results
+    assert undisturbed(results) == [], (results, cell.spans)
 
 
 def test_the_measurement_sees_an_interruption(steady):
