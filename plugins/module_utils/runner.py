@@ -317,7 +317,6 @@ _ATOMS = (str, int, float, bool, type(None))
 def _copy_item(value, memo):
     """A deep copy of one item of a bulk option: flat records (text, numbers,
     lists of them) copied directly, anything else by ``copy.deepcopy``."""
-    import copy
     if isinstance(value, dict):
         return dict((k, _copy_item(v, memo)) for k, v in value.items())
     if isinstance(value, list) and all(isinstance(v, _ATOMS) for v in value):
