@@ -102,6 +102,6 @@ def test_a_bulk_list_is_deep_copied_as_copy_deepcopy_would():
     items = BulkItems([{'peer': 'p%d' % i, 'address': ['10.0.0.%d/32' % i], 'fail_open': None} for i in range(100)] +
                       [nested, 'text', 3])
     copied = copy.deepcopy(items)
-    assert type(copied) is list and copied == list(items) == copy.deepcopy(list(items))
+    assert copied.__class__ is list and copied == list(items) == copy.deepcopy(list(items))
     assert copied[0] is not items[0] and copied[0]['address'] is not items[0]['address']
     assert copied[100]['deep'][0] is not nested['deep'][0]
