@@ -5,7 +5,9 @@
 
 Order of changes (so that no in-between state lets a fail-closed peer reach
 the WAN): exit interfaces, routes added, rules added, the nftables table
-replaced in one transaction, then stale rules and routes deleted.
+changed in one transaction (only the set and map elements that differ from
+the running table when nothing else differs, else the whole table replaced),
+then stale rules and routes deleted.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,7 +18,7 @@ import json
 import os
 import sys
 
-from . import model, wgconf
+from . import model, nft, wgconf
 from .errors import PicError
 from .nft import Nft, boot_block_script, list_terse, render_down_set, summary as nft_summary
 from .exits import cell_runs_wireguard
@@ -52,6 +54,7 @@ class Cell(object):
         self.nft = Nft()
         self.run_dir = os.path.join(registry.state_dir, 'run')
         self._held_facts = {} if hold_facts else None
+        self._held_listing = None
 
     def close(self):
         self.routing.close()
@@ -126,7 +129,7 @@ class Cell(object):
         want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
         add_routes, del_routes = diff(have_routes, want_routes, route_key)
         add_rules, del_rules = diff(have_rules, want.rules, rule_key)
-        have_nft = nft_summary(self.nft.list_table())
+        have_nft, elements = self._nft_plan(want, self._take_listing())
         nft_changed = have_nft != want.nft_summary()
 
         for route in add_routes:
@@ -139,10 +142,7 @@ class Cell(object):
                 self.routing.add_rule(rule)
         changes.extend(self._order_dns_guard(want, check_mode))
         if nft_changed:
-            verb = 'create' if have_nft is None else 'replace'
-            changes.append('%s nftables table %s %s' % (verb, model.NFT_FAMILY, model.NFT_TABLE))
-            if not check_mode:
-                self.nft.replace(want.render_nft())
+            changes.extend(self._apply_nft(want, have_nft, elements, check_mode))
         for rule in del_rules:
             changes.append('delete ' + _fmt_rule(rule))
             if not check_mode:
@@ -154,6 +154,49 @@ class Cell(object):
         if not check_mode:
             save_last_good(self.registry.state_dir, want)
             record_converged(self.registry)
+        return changes
+
+    def _take_listing(self):
+        """The running table as listed by ``check()`` earlier in this run (then
+        forgotten: read once), else as listed now. A listing that went stale in
+        between (the monitor changed a down set) only costs a table replace: an
+        element batch made from it is refused as a whole (see ``_apply_nft``)."""
+        listing, self._held_listing = self._held_listing, None
+        return listing if listing is not None else self.nft.list_table()
+
+    @staticmethod
+    def _nft_plan(want, listing):
+        """(summary of the running table, element diff or None): None when the
+        table is missing or differs in more than set and map elements, or in
+        so many elements of interval sets that a replace costs less."""
+        have_nft, want_nft = nft_summary(listing), want.nft_summary()
+        shapes = want.nft_shapes()
+        if have_nft != want_nft and nft.same_structure(have_nft, nft.shapes(listing), want_nft, shapes):
+            elements = nft.element_diff(have_nft, want_nft)
+            if nft.interval_changes(elements, shapes) <= nft.INTERVAL_CHANGES_MAX:
+                return have_nft, elements
+        return have_nft, None
+
+    def _apply_nft(self, want, have_nft, elements, check_mode):
+        """Change the table to ``want``: only the differing set and map
+        ``elements`` when that is all that differs, else the whole table; one
+        transaction either way (no packet sees a half-made change). Returns the
+        changes."""
+        table = '%s %s' % (model.NFT_FAMILY, model.NFT_TABLE)
+        if elements is not None:
+            line = 'update nftables elements of %s: %s' % (table, nft.describe_diff(elements))
+            if check_mode:
+                return [line]
+            try:
+                self.nft.json_cmd(nft.element_batch(elements, want.nft_shapes()))
+                return [line]
+            except PicError as exc:
+                # nothing of the batch was made (one transaction): replace the table instead
+                changes = ['replace nftables table %s (%s)' % (table, exc.msg)]
+        else:
+            changes = ['%s nftables table %s' % ('create' if have_nft is None else 'replace', table)]
+        if not check_mode:
+            self.nft.replace(want.render_nft())
         return changes
 
     def _ensure_wg_exits(self, doc, check_mode, pending):
@@ -194,11 +237,20 @@ class Cell(object):
     def check(self, doc, pending=None):
         """Dry-run the data plane of ``doc`` before anything is saved: the
         WireGuard settings of every exit render, and the kernel accepts the
-        nftables table (validated in a transaction that is not committed)."""
+        nftables change (the element batch, or the whole table when more than
+        elements differ; validated in a transaction that is not committed)."""
         for conn in doc['connections'].values():
             if cell_runs_wireguard(conn['type']):
                 wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
-        self.nft.check(model.desired(doc, self.facts(doc)).render_nft())
+        want = model.desired(doc, self.facts(doc))
+        listing = self.nft.list_table()
+        _have, elements = self._nft_plan(want, listing)
+        if elements is None:
+            self.nft.check(want.render_nft())
+        elif elements:
+            self.nft.check_json(nft.element_batch(elements, want.nft_shapes()))
+        if self._held_facts is not None:
+            self._held_listing = listing   # converge() plans from it
 
     # -- rollback: back to the previous document after a failed apply -------------
     def roll_back(self, previous, failed):

@@ -177,6 +177,10 @@ class Desired(object):
         """The comparable shape of the table (what ``nft.summary()`` reads back)."""
         return nft.desired_summary(self)
 
+    def nft_shapes(self):
+        """The types and flags of its sets and maps (what ``nft.shapes()`` reads back)."""
+        return nft.desired_shapes(self)
+
 
 def allocate(doc, layout, settings, conn_id, pinned_mark=None, pinned_table=None, field_prefix=''):
     """Pick (index, table) for a new or updated connection, honouring pins."""
@@ -337,8 +341,12 @@ def add_address_sets(want, doc, facts, settings):
     want.sets['down_open'] = {'type': 'mark', 'flags': [], 'elements': set()}
     want.sets['down_closed'] = {'type': 'mark', 'flags': [], 'elements': set()}
     want.maps['carry'] = {'type': 'mark', 'flags': [], 'elements': {}}
-    want.maps['peer4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': {}}
-    want.maps['peer6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': {}}
+    # host addresses in hash maps (an element added or deleted in O(1), by the kernel and
+    # by nft, which loads every element of an interval set to change one), networks apart
+    want.maps['peer4'] = {'type': 'ipv4_addr', 'flags': [], 'elements': {}}
+    want.maps['peer6'] = {'type': 'ipv6_addr', 'flags': [], 'elements': {}}
+    want.maps['net4'] = {'type': 'ipv4_addr', 'flags': ['interval'], 'elements': {}}
+    want.maps['net6'] = {'type': 'ipv6_addr', 'flags': ['interval'], 'elements': {}}
 
 
 def add_mark_chains(want, conns, layout, down):
@@ -425,6 +433,9 @@ def add_classifier(want, layout):
     want.add_rule('prerouting', INBOUND_REPLIES)
     want.add_rule('prerouting', 'ip saddr vmap @peer4')
     want.add_rule('prerouting', 'ip6 saddr vmap @peer6')
+    # (no address is in both: the planners refuse overlapping addresses of peers and services)
+    want.add_rule('prerouting', 'ip saddr vmap @net4')
+    want.add_rule('prerouting', 'ip6 saddr vmap @net6')
     want.add_rule('prerouting', 'meta mark & 0x%08x vmap @carry' % layout.mask)
     want.add_rule('prerouting', 'meta mark & 0x%08x @down_open %s' % (layout.mask, unmark))
     # the fail-closed users of a connection held down without a carrier: blocked
@@ -594,7 +605,8 @@ def add_input_guard(want, conns):
 
 def add_peer_maps(want, doc):
     """Peer (and service) address -> the chain of its connection and fail mode
-    (``peer4``/``peer6``); users of the default gateway are not in the maps."""
+    (``peer4``/``peer6`` for host addresses, ``net4``/``net6`` for networks);
+    users of the default gateway are not in the maps."""
     users = list(doc['peers'].values()) + list(doc.get('services', {}).values())
     for user in users:
         cid = user.get('connection') or DEFAULT
@@ -609,11 +621,21 @@ def add_peer_maps(want, doc):
         # The registry holds addresses in canonical form (str(ip_network)),
         # validated when they were stored: no need to parse them again.
         for addr in user.get('address', []):
-            want.maps['peer6' if ':' in addr else 'peer4']['elements'][addr] = verdict
+            want.maps[peer_map(addr)]['elements'][addr] = verdict
+
+
+PEER_MAPS = ('peer4', 'peer6', 'net4', 'net6')
+
+
+def peer_map(addr):
+    """The map of a user's address (canonical): ``peer4``/``peer6`` for one host, ``net4``/``net6`` for a network."""
+    if ':' in addr:
+        return 'peer6' if addr.endswith('/128') else 'net6'
+    return 'peer4' if addr.endswith('/32') else 'net4'
 
 
 def _has_orphans(want):
-    return any(verdict == 'jump orphan' for name in ('peer4', 'peer6')
+    return any(verdict == 'jump orphan' for name in PEER_MAPS
                for verdict in want.maps[name]['elements'].values())
 
 
@@ -682,7 +704,7 @@ def add_kill_rules(want, conns, layout, settings):
 def has_closed_users(want):
     """Does any address jump to a fail-closed chain (or the orphan chain)?
     The guards of the kill switch exist only then."""
-    for name in ('peer4', 'peer6'):
+    for name in PEER_MAPS:
         for verdict in want.maps[name]['elements'].values():
             if verdict.endswith('_closed') or verdict == 'jump orphan':
                 return True

@@ -179,6 +179,33 @@ def _fsync_dir(directory):
         os.close(dfd)
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True).encode
+
+
+def _members(pairs, indent, last_line):
+    """``"key": value`` lines of sorted ``pairs``, commas between them."""
+    pairs = sorted(pairs)
+    lines = ['%s%s: %s,' % (indent, json.dumps(k), v) for k, v in pairs]
+    if lines:
+        lines[-1] = lines[-1][:-1]
+    return lines + [last_line]
+
+
+def dumps(doc):
+    """The registry as saved: JSON with one line per record (connection, peer,
+    service, link), keys sorted. ``json.dumps`` with ``indent`` runs the pure-Python
+    encoder (a tenth of a second for 10,000 peers); this runs the C one per record."""
+    # (json.dumps of a key: the same escaping as the encoder's)
+    top = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            inner = _members(((k, _ENCODE(v)) for k, v in value.items()), '  ', ' }')
+            top.append((key, '{\n' + '\n'.join(inner)))
+        else:
+            top.append((key, _ENCODE(value)))
+    return '\n'.join(['{'] + _members(top, ' ', '}')) + '\n'
+
+
 class Registry(object):
     """Access to one cell's state directory."""
 
@@ -288,7 +315,7 @@ class Registry(object):
 
     def save(self, doc):
         self.ensure_dirs()
-        write_atomic(self.path, json.dumps(doc, indent=1, sort_keys=True) + '\n')
+        write_atomic(self.path, dumps(doc))
 
     # -- write-ahead marker: the registry was saved, its apply not finished ----
     @property

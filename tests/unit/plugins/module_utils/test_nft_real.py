@@ -257,7 +257,7 @@ def assert_reads_back(table, want, doc):
     sets, maps = table['sets'], table['maps']
     assert sorted(sets['ingress']) == sorted(want['ingress'])
     assert sorted(sets['local4'] + sets['local6']) == sorted(want['local'])
-    assert sorted(maps['peer4'] + maps['peer6']) == sorted(want['peer'].items())
+    assert sorted(maps['peer4'] + maps['peer6'] + maps['net4'] + maps['net6']) == sorted(want['peer'].items())
     assert table['dnat'] == want['dnat']
     assert sorted(sets['proxy_ports']) == want['proxy_ports']
     conn_ifnames = set(c['interface'] for c in doc['connections'].values() if c.get('interface'))

@@ -187,3 +187,20 @@ def test_a_first_save_killed_before_the_registry_was_written_is_an_empty_cell(tm
     os.unlink(reg.path)
     with pytest.raises(PicError, match='is missing'):
         reg.load()
+
+
+def test_the_saved_registry_is_json_with_one_line_per_record(tmp_path):
+    import json
+    from ansible_collections.pic.connectivity.plugins.module_utils.registry import dumps
+    doc = {'version': 1, 'settings': {'peer_interface': 'wg0', 'local_networks': []}, 'services': {}, 'connections': {},
+           'peers': {'b': {'address': ['10.0.0.3/32'], 'connection': 'default', 'fail_open': None},
+                     'a': {'address': ['10.0.0.2/32', 'fd00::2/128'], 'connection': 'tor', 'fail_open': True}}}
+    text = dumps(doc)
+    assert json.loads(text) == doc and text.endswith('}\n')
+    assert text.splitlines()[1:5] == [
+        ' "connections": {},', ' "peers": {',
+        '  "a": {"address": ["10.0.0.2/32", "fd00::2/128"], "connection": "tor", "fail_open": true},',
+        '  "b": {"address": ["10.0.0.3/32"], "connection": "default", "fail_open": null}']
+    registry = Registry(str(tmp_path / 'state'))
+    registry.save(doc)
+    assert registry.load()['peers'] == doc['peers']

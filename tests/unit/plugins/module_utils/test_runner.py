@@ -99,3 +99,15 @@ def test_read_only_modules_share_the_cell_options_and_allow_empty():
     spec = read_only_argument_spec()
     assert spec['allow_empty'] == dict(type='bool', default=False)
     assert dict((k, v) for k, v in spec.items() if k != 'allow_empty') == cell_argument_spec()
+
+
+def test_a_bulk_list_is_deep_copied_as_copy_deepcopy_would():
+    import copy
+    from ansible_collections.pic.connectivity.plugins.module_utils.runner import BulkItems
+    nested = {'deep': [{'x': 1}]}
+    items = BulkItems([{'peer': 'p%d' % i, 'address': ['10.0.0.%d/32' % i], 'fail_open': None} for i in range(100)] +
+                      [nested, 'text', 3])
+    copied = copy.deepcopy(items)
+    assert copied.__class__ is list and copied == list(items) == copy.deepcopy(list(items))
+    assert copied[0] is not items[0] and copied[0]['address'] is not items[0]['address']
+    assert copied[100]['deep'][0] is not nested['deep'][0]
