@@ -329,6 +329,7 @@ def measure_round(args, sources, raw):
                     cell['errors'].append('%s: %s' % (key, error))
             rtts = ping(setup, sources[setup][path], args.pings)
             cell['rtt_ms'].extend(rtts)
+            cell['rtt_round_ms'].append(percentile(rtts, 50))
             cell['lost'] += args.pings - len(rtts)
             log('%s via %s: up %.0f Mbit/s, down %.0f Mbit/s, rtt median %.3f ms'
                 % (setup, path, cell['up_mbps'][-1], cell['down_mbps'][-1],
@@ -347,19 +348,31 @@ def summarize(raw):
                 'up_runs_mbps': [rnd(x, 1) for x in cell['up_mbps']],
                 'down_runs_mbps': [rnd(x, 1) for x in cell['down_mbps']],
                 'rtt_median_ms': rnd(percentile(rtts, 50), 4), 'rtt_p99_ms': rnd(percentile(rtts, 99), 4),
+                'rtt_round_medians_ms': [rnd(x, 4) for x in cell['rtt_round_ms']],
                 'pings': len(rtts), 'pings_lost': cell['lost'], 'failed_iperf_runs': cell['errors']}
     return out
 
 
-def ratios(summary_):
-    """many / one and naive / one for every figure (throughput: higher is better; latency: lower)."""
+def paired(cur, base):
+    """The median of the per-round ratios CUR[i] / BASE[i] (both measured in round i, minutes
+    apart at most: a change of the machine's load between rounds cancels out)."""
+    values = [c / b for c, b in zip(cur, base) if b]
+    return rnd(benchlib.med(values), 3) if values else None
+
+
+def ratios(raw, summary_):
+    """many / one and naive / one (throughput: higher is better; latency: lower): throughput and
+    median round trip paired round by round, p99 from all the pings of each setup."""
     out = {}
     for other in ('many', 'naive'):
         for path in ('exit', 'wan'):
-            base, cur = summary_['one'][path], summary_[other][path]
-            out['%s_%s' % (other, path)] = dict(
-                (key, rnd(cur[key] / base[key], 3) if base[key] else None)
-                for key in ('up_mbps', 'down_mbps', 'rtt_median_ms', 'rtt_p99_ms'))
+            base, cur = raw['one'][path], raw[other][path]
+            p99 = summary_['one'][path]['rtt_p99_ms']
+            out['%s_%s' % (other, path)] = {
+                'up_mbps': paired(cur['up_mbps'], base['up_mbps']),
+                'down_mbps': paired(cur['down_mbps'], base['down_mbps']),
+                'rtt_median_ms': paired(cur['rtt_round_ms'], base['rtt_round_ms']),
+                'rtt_p99_ms': rnd(summary_[other][path]['rtt_p99_ms'] / p99, 3) if p99 else None}
     return out
 
 
@@ -386,10 +399,12 @@ def markdown(results):
             ratio = r.get('%s_%s' % (setup, path))
             rows.append((path, LABELS[setup], '%.0f' % x['up_mbps'], '%.0f' % x['down_mbps'],
                          '%.3f' % x['rtt_median_ms'], '%.3f' % x['rtt_p99_ms'],
-                         ' / '.join('%.3f' % ratio[k] for k in ('up_mbps', 'down_mbps', 'rtt_median_ms', 'rtt_p99_ms'))
+                         ' / '.join('n/a' if ratio[k] is None else '%.3f' % ratio[k] for k in ('up_mbps', 'down_mbps', 'rtt_median_ms', 'rtt_p99_ms'))
                          if ratio else '1 (baseline)'))
     lines = table(['path', 'setup', 'up, Mbit/s', 'down (-R), Mbit/s', 'rtt median, ms', 'rtt p99, ms',
-                   'ratio to 1 peer (up / down / rtt median / rtt p99)'], 'llrrrrr', rows)
+                   'ratio to 1 peer (up / down / rtt median / rtt p99)*'], 'llrrrrr', rows)
+    lines += ['', '\\* throughput and median round trip: the median of the per-round ratios (setups interleaved '
+              'within a round); p99: of all the pings of each setup.']
     return '\n'.join(lines) + '\n'
 
 
@@ -484,7 +499,7 @@ def measure(args):
                'loadavg_start': loadavg()}
     sources, counts, measured = build(args, tools, workdir)
     start_iperf_server(workdir)
-    raw = dict((s, dict((p, {'up_mbps': [], 'down_mbps': [], 'rtt_ms': [], 'errors': [], 'lost': 0}) for p in ('exit', 'wan')))
+    raw = dict((s, dict((p, {'up_mbps': [], 'down_mbps': [], 'rtt_ms': [], 'rtt_round_ms': [], 'errors': [], 'lost': 0}) for p in ('exit', 'wan')))
                for s in SETUPS)
     for r in range(args.runs):
         log('round %d of %d' % (r + 1, args.runs))
@@ -494,7 +509,7 @@ def measure(args):
                   'connections': run.NCONN, 'measured_peer': measured, 'wan_probe': WAN_PROBE,
                   'target': TARGET_IP, 'exit': 'wireguard_ext c1 to wireguard-go in %s, masqueraded there' % EXIT},
         'counts': counts, 'summary': summarize(raw), 'loadavg_end': loadavg()})
-    results['ratios'] = ratios(results['summary'])
+    results['ratios'] = ratios(raw, results['summary'])
     results['targets'] = targets(results['ratios'])
     results['markdown'] = markdown(results)
     return results
