@@ -30,11 +30,12 @@ LAB_INVENTORY := lab/inventory/hosts.yml
 # Cell-side and lab packages (Debian 12).  python3-apt is for ansible.builtin.apt
 # (the role's package task), which would otherwise try to install it itself.
 # chromium (headless) opens the health report's HTML in tests/lab/test_health_report.py.
+# iperf3 measures forwarding through a cell (bench/forwarding.py).
 APT_PACKAGES := wireguard-tools wireguard-go nftables iproute2 python3-pyroute2 \
 	python3-netaddr python3-nftables curl iputils-ping socat supervisor procps \
 	python3-venv python3-apt tor \
 	sshuttle openssh-client openssh-server redsocks microsocks tinyproxy \
-	openvpn openssl iptables chromium
+	openvpn openssl iptables chromium iperf3
 
 # Every target uses the venv's tools and the collection installed from this tree.
 export PATH := $(VENV)/bin:$(PATH)
