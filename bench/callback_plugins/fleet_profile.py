@@ -12,9 +12,9 @@ items, and the CPU time spent between the task's start and the next one's:
   worker's own work, its connection plugin and everything the worker waited for: the
   interpreter wrapper, the module's python in the cell).
 
-With the linear strategy every host finishes a task before the next starts; a worker is
-reaped when its fork slot is reused or at the end, so a few workers' CPU may be counted in
-the next task. The sum over the tasks is the run's CPU time (as wait4() gives it) up to the
+With the linear strategy every host finishes a task before the next starts; the callback
+joins the finished workers (waiting up to a second for those still exiting) before it closes
+a task, so that their CPU is counted in it and not in the next. The sum over the tasks is the run's CPU time (as wait4() gives it) up to the
 last workers reaped after the final task. Stdlib and ansible-core only.
 """
 
@@ -33,6 +33,7 @@ DOCUMENTATION = '''
 '''
 
 import json
+import multiprocessing
 import os
 import resource
 import time
@@ -43,6 +44,14 @@ from ansible.plugins.callback import CallbackBase
 def _cpu(who):
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def _reap(timeout=1.0):
+    """Join the workers that finished (their CPU then counts in RUSAGE_CHILDREN); a worker
+    sends its result just before it exits, so wait for the stragglers a little."""
+    deadline = time.time() + timeout
+    while multiprocessing.active_children() and time.time() < deadline:
+        time.sleep(0.005)
 
 
 class CallbackModule(CallbackBase):
@@ -60,6 +69,7 @@ class CallbackModule(CallbackBase):
         self.started = time.time()
 
     def _close(self):
+        _reap()
         now = (_cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), time.time())
         if self.current is not None and self.mark is not None:
             entry = self.tasks[self.current]
