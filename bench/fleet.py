@@ -813,8 +813,8 @@ class FleetBench(object):
 
     def noop_fleet_run(self):
         for variant in self.variants():
-            self.results['runs'][run_key('noop', variant)] = self.noop(self.args.cells, self.args.forks, 'noop',
-                                                                        variant)
+            summary = self.noop(self.args.cells, self.args.forks, 'noop', variant)
+            self.results['runs'][run_key('noop', variant)] = summary
             self.save()
 
     def exit_mtu_change(self):

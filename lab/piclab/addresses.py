@@ -97,10 +97,10 @@ def cell_names(ncells):
     return ["cell%d" % k for k in range(1, ncells + 1)]
 
 
-def peer_nodes(ncells, light=False):
+def peer_nodes(ncells, light_cells=False):
     """Every peer node of a lab of NCELLS cells ("cell1-p1", ...; "cell1-peers", ...
     for light cells: one node holding every peer of its cell)."""
-    if light:
+    if light_cells:
         return ["%s-%s" % (c, LIGHT_PEERS) for c in cell_names(ncells)]
     return ["%s-%s" % (c, p) for c in cell_names(ncells) for p in PEERS]
 

@@ -123,7 +123,7 @@ def configure_light_addresses(ncells):
     """Light cells: WAN and wg0 of each cell, its peers on the far end of wg0."""
     for k in range(1, ncells + 1):
         ipbatch("cell%d" % k, light_cell_lines(k))
-    for pn in peer_nodes(ncells, light=True):
+    for pn in peer_nodes(ncells, light_cells=True):
         ipbatch(pn, light_peers_lines())
 
 
