@@ -1,6 +1,6 @@
 """piclab: the local cell lab for pic.connectivity (network namespaces + real daemons).
 
-CLI:  python3 lab/piclab up [--cells N] | down | status | exec NODE -- CMD...
+CLI:  python3 lab/piclab up [--cells N] [--light] | down | status | exec NODE -- CMD...
       | fetch PEER [-4|-6] [--cell cellN] | probe PEER [-4|-6] [--cell cellN]
       | exit-stop | exit-start | counters-reset | counters
 API:  sys.path.insert(0, "lab"); import piclab; piclab.up(cells=1); piclab.fetch("p1", 6);
@@ -32,9 +32,10 @@ from .addresses import (  # noqa: F401
     EXIT_V6, INET_PREFIX4, INET_PREFIX6, INET_V4, INET_V6, KEEPALIVE, LAB_DIR, MAX_CELLS,
     NSEXEC, PEER_INDEX, PEERS, PKG_DIR, PYTHON, SERVER_NET4, SERVER_NET6, SERVER_PORT,
     SERVER_ROUTER4, SERVER_ROUTER6, SERVER_V4, SERVER_V6, WAN_IF, WG_IF, WG_PORT,
-    cell_index, cell_name, cell_names, cells, daemon_log, exit_address, exit_client_address,
-    exit_config_path, family_number, mac, netns_path, node_dir, nodes, ns, peer_address,
-    peer_node, peer_nodes, peer_underlay, prefix, python_wrapper, run_dir, run_path,
+    LIGHT_PEER_IF, LIGHT_PEERS, cell_index, cell_name, cell_names, cells, daemon_log, env_light,
+    exit_address, exit_client_address, exit_config_path, family_number, lab_info, light,
+    light_peer_node, mac, netns_path, node_dir, nodes, ns, peer_address,
+    peer_node, peer_nodes, peer_nodes_of, peer_underlay, prefix, python_wrapper, run_dir, run_path,
     server_address, server_url, split_peer, state_dir, wan_address, wan_host)
 from .commands import (  # noqa: F401
     LabError, ipbatch, lab_env, links, namespace_pids, namespaces, nft_replace, run, sh, tail,

@@ -42,6 +42,9 @@ MAX_CELLS = 200
 WAN_IF = "wan0"
 WG_IF = "wg0"
 KEEPALIVE = 5
+# light cells (up --light): the far end of the cell's wg0 veth, in node "cellK-peers"
+LIGHT_PEERS = "peers"
+LIGHT_PEER_IF = "eth0"
 
 
 # --------------------------------------------------------------------------
@@ -94,8 +97,11 @@ def cell_names(ncells):
     return ["cell%d" % k for k in range(1, ncells + 1)]
 
 
-def peer_nodes(ncells):
-    """Every peer node of a lab of NCELLS cells ("cell1-p1", ...)."""
+def peer_nodes(ncells, light_cells=False):
+    """Every peer node of a lab of NCELLS cells ("cell1-p1", ...; "cell1-peers", ...
+    for light cells: one node holding every peer of its cell)."""
+    if light_cells:
+        return ["%s-%s" % (c, LIGHT_PEERS) for c in cell_names(ncells)]
     return ["%s-%s" % (c, p) for c in cell_names(ncells) for p in PEERS]
 
 
@@ -200,21 +206,54 @@ def daemon_log(node, daemon):
 # --------------------------------------------------------------------------
 # The running lab
 # --------------------------------------------------------------------------
+def lab_info():
+    """The running lab's lab.json ({} if none)."""
+    try:
+        with open(run_path("lab.json")) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def cells():
     """Names of the cells of the running lab ([] if none)."""
     try:
-        with open(run_path("lab.json")) as f:
-            n = json.load(f)["cells"]
-    except (OSError, ValueError, KeyError):
+        return cell_names(int(lab_info()["cells"]))
+    except (KeyError, TypeError, ValueError):
         return []
-    return cell_names(n)
 
 
-def nodes(ncells=None):
+def env_light():
+    """True if PICLAB_LIGHT asks for light cells."""
+    return os.environ.get("PICLAB_LIGHT", "").lower() in ("1", "yes", "true")
+
+
+def light():
+    """True if the running lab has light cells (else what PICLAB_LIGHT asks for)."""
+    info = lab_info()
+    return bool(info["light"]) if "light" in info else env_light()
+
+
+def light_peer_node(cell="cell1"):
+    """The node holding every peer of a light CELL (the far end of its wg0)."""
+    return "%s-%s" % (cell_name(cell), LIGHT_PEERS)
+
+
+def nodes(ncells=None, light_cells=None):
     if ncells is None:
         ncells = len(cells())
+    if light_cells is None:
+        light_cells = light()
     out = ["inet", "wgexit"]
     for c in cell_names(ncells):
         out.append(c)
-        out.extend("%s-%s" % (c, p) for p in PEERS)
+        out.extend(peer_nodes_of(c, light_cells))
     return out
+
+
+def peer_nodes_of(cell, light_cells=False):
+    """The peer nodes of CELL."""
+    if light_cells:
+        return [light_peer_node(cell)]
+    return ["%s-%s" % (cell, p) for p in PEERS]

@@ -19,6 +19,9 @@ def build_parser():
     p.add_argument("--cells", type=int, default=None,
                    help="number of cells (default: as running, else 1)")
     p.add_argument("--no-verify", action="store_true")
+    p.add_argument("--light", action="store_true", default=None,
+                   help="light cells: no WireGuard peers and no daemon per cell, the peers on "
+                        "the far end of a veth wg0 (also PICLAB_LIGHT=1; default: as running)")
     sub.add_parser("down", help="remove everything")
     sub.add_parser("status")
     p = sub.add_parser("exec", help="exec NODE -- CMD...")
@@ -37,8 +40,9 @@ def build_parser():
 
 
 def cmd_up(a, _ap):
-    r = up(a.cells or len(cells()) or 1, verify=not a.no_verify)
-    print("piclab: %d cell(s) up in %.1fs (run dir %s)" % (r["cells"], r["seconds"], run_dir()))
+    r = up(a.cells or len(cells()) or 1, verify=not a.no_verify, light=a.light)
+    print("piclab: %d %scell(s) up in %.1fs (run dir %s)" % (
+        r["cells"], "light " if r["light"] else "", r["seconds"], run_dir()))
 
 
 def cmd_down(_a, _ap):

@@ -37,13 +37,16 @@ def public_key(name):
     return key(name)[1]
 
 
-def ensure_keys(ncells):
-    """Generate every key a lab of NCELLS cells uses (kept across `up`s)."""
+def ensure_keys(ncells, light=False):
+    """Generate every key a lab of NCELLS cells uses (kept across `up`s); light
+    cells have no WireGuard of their own: only their exit clients' keys."""
     for c in cell_names(ncells):
-        for p in PEERS:
-            key("%s-%s" % (c, p))
-        key(c)
+        if not light:
+            for p in PEERS:
+                key("%s-%s" % (c, p))
+            key(c)
         key("%s-wgexit" % c)
+        key("%s-wgexit4" % c)
     key("wgexit")
 
 

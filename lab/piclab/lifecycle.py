@@ -5,15 +5,17 @@ import os
 import shutil
 import time
 
-from .addresses import (EXIT_V4, EXIT_V6, MAX_CELLS, PEERS, cell_names, cells, netns_path,
-                        node_dir, nodes, ns, peer_nodes, prefix, run_dir, run_path)
+from .addresses import (EXIT_V4, EXIT_V6, MAX_CELLS, cell_names, cells, env_light, lab_info,
+                        light, netns_path, node_dir, nodes, ns, peer_nodes, peer_nodes_of,
+                        prefix, run_dir, run_path)
 from .commands import LabError, ipbatch, namespace_pids, namespaces, run, sh, write_file
 from .keys import ensure_keys, write_exit_configs, write_python_wrappers
 from .processes import (daemon_pid, kill_strays, kill_wait, lab_daemons, marker, start_echo,
                         stop)
 from .servers import server_plugins
 from .topology import (cell_lines, create_links, ensure_ns, exit_wg_lines, inet_lines,
-                       peer_lines, public_nat, reset_labcount, wan_lines)
+                       light_cell_lines, light_peers_lines, peer_lines, public_nat,
+                       reset_labcount, wan_lines)
 from .traffic import verify_lab
 from .wireguard import handshakes, start_wg, wait_wg_sockets, wg_sync
 
@@ -46,13 +48,21 @@ def prepare_run_dir():
     os.chmod(run_path("exits"), 0o700)
 
 
-def remove_extra_cells(ncells):
+def check_mode(light_cells):
+    """A running lab keeps its mode (full or light cells): refuse to switch it."""
+    info = lab_info()
+    if cells_present() and "cells" in info and bool(info.get("light")) != light_cells:
+        raise LabError("the lab is up with %s cells: bring it down before an up with %s cells"
+                       % (("full", "light") if light_cells else ("light", "full")))
+
+
+def remove_extra_cells(ncells, light_cells=False):
     """Fewer cells than before: remove the extra ones."""
     old = len(cells_present())
     if old > ncells:
         extra = []
         for k in range(ncells + 1, old + 1):
-            extra += ["cell%d" % k] + ["cell%d-%s" % (k, p) for p in PEERS]
+            extra += ["cell%d" % k] + peer_nodes_of("cell%d" % k, light_cells)
         remove_nodes(extra)
 
 
@@ -74,20 +84,25 @@ def raise_inotify_limit(ncells):
         pass    # not fatal: a small lab fits in the default limit
 
 
-def create_namespaces(ncells):
-    for n in nodes(ncells):
+def create_namespaces(ncells, light_cells=False):
+    for n in nodes(ncells, light_cells):
         ensure_ns(n, router="-" not in n)     # peers are hosts, the rest route
 
 
-def wg_nodes(ncells):
-    """The nodes whose wg0 listens (the exit and the cells)."""
-    return ["wgexit"] + cell_names(ncells)
+def wg_nodes(ncells, light_cells=False):
+    """The nodes whose wg0 listens (the exit and the cells; light cells' wg0 is a veth)."""
+    return ["wgexit"] + ([] if light_cells else cell_names(ncells))
 
 
-def start_daemons(ncells):
-    """Keys, the echo server and every wireguard-go (a restarted cell restarts its peers)."""
-    ensure_keys(ncells)
+def start_daemons(ncells, light_cells=False):
+    """Keys, the echo server and every wireguard-go (a restarted cell restarts its peers);
+    light cells: the exit's only."""
+    ensure_keys(ncells, light_cells)
     start_echo()
+    if light_cells:
+        start_wg("wgexit")
+        wait_wg_sockets(["wgexit"])
+        return
     restarted = {n for n in wg_nodes(ncells) if start_wg(n)}
     for pn in peer_nodes(ncells):
         cell = pn.split("-")[0]
@@ -98,16 +113,27 @@ def start_daemons(ncells):
     wait_wg_sockets(wg_nodes(ncells) + peer_nodes(ncells))
 
 
-def configure_wireguard(ncells):
+def configure_wireguard(ncells, light_cells=False):
     """WireGuard keys/peers of the exit and the cells (syncconf: only what differs)."""
-    for n in wg_nodes(ncells):
+    for n in wg_nodes(ncells, light_cells):
         wg_sync(n, ncells)
 
 
-def configure_addresses(ncells):
+def configure_light_addresses(ncells):
+    """Light cells: WAN and wg0 of each cell, its peers on the far end of wg0."""
+    for k in range(1, ncells + 1):
+        ipbatch("cell%d" % k, light_cell_lines(k))
+    for pn in peer_nodes(ncells, light_cells=True):
+        ipbatch(pn, light_peers_lines())
+
+
+def configure_addresses(ncells, light_cells=False):
     """Addresses, links up, routes: routers first, then peers."""
     ipbatch("inet", inet_lines(ncells))
     ipbatch("wgexit", wan_lines(EXIT_V4, EXIT_V6) + exit_wg_lines())
+    if light_cells:
+        configure_light_addresses(ncells)
+        return
     for k in range(1, ncells + 1):
         ipbatch("cell%d" % k, cell_lines(k))
     for pn in peer_nodes(ncells):
@@ -130,33 +156,56 @@ def write_client_files(ncells):
     write_python_wrappers(ncells)
 
 
-def start_exit_servers(ncells):
-    """Exit servers of the other types (lab/servers/*.py)."""
+def start_exit_servers(ncells, light_cells=False):
+    """Exit servers of the other types (lab/servers/*.py); none for light cells (the
+    fleet benchmark's cells use the WireGuard exit only, and the servers' hosts on the
+    internet bridge, .30 and up, are the WAN addresses of cells 20 and up)."""
+    if light_cells:
+        return
     for plugin in server_plugins():
         plugin.up(ncells)
 
 
-def up(cells=1, verify=True):   # pylint: disable=redefined-outer-name
-    """Bring the lab up (idempotent).  Returns {"cells": N, "seconds": t}."""
+def lab_mode(light_arg):
+    """Light cells or not: LIGHT_ARG if given, else the running lab's mode, else $PICLAB_LIGHT."""
+    if light_arg is not None:
+        return bool(light_arg)
+    info = lab_info()
+    return bool(info.get("light")) if info else env_light()
+
+
+def lab_json(ncells, light_cells):
+    doc = {"cells": ncells, "prefix": prefix()}
+    if light_cells:
+        doc["light"] = True
+    return json.dumps(doc) + "\n"
+
+
+def up(cells=1, verify=True, light=None):   # pylint: disable=redefined-outer-name
+    """Bring the lab up (idempotent).  LIGHT: light cells (no WireGuard peers, no
+    daemon per cell: see lab/README.md); None: as running, else $PICLAB_LIGHT.
+    Returns {"cells": N, "seconds": t, "light": bool}."""
     t0 = time.monotonic()
     ncells = int(cells)
+    lite = lab_mode(light)
     check_host(ncells)
+    check_mode(lite)
     prepare_run_dir()
-    remove_extra_cells(ncells)
-    write_file(run_path("lab.json"), json.dumps({"cells": ncells, "prefix": prefix()}) + "\n")
+    remove_extra_cells(ncells, lite)
+    write_file(run_path("lab.json"), lab_json(ncells, lite))
     kill_strays()
     raise_inotify_limit(ncells)
-    create_namespaces(ncells)
-    create_links(ncells)
-    start_daemons(ncells)
-    configure_wireguard(ncells)
-    configure_addresses(ncells)
+    create_namespaces(ncells, lite)
+    create_links(ncells, lite)
+    start_daemons(ncells, lite)
+    configure_wireguard(ncells, lite)
+    configure_addresses(ncells, lite)
     configure_nftables(ncells)
     write_client_files(ncells)
-    start_exit_servers(ncells)
+    start_exit_servers(ncells, lite)
     if verify:
         verify_lab(ncells)
-    return {"cells": ncells, "seconds": round(time.monotonic() - t0, 2)}
+    return {"cells": ncells, "seconds": round(time.monotonic() - t0, 2), "light": lite}
 
 
 # --------------------------------------------------------------------------
@@ -247,5 +296,5 @@ def node_status(node):
 
 def status():
     n = len(cells())
-    return {"run_dir": run_dir(), "prefix": prefix(), "cells": n,
+    return {"run_dir": run_dir(), "prefix": prefix(), "cells": n, "light": light(),
             "namespaces": namespaces(), "nodes": {node: node_status(node) for node in nodes(n)}}

@@ -6,8 +6,9 @@ import os
 from .addresses import (ACCESS_PREFIX4, ACCESS_V4, CELL_TUN_V4, CELL_TUN_V6, EXIT_TUN_V4,
                         EXIT_TUN_V6, INET_PREFIX4, INET_PREFIX6, INET_V4, INET_V6, PEER_INDEX,
                         PEERS, PKG_DIR, SERVER_NET4, SERVER_NET6, SERVER_ROUTER4, SERVER_ROUTER6,
-                        SERVER_V4, SERVER_V6, WAN_IF, WG_IF, cell_names, mac, netns_path,
-                        node_dir, ns, peer_address, peer_underlay, wan_address, wan_host)
+                        SERVER_V4, SERVER_V6, WAN_IF, WG_IF, LIGHT_PEER_IF, cell_names,
+                        light_peer_node, mac, netns_path, node_dir, ns, peer_address,
+                        peer_underlay, wan_address, wan_host)
 from .commands import ipbatch, links, nft_replace, sh
 
 NFT_DIR = os.path.join(PKG_DIR, "nft")
@@ -85,11 +86,23 @@ def _create_cell_links(k):
         ensure_veth("%s-%s" % (c, p), "eth0", c, p, mac=mac(0xac, PEER_INDEX[p]))
 
 
-def create_links(ncells):
+def _create_light_cell_links(k):
+    """A light cell: its WAN, and wg0 as one end of a veth pair whose other end
+    (eth0) holds the cell's peers in node cellK-peers (no WireGuard, no daemon)."""
+    c = "cell%d" % k
+    have = links(c)
+    ensure_veth(c, WAN_IF, "inet", c, have, mac=mac(0xcb, wan_host(k)))
+    ensure_veth(c, WG_IF, light_peer_node(k), LIGHT_PEER_IF, have, mac=mac(0x0a, 1))
+
+
+def create_links(ncells, light=False):
     """Every bridge and veth pair of the lab (created straight into both namespaces)."""
     _create_inet_links()
     for k in range(1, ncells + 1):
-        _create_cell_links(k)
+        if light:
+            _create_light_cell_links(k)
+        else:
+            _create_cell_links(k)
     ensure_veth("wgexit", WAN_IF, "inet", "wgexit", mac=mac(0xcb, 20))
 
 
@@ -131,6 +144,24 @@ def cell_lines(k):
     lines += ["link set %s master acc0 up" % p for p in PEERS]
     lines += wg_lines([(CELL_TUN_V4, 24), (CELL_TUN_V6, 64)])
     return lines
+
+
+def light_cell_lines(k):
+    """A light cell: WAN, and wg0 (a veth) with the cell's tunnel addresses."""
+    return wan_lines(wan_address(k, 4), wan_address(k, 6)) + \
+        wg_lines([(CELL_TUN_V4, 24), (CELL_TUN_V6, 64)])
+
+
+def light_peers_lines():
+    """The peers of a light cell, all on eth0 (the far end of the cell's wg0), routed
+    through the cell: a request bound to a peer's address enters the cell on wg0
+    from that address, as it would out of the peer's WireGuard tunnel."""
+    lines = ["link set lo up", "link set %s up" % LIGHT_PEER_IF]
+    for p in PEERS:
+        lines += ["addr replace %s/24 dev %s" % (peer_address(p, 4), LIGHT_PEER_IF),
+                  "addr replace %s/64 dev %s nodad" % (peer_address(p, 6), LIGHT_PEER_IF)]
+    return lines + ["route replace 0.0.0.0/0 via %s dev %s" % (CELL_TUN_V4, LIGHT_PEER_IF),
+                    "route replace ::/0 via %s dev %s" % (CELL_TUN_V6, LIGHT_PEER_IF)]
 
 
 def peer_lines(peer):
