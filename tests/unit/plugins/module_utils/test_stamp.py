@@ -1,0 +1,28 @@
+# -*- coding: utf-8 -*-
+"""The cell stamp: computed from the version, library and packages; stale until written."""
+import pytest
+
+from ansible_collections.pic.connectivity.plugins.module_utils import stamp
+from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
+
+
+def test_the_stamp_changes_with_each_part_and_not_with_the_package_order():
+    lib = stamp.library_digest({'a.py': b'x', 'exits/b.py': b'y'})
+    base = stamp.compute('1.0.0', lib, ['nftables', 'iproute2'])
+    assert base == stamp.compute('1.0.0', lib, ['iproute2', 'nftables'])
+    assert base != stamp.compute('1.0.1', lib, ['nftables', 'iproute2'])
+    assert base != stamp.compute('1.0.0', stamp.library_digest({'a.py': b'z', 'exits/b.py': b'y'}), ['nftables'])
+    assert base != stamp.compute('1.0.0', lib, ['nftables'])
+
+
+def test_stale_until_written(tmp_path):
+    value = stamp.compute('1.0.0', 'x', [])
+    assert stamp.is_stale(str(tmp_path / 's'), value)
+    stamp.write(str(tmp_path / 's'), value)
+    assert not stamp.is_stale(str(tmp_path / 's'), value)
+    assert (tmp_path / 's' / stamp.STAMP_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_bad_stamp_is_refused(tmp_path):
+    with pytest.raises(PicError):
+        stamp.is_stale(str(tmp_path), 'x; rm -rf /')
