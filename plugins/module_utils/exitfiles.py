@@ -54,8 +54,18 @@ def check_files(files, roots):
             raise PicError("must be one of 0600, 0644, 0700, 0755", field + '.mode', item.get('mode'))
         out.append({'path': _check_path(item.get('path'), roots, field + '.path'), 'content': item['content'],
                     'mode': mode, 'instance': instance, 'program': bool(item.get('program')),
-                    'connection': item.get('connection')})
+                    'connection': item.get('connection'), 'manager': item.get('manager')})
     return out
+
+
+def detect_manager():
+    """``auto``: systemd when the cell runs it (as the roles read ansible_service_mgr), else supervisord."""
+    return 'systemd' if os.path.isdir('/run/systemd/system') else 'supervisord'
+
+
+def for_manager(files, manager):
+    """The files of ``manager`` (program files are rendered for each manager when unknown)."""
+    return [f for f in files if f.get('manager') in (None, manager)]
 
 
 def _by_name(doc, name):
@@ -154,7 +164,14 @@ class ExitFiles(object):
         if self.manager == 'systemd':
             self.run(['systemctl', 'disable', '--now', instance + '.service'], check=False)
 
+    def _ensure_supervisord(self):
+        conf = os.path.join(self.supervisor_dir, 'supervisord.conf')
+        if self.run(['supervisorctl', '-c', conf, 'pid'], check=False).returncode != 0:
+            self.run(['supervisord', '-c', conf])
+
     def _restart(self, changed, programs, any_removed):
+        if self.manager == 'supervisord' and (changed or any_removed):
+            self._ensure_supervisord()
         if self.manager == 'supervisord':
             if programs or any_removed:
                 self._ctl('update')

@@ -39,6 +39,31 @@ def compute(version, library, packages, extra=None):
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
+def installed_library(library_dir):
+    """The library payload installed on the cell ({relative path: bytes} of its .py files),
+    or None when a file is not the role's (mode 0644, owned by root): a copy edited,
+    re-moded, re-owned, removed or added by hand makes the stamp stale."""
+    out = {}
+    if not os.path.isdir(library_dir):
+        return None
+    for where, dirs, names in os.walk(library_dir):
+        dirs[:] = [d for d in dirs if d != '__pycache__']
+        for name in names:
+            if not name.endswith('.py'):
+                continue
+            path = os.path.join(where, name)
+            st = os.lstat(path)
+            if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (0o644, 0, 0):
+                return None
+            out[os.path.relpath(path, library_dir)] = read_nofollow_bytes(path)
+    return out
+
+
+def library_matches(library_dir, digest):
+    installed = installed_library(library_dir)
+    return installed is not None and library_digest(installed) == digest
+
+
 def check(value, field='stamp'):
     if not isinstance(value, str) or not _STAMP.fullmatch(value):
         raise PicError("must be 64 hex digits (the stamp the action plugin computes)", field, value)
@@ -53,8 +78,11 @@ def read(state_dir):
     return data.decode('ascii', 'replace').strip() if data else None
 
 
-def is_stale(state_dir, value):
-    return read(state_dir) != check(value)
+def is_stale(state_dir, value, library_dir=None, digest=None):
+    """The cell's stamp is not ``value``, or its installed library is not the one of ``digest``."""
+    if read(state_dir) != check(value):
+        return True
+    return library_dir is not None and digest is not None and not library_matches(library_dir, digest)
 
 
 def write(state_dir, value):

@@ -87,22 +87,36 @@ options:
     elements: str
   files:
     description:
-      - The exit services' files, rendered by the action plugin from the service roles' templates (not meant to be
-        given by hand) - dicts with path, content, mode, instance and program.
+      - The exit services' files, rendered by the action plugin from the service roles' templates whenever
+        I(config) lists connections (not meant to be given by hand) - dicts with path, content, mode, instance,
+        program, manager and connection.
       - Written only when they differ, the files of instances no longer listed are removed and those instances
         stopped; only instances whose files changed are restarted. C(null) leaves the exit services alone.
     type: list
     elements: dict
   service_manager:
-    description: How the exit instances run (as the role's C(pic_service_manager) resolves it).
+    description:
+      - How the exit instances run (as the role's C(pic_service_manager) resolves it); C(auto) is systemd when the
+        cell runs it, supervisord otherwise. The action plugin sets it.
     type: str
-    choices: [systemd, supervisord, none]
+    choices: [auto, systemd, supervisord, none]
     default: none
   supervisor_dir:
     description: The cell's supervisord directory (C(pic_supervisor_dir)).
     type: path
   stamp:
-    description: The stamp of the collection version, library and packages (computed by the action plugin).
+    description:
+      - The stamp of the collection version, library and packages; C(auto) makes the action plugin compute it
+        (64 hex digits). Without it nothing is compared.
+    type: str
+  library_dir:
+    description: With I(stamp), the cell's installed library (C(pic_lib_dir)/pic_connectivity_lib); set by the action plugin.
+    type: path
+  library_digest:
+    description:
+      - With I(stamp) and I(library_dir), the digest of the collection's library payload (set by the action plugin).
+      - An installed library that differs (a file edited, removed, added, or not mode 0644 and owned by root)
+        makes the stamp stale.
     type: str
   write_stamp:
     description: Record I(stamp) on the cell after a successful run (the playbook's second call, after the role's
@@ -198,7 +212,8 @@ import os
 
 from ansible_collections.pic.connectivity.plugins.module_utils import cellconfig, stamp as cell_stamp
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
-from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import ExitFiles, check_files
+from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import (
+    ExitFiles, check_files, detect_manager, for_manager)
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
     Plan, build_module, cell_argument_spec, merge_settings, read_only, transact)
@@ -210,7 +225,7 @@ def file_roots(params):
     roots = [params['state_dir']]
     if params.get('supervisor_dir'):
         roots.append(os.path.join(params['supervisor_dir'], 'conf.d'))
-    if params.get('service_manager') == 'systemd':
+    if params.get('service_manager') in ('systemd', 'auto'):
         roots.append('/etc/systemd/system')
     return roots
 
@@ -234,8 +249,9 @@ def planner(params, holder):
 def converge_files(module, doc, diff):
     """The exit service files of the run: written, removed, instances restarted."""
     params = module.params
-    files = check_files(params['files'], file_roots(params))
-    exit_files = ExitFiles(params['state_dir'], params['service_manager'], params.get('supervisor_dir'))
+    manager = detect_manager() if params['service_manager'] == 'auto' else params['service_manager']
+    files = for_manager(check_files(params['files'], file_roots(params)), manager)
+    exit_files = ExitFiles(params['state_dir'], manager, params.get('supervisor_dir'))
     planned = exit_files.plan(doc, files)
     writes, removes, changed, removed = planned
     paths = sorted(set(w[0] for w in writes) | set(r[0] for r in removes))
@@ -249,7 +265,8 @@ def converge_files(module, doc, diff):
 
 def converge(module):
     params = module.params
-    if params.get('stamp') and not params['write_stamp'] and cell_stamp.is_stale(params['state_dir'], params['stamp']):
+    if params.get('stamp') and not params['write_stamp'] and cell_stamp.is_stale(
+            params['state_dir'], params['stamp'], params.get('library_dir'), params.get('library_digest')):
         return {'changed': False, 'stamp_stale': True}
     holder = {}
     result = transact(module, planner(params, holder))
@@ -310,10 +327,12 @@ def main():
         purge_peers=dict(type='bool', default=False),
         known_cells=dict(type='list', elements='str'),
         files=dict(type='list', elements='dict'),
-        service_manager=dict(type='str', default='none', choices=['systemd', 'supervisord', 'none']),
+        service_manager=dict(type='str', default='none', choices=['auto', 'systemd', 'supervisord', 'none']),
         supervisor_dir=dict(type='path'),
         stamp=dict(type='str'),
         write_stamp=dict(type='bool', default=False),
+        library_dir=dict(type='path'),
+        library_digest=dict(type='str'),
     )
     module = build_module(argument_spec, secrets_of=config_secrets, supports_check_mode=True)
     read_only(module, dispatch)

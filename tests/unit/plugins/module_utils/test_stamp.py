@@ -26,3 +26,26 @@ def test_stale_until_written(tmp_path):
 def test_a_bad_stamp_is_refused(tmp_path):
     with pytest.raises(PicError):
         stamp.is_stale(str(tmp_path), 'x; rm -rf /')
+
+
+def test_an_installed_library_that_differs_makes_the_stamp_stale(tmp_path):
+    lib = tmp_path / 'lib'
+    (lib / 'exits').mkdir(parents=True)
+    payload = {'a.py': b'x', 'exits/b.py': b'y'}
+    for name, data in payload.items():
+        (lib / name).write_bytes(data)
+        (lib / name).chmod(0o644)
+    state = str(tmp_path / 's')
+    value = stamp.compute('1.0.0', stamp.library_digest(payload), [])
+    stamp.write(state, value)
+    digest = stamp.library_digest(payload)
+    assert not stamp.is_stale(state, value, str(lib), digest)
+    (lib / '__pycache__').mkdir()
+    (lib / '__pycache__' / 'c.py').write_bytes(b'z')
+    assert not stamp.is_stale(state, value, str(lib), digest)
+    (lib / 'a.py').chmod(0o600)
+    assert stamp.is_stale(state, value, str(lib), digest)
+    (lib / 'a.py').chmod(0o644)
+    (lib / 'extra.py').write_bytes(b'')
+    (lib / 'extra.py').chmod(0o644)
+    assert stamp.is_stale(state, value, str(lib), digest)
