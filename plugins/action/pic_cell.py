@@ -219,7 +219,12 @@ class ActionModule(ActionBase):
         return out
 
     def render_files(self, conns, task_vars, manager):
-        """Every exit service file of the present connections, in order."""
+        """Every exit service file of the present connections, in order; None when a
+        connection of a type with a service comes without its config (a gathered
+        config): the files cannot be rendered, the exit services are left alone."""
+        if any(isinstance(c, dict) and c.get('state') != 'absent' and c.get('type') in INSTANCES
+               and c.get('config') is None and c.get('type') in exits.CONFIG_REQUIRED_TYPES for c in conns or []):
+            return None
         files, seen = [], set()
         for position, conn in enumerate(conns or []):
             if not isinstance(conn, dict) or conn.get('state') == 'absent' or conn.get('type') not in INSTANCES:
@@ -251,7 +256,9 @@ class ActionModule(ActionBase):
         config = args.get('config') or {}
         if state in RENDERING_STATES and 'files' not in args and isinstance(config, dict) \
                 and config.get('connections') is not None:
-            args['files'] = self.render_files(config['connections'], task_vars, manager)
+            files = self.render_files(config['connections'], task_vars, manager)
+            if files is not None:
+                args['files'] = files
             args.setdefault('supervisor_dir', self._expr(self._templar_for('exit_instance', self._role_vars(
                 'exit_instance', task_vars, {})), '{{ pic_supervisor_dir }}'))
         if 'files' in args:

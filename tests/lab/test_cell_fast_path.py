@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+"""playbooks/site.yml's fast path (pic_cell, one round trip per cell) on the lab cell:
+it converges the cell with its packets leaving where their exits say, a second run is
+one task and no change, the role run task by task (-e pic_fast_path=false) finds
+nothing to change after it, and a gathered config given back (overridden) is a no-op.
+The file starts and leaves the cell bare."""
+import os
+import re
+import tempfile
+
+import pytest
+import yaml
+
+from conftest import reset_cell, wait_for
+from exit_helpers import ANY_CELL, LAB_INVENTORY, playbook
+from piclab import sources, via_exit, via_wan
+
+ONE_TASK = 'pic.connectivity.connectivity : Converge the cell in one round trip'
+
+
+@pytest.fixture(scope='module')
+def bare(cell):
+    reset_cell(cell)
+    yield cell
+    reset_cell(cell)
+
+
+def site(*extra, **kwargs):
+    return playbook(LAB_INVENTORY, None, *extra, hosts=ANY_CELL, **kwargs)
+
+
+def test_fast_path_converges_and_a_second_run_is_one_task(bare):
+    changed, out = site()
+    assert changed > 0
+    assert ONE_TASK in out
+    assert wait_for(lambda: via_exit('p1'), 15), sources('p1')
+    assert via_exit('p2'), sources('p2')
+    assert via_wan('p3'), sources('p3')
+    changed, out = site()
+    assert changed == 0, out[-3000:]
+    tasks = re.findall(r'^TASK \[([^\]]*)\]', out, re.M)
+    assert tasks == ['Converge the cell in one round trip', ONE_TASK], tasks
+    assert re.search(r'cell1\s*:\s*ok=2\s+changed=0', out), out[-1500:]
+
+
+def test_the_role_task_by_task_finds_nothing_to_change_after_the_fast_path(bare):
+    site()
+    changed, out = site('-e', 'pic_fast_path=false')
+    assert changed == 0, out[-3000:]
+    assert 'pic.connectivity.connectivity : Assign peers to their exits' in out
+
+
+def test_a_gathered_config_given_back_is_a_no_op(bare):
+    site()
+    play = [{'hosts': 'pic_cells', 'gather_facts': False, 'tasks': [
+        {'name': 'Gather', 'pic.connectivity.pic_cell': {'state': 'gathered', 'state_dir': '{{ pic_state_dir }}'},
+         'register': 'cell'},
+        {'name': 'Give it back', 'pic.connectivity.pic_cell': {'config': '{{ cell.gathered }}', 'state': 'overridden',
+                                                                'state_dir': '{{ pic_state_dir }}'},
+         'register': 'back'},
+        {'name': 'Check', 'ansible.builtin.assert': {'that': ['cell.gathered.peers | length == 3',
+                                                             'cell.gathered.connections | length == 1',
+                                                             "'config' not in cell.gathered.connections[0]"]}}]}]
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        yaml.safe_dump(play, handle)
+    try:
+        changed, out = playbook(LAB_INVENTORY, None, playbook_path=handle.name, hosts=ANY_CELL)
+    finally:
+        os.unlink(handle.name)
+    assert changed == 0, out[-3000:]
+
+
+def test_rendered_shows_what_the_cell_would_run_without_touching_it(bare):
+    play = [{'hosts': 'pic_cells', 'gather_facts': False, 'tasks': [
+        {'name': 'Render', 'pic.connectivity.pic_cell': {
+            'config': {'connections': '{{ pic_connections }}', 'peers': '{{ pic_peers }}'},
+            'state': 'rendered', 'state_dir': '/nonexistent/pic'}, 'register': 'out'},
+        {'name': 'Check', 'ansible.builtin.assert': {'that': [
+            "'table inet pic_connectivity' in out.rendered.nftables",
+            "out.rendered.rules | select('search', 'lookup 10001') | list | length == 2",
+            "out.rendered.routes | select('search', 'dev pic-exit-wg table 10001') | list | length > 0"]}}]}]
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        yaml.safe_dump(play, handle)
+    try:
+        changed, out = playbook(LAB_INVENTORY, None, playbook_path=handle.name, hosts=ANY_CELL)
+    finally:
+        os.unlink(handle.name)
+    assert changed == 0, out[-3000:]
