@@ -167,7 +167,7 @@ class ExitFiles(object):
     def _ensure_supervisord(self):
         conf = os.path.join(self.supervisor_dir, 'supervisord.conf')
         if self.run(['supervisorctl', '-c', conf, 'pid'], check=False).returncode != 0:
-            self.run(['supervisord', '-c', conf])
+            self.run(['supervisord', '-c', conf], daemon=True)
 
     def _restart(self, changed, programs, any_removed):
         if self.manager == 'supervisord' and (changed or any_removed):
@@ -187,9 +187,19 @@ class ExitFiles(object):
         return list(changed)
 
 
-def _run(argv, check=True):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+RUN_TIMEOUT = 120
+
+
+def _run(argv, check=True, daemon=False):
+    """Run a service manager command (never through a shell). ``daemon``: it leaves a
+    daemon behind, which would hold pipes open: its output goes to /dev/null."""
+    out = subprocess.DEVNULL if daemon else subprocess.PIPE
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=False,
+                              timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise PicError("%s did not finish within %d s" % (' '.join(argv[:4]), RUN_TIMEOUT))
     if check and proc.returncode != 0:
         raise PicError("%s failed (exit %d): %s" % (' '.join(argv[:4]), proc.returncode,
-                                                    proc.stderr.decode('utf-8', 'replace').strip()[-300:]))
+                                                    (proc.stderr or b'').decode('utf-8', 'replace').strip()[-300:]))
     return proc

@@ -37,7 +37,7 @@ def test_files_are_written_once_and_only_changed_instances_restart(tmp_path):
     class Done(object):
         returncode = 0
 
-    def runner(argv, check=True):
+    def runner(argv, check=True, daemon=False):
         if argv[-1] != 'pid':   # supervisord runs
             calls.append(argv)
         return Done()
