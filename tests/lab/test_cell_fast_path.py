@@ -30,6 +30,19 @@ def site(*extra, **kwargs):
     return playbook(LAB_INVENTORY, None, *extra, hosts=ANY_CELL, **kwargs)
 
 
+def test_fast_path_check_mode_reports_and_changes_nothing_errors_name_the_field(bare, tmp_path):
+    before, table = bare.registry_bytes(), bare.nft_table()
+    changed, out = site('--check', '--diff')
+    assert changed > 0
+    assert bare.registry_bytes() == before and bare.nft_table() == table
+    mistyped = tmp_path / 'peers.yml'
+    mistyped.write_text(yaml.safe_dump({'pic_peers': [{'name': 'p1', 'address': ['10.0.0.11/32'],
+                                                       'connection': 'Exit GW'}]}))
+    _changed, out = site('--check', '-e', '@%s' % mistyped, expect_fail=True)
+    assert 'unknown connection' in out and 'config.peers[0].connection' in out, out[-3000:]
+    assert bare.registry_bytes() == before and bare.nft_table() == table
+
+
 def test_fast_path_converges_and_a_second_run_is_one_task(bare):
     changed, out = site()
     assert changed > 0
