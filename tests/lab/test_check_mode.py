@@ -38,10 +38,15 @@ def _peers_file(tmp_path, connection):
     return path
 
 
+# The two tests below are about the role run task by task (site.yml's fast path, one
+# pic_cell run, is checked in test_cell_fast_path.py): -e pic_fast_path=false.
+ROLE = ('-e', 'pic_fast_path=false')
+
+
 def test_check_mode_of_the_role_fails_on_a_mistyped_connection(cell, tmp_path):
     reset_cell(cell)
     before, table = cell.registry_bytes(), cell.nft_table()
-    proc = run_site('--check', '-e', '@' + _peers_file(tmp_path, 'Exit GW'))
+    proc = run_site('--check', '-e', '@' + _peers_file(tmp_path, 'Exit GW'), *ROLE)
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert 'unknown connection' in proc.stdout and 'peers[0].connection' in proc.stdout, proc.stdout[-3000:]
     assert cell.registry_bytes() == before and cell.nft_table() == table
@@ -50,7 +55,7 @@ def test_check_mode_of_the_role_fails_on_a_mistyped_connection(cell, tmp_path):
 def test_check_mode_of_the_role_reports_peers_of_connections_it_creates(cell):
     before, table = cell.registry_bytes(), cell.nft_table()
     assert 'exit-wg' not in json.loads(before or b'{"connections": {}}')['connections']
-    proc = run_site('--check', '-v')
+    proc = run_site('--check', '-v', *ROLE)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert _changed(proc) > 0
     assert 'assign peer p1 to connection exit-wg, which an earlier task of this run creates' in proc.stdout

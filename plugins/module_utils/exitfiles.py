@@ -1,0 +1,205 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The exit services' files that pic_cell writes (rendered on the controller from
+the service roles' templates): written only when they differ (0600 unless said),
+the files of instances that are gone removed, and only the instances whose files
+changed restarted, under supervisord or systemd as the roles run them. The
+files' contents are secrets: they appear in no result, message or command line."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+
+from .errors import PicError
+from .registry import read_nofollow_bytes, write_atomic
+
+MANIFEST = 'exit-files.json'
+# The cell-allocated values a file rendered on the controller names by token: the
+# module puts in those of the file's connection from the registry it converged to.
+TOKENS = {'PICALLOCIFACEZ': 'interface', 'PICALLOCLOCALPORTZ': 'local_port', 'PICALLOCDNSPORTZ': 'dns_port'}
+_PATH = re.compile(r'/[A-Za-z0-9_.@/-]{1,4000}')
+_INSTANCE = re.compile(r'pic-[a-z0-9][a-z0-9-]{0,62}')
+MODES = (0o600, 0o644, 0o700, 0o755)
+
+
+def _check_path(path, roots, field):
+    if not isinstance(path, str) or not _PATH.fullmatch(path) or '/../' in path + '/' or '/./' in path + '/':
+        raise PicError("must be an absolute path of letters, digits and _.@/-", field, path)
+    if not any(path.startswith(root.rstrip('/') + '/') for root in roots):
+        raise PicError("is outside the exit services' directories (%s)" % ', '.join(roots), field, path)
+    return path
+
+
+def check_files(files, roots):
+    """The ``files`` option: dicts with path, content, mode, instance, program (the
+    instance's supervisord program or systemd unit), connection (whose tokens)."""
+    out = []
+    for i, item in enumerate(files or []):
+        field = 'files[%d]' % i
+        if not isinstance(item, dict) or not isinstance(item.get('content'), str):
+            raise PicError("must be a dict with path, content and instance", field)
+        instance = item.get('instance')
+        if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+            raise PicError("must be an instance name pic-...", field + '.instance', instance)
+        mode = item.get('mode', 0o600)
+        mode = int(mode, 8) if isinstance(mode, str) and re.fullmatch('0?[0-7]{3}', mode) else mode
+        if mode not in MODES:
+            raise PicError("must be one of 0600, 0644, 0700, 0755", field + '.mode', item.get('mode'))
+        out.append({'path': _check_path(item.get('path'), roots, field + '.path'), 'content': item['content'],
+                    'mode': mode, 'instance': instance, 'program': bool(item.get('program')),
+                    'connection': item.get('connection'), 'manager': item.get('manager')})
+    return out
+
+
+def detect_manager():
+    """``auto``: systemd when the cell runs it (as the roles read ansible_service_mgr), else supervisord."""
+    return 'systemd' if os.path.isdir('/run/systemd/system') else 'supervisord'
+
+
+def for_manager(files, manager):
+    """The files of ``manager`` (program files are rendered for each manager when unknown)."""
+    return [f for f in files if f.get('manager') in (None, manager)]
+
+
+def _by_name(doc, name):
+    for conn in doc['connections'].values():
+        if conn['name'] == name:
+            return conn
+    return None
+
+
+def resolve_tokens(doc, item):
+    """The file's content with the allocation tokens of its connection put in."""
+    content = item['content']
+    if 'PICALLOC' not in content:
+        return content
+    conn = _by_name(doc, item.get('connection'))
+    if conn is None:
+        raise PicError("names connection %r, which the cell does not have" % item.get('connection'),
+                       'files.connection')
+    for token, key in TOKENS.items():
+        if token in content:
+            if conn.get(key) is None:
+                raise PicError("connection %r has no %s" % (conn['name'], key), 'files.connection')
+            content = content.replace(token, str(conn[key]))
+    return content
+
+
+def _same(path, data, mode):
+    try:
+        current = read_nofollow_bytes(path)
+        st = os.lstat(path)
+    except (OSError, PicError):
+        return False
+    return current == data and (st.st_mode & 0o7777) == mode and st.st_uid == 0
+
+
+def load_manifest(state_dir):
+    try:
+        data = read_nofollow_bytes(os.path.join(state_dir, MANIFEST))
+        return json.loads(data.decode('utf-8')) if data else {}
+    except (OSError, ValueError, PicError):
+        return {}
+
+
+def digest(content):
+    return hashlib.sha256(content.encode('utf-8')).hexdigest()[:16]
+
+
+class ExitFiles(object):
+    """Plan and apply the exit service files of one run."""
+
+    def __init__(self, state_dir, manager, supervisor_dir, runner=None):
+        self.state_dir = state_dir
+        self.manager = manager
+        self.supervisor_dir = supervisor_dir
+        self.run = runner or _run
+
+    def plan(self, doc, files):
+        """(writes: [(path, bytes, mode, instance, program)], removes: [(path, instance, program)],
+        changed instances, removed instances)."""
+        manifest = load_manifest(self.state_dir)
+        writes, changed = [], set()
+        for item in files:
+            data = resolve_tokens(doc, item).encode('utf-8')
+            if not _same(item['path'], data, item['mode']):
+                writes.append((item['path'], data, item['mode'], item['instance'], item['program']))
+                changed.add(item['instance'])
+        wanted = set(item['path'] for item in files)
+        live = set(item['instance'] for item in files)
+        removes = [(path, entry['instance'], entry.get('program', False)) for path, entry in sorted(manifest.items())
+                   if path not in wanted]
+        removed = sorted(set(r[1] for r in removes) - live)
+        return writes, removes, sorted(changed), removed
+
+    def apply(self, files, planned):
+        writes, removes, changed, removed = planned
+        for path, data, mode, _instance, _program in writes:
+            directory = os.path.dirname(path)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o700)
+            write_atomic(path, data, mode)
+        for instance in removed:
+            self._stop(instance)
+        for path, _instance, _program in removes:
+            if os.path.lexists(path):
+                os.unlink(path)
+        manifest = dict((item['path'], {'instance': item['instance'], 'program': item['program']}) for item in files)
+        write_atomic(os.path.join(self.state_dir, MANIFEST), json.dumps(manifest, sort_keys=True) + '\n', 0o600)
+        programs = set(w[3] for w in writes if w[4])
+        return self._restart(changed, programs, bool(removed))
+
+    # -- the service manager, as roles/exit_instance runs it ---------------------------------------
+    def _ctl(self, *args):
+        return self.run(['supervisorctl', '-c', os.path.join(self.supervisor_dir, 'supervisord.conf')] + list(args))
+
+    def _stop(self, instance):
+        if self.manager == 'systemd':
+            self.run(['systemctl', 'disable', '--now', instance + '.service'], check=False)
+
+    def _ensure_supervisord(self):
+        conf = os.path.join(self.supervisor_dir, 'supervisord.conf')
+        if self.run(['supervisorctl', '-c', conf, 'pid'], check=False).returncode != 0:
+            self.run(['supervisord', '-c', conf], daemon=True)
+
+    def _restart(self, changed, programs, any_removed):
+        if self.manager == 'supervisord' and (changed or any_removed):
+            self._ensure_supervisord()
+        if self.manager == 'supervisord':
+            if programs or any_removed:
+                self._ctl('update')
+            for instance in changed:
+                if instance not in programs:
+                    self._ctl('restart', instance)
+        elif self.manager == 'systemd':
+            if programs or any_removed:
+                self.run(['systemctl', 'daemon-reload'])
+            for instance in changed:
+                self.run(['systemctl', 'enable', instance + '.service'])
+                self.run(['systemctl', 'restart', instance + '.service'])
+        return list(changed)
+
+
+RUN_TIMEOUT = 120
+
+
+def _run(argv, check=True, daemon=False):
+    """Run a service manager command (never through a shell). ``daemon``: it leaves a
+    daemon behind, which would hold pipes open: its output goes to /dev/null."""
+    out = subprocess.DEVNULL if daemon else subprocess.PIPE
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, check=False,
+                              timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise PicError("%s did not finish within %d s" % (' '.join(argv[:4]), RUN_TIMEOUT))
+    if check and proc.returncode != 0:
+        raise PicError("%s failed (exit %d): %s" % (' '.join(argv[:4]), proc.returncode,
+                                                    (proc.stderr or b'').decode('utf-8', 'replace').strip()[-300:]))
+    return proc
