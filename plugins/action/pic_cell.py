@@ -55,6 +55,7 @@ INSTANCES = {
                    "'--pidfile', proxy_dir ~ '/' ~ item.id ~ '.pid', '--', proxy_redsocks_binary, '-c', "
                    "proxy_dir ~ '/' ~ item.id ~ '.conf'] | map('string') | list }}",
         'description': "pic.connectivity proxy exit {{ item.name }}",
+        'vars': {'proxy_settings': "{{ item.settings }}"},
     },
     'sshuttle': {
         'files': [

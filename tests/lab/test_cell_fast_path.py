@@ -27,7 +27,7 @@ def bare(cell):
 
 
 def site(*extra, **kwargs):
-    return playbook(LAB_INVENTORY, None, *extra, hosts=ANY_CELL, **kwargs)
+    return playbook(LAB_INVENTORY, None, '-e', 'pic_fast_path=true', *extra, hosts=ANY_CELL, **kwargs)
 
 
 def test_fast_path_check_mode_reports_and_changes_nothing_errors_name_the_field(bare, tmp_path):
