@@ -222,6 +222,7 @@ GROUP_ARGS = {
     'pic_peer_exit': ({'peer': 'p3', 'connection': 'default'}, True),
     'pic_service_egress': ({'service': 'no-such-service', 'state': 'absent'}, True),
     'pic_cell_link': ({'links': []}, True),
+    'pic_cell': ({'state': 'gathered'}, False),
 }
 
 
@@ -238,7 +239,8 @@ def test_every_module_runs_under_module_defaults_of_its_group(converged, tmp_pat
     tasks.append({'name': 'The group defaults reached the modules (the lab state dir is not the default)',
                   'ansible.builtin.assert': {'that': ["'exit-wg' in out_pic_connectivity_info.connections",
                                                       "'exit-wg' in out_pic_health.connections",
-                                                      'out_pic_commit.registry_sha256 is not none']}})
+                                                      'out_pic_commit.registry_sha256 is not none',
+                                                      "%r in out_pic_cell.gathered.connections | map(attribute='name')" % EXIT]}})
     play = [{'name': 'Every member of group/pic.connectivity.cell', 'hosts': 'cell1', 'gather_facts': False,
              'module_defaults': {'group/pic.connectivity.cell': defaults}, 'tasks': tasks}]
     path = os.path.join(str(tmp_path), 'group.yml')
