@@ -338,14 +338,23 @@ def shapes(objects):
             if kind in obj:
                 spec = obj[kind]
                 flags = spec.get('flags') or []
-                out[spec['name']] = (kind, spec.get('type'), tuple(sorted([flags] if isinstance(flags, str) else flags)))
+                out[spec['name']] = (kind, spec.get('type'), _shape_flags([flags] if isinstance(flags, str) else flags))
     return out
+
+
+# nft (1.0.6) lists a set declared ``flags dynamic`` without that flag: it says
+# nothing about the set's structure that the rules using it do not say.
+UNLISTED_FLAGS = ('dynamic',)
+
+
+def _shape_flags(flags):
+    return tuple(sorted(f for f in flags if f not in UNLISTED_FLAGS))
 
 
 def desired_shapes(want):
     """The ``shapes`` of a ``model.Desired`` table."""
-    out = dict((n, ('set', s['type'], tuple(sorted(s['flags'])))) for n, s in want.sets.items())
-    out.update((n, ('map', m['type'], tuple(sorted(m['flags'])))) for n, m in want.maps.items())
+    out = dict((n, ('set', s['type'], _shape_flags(s['flags']))) for n, s in want.sets.items())
+    out.update((n, ('map', m['type'], _shape_flags(m['flags']))) for n, m in want.maps.items())
     return out
 
 

@@ -330,7 +330,7 @@ def test_tor_that_runs_without_its_network_is_down_and_its_fail_open_peer_falls_
         TORNET.wait_ready(60)
         sup.ctl('restart', INSTANCE)
     assert wait_for(lambda: via_tor('p2'), 60, 1), sources('p2')
-    assert wait_for(lambda: via_tor('p1'), 20, 1), sources('p1')
+    assert wait_for(lambda: via_tor("p1"), 60, 1), sources("p1")
     assert wait_for(lambda: cell.health(CONN)['status'] == 'working', 30), cell.health(CONN)
 
 

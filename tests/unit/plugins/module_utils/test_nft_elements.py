@@ -131,6 +131,17 @@ def test_shapes_read_back_as_the_model_renders_them():
     assert nft.shapes(None) is None
 
 
+def test_a_dynamic_set_reads_back_as_the_model_renders_it():
+    """nft 1.0.6 lists a set declared ``flags dynamic`` (the exit source guard's learned
+    addresses) without the flag and with a size: still the same structure, so a change of
+    peers on a cell with an interface exit stays an element update."""
+    want = model.Desired()
+    want.sets['exit_src4'] = {'type': 'ipv4_addr', 'flags': ['dynamic'], 'elements': set()}
+    listing = [{'set': {'family': 'inet', 'name': 'exit_src4', 'table': 'pic_connectivity', 'type': 'ipv4_addr',
+                        'handle': 2, 'size': 65535}}]
+    assert nft.shapes(listing) == want.nft_shapes() == {'exit_src4': ('set', 'ipv4_addr', ())}
+
+
 def test_elements_and_verdicts_in_json():
     assert nft._elem_json('10.0.0.0/16', 'ipv4_addr') == {'prefix': {'addr': '10.0.0.0', 'len': 16}}
     assert nft._elem_json('fd00::/64', 'ipv6_addr') == {'prefix': {'addr': 'fd00::', 'len': 64}}
