@@ -17,17 +17,10 @@ import struct
 import sys
 import time
 
+from probe_burst import checksum  # pylint: disable=import-error
+
 MODULUS = 251
 LINGER = 3.0     # seconds to wait for the last echoes
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b'\0'
-    total = sum(struct.unpack('!%dH' % (len(data) // 2), data))
-    total = (total >> 16) + (total & 0xffff)
-    total += total >> 16
-    return ~total & 0xffff
 
 
 class Stream(object):
