@@ -252,6 +252,9 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super(ActionModule, self).run(tmp, task_vars)
         args = dict(self._task.args)
+        if 'files' in args:
+            # what reaches unit files and supervisord programs comes from the roles' templates only
+            raise AnsibleActionFail("files: is rendered from the exit service roles' templates and cannot be given")
         state = args.get('state', 'merged')
         manager = args.get('service_manager') or _manager(task_vars)
         config = args.get('config') or {}

@@ -16,7 +16,7 @@ PASSWORD = 'proxy-Secret-0815'
 SSH_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAsecretmaterial\n-----END OPENSSH PRIVATE KEY-----'
 
 
-def rendered(tmp_path, manager='supervisord', extra_connections=()):
+def rendered(tmp_path, manager='supervisord', extra_connections=(), files=None, rc=0):
     state = str(tmp_path / 'state')
     conns = [{'name': 'Socks', 'type': 'proxy', 'config': {'host': '203.0.113.50', 'port': 1080, 'username': 'u',
                                                            'password': PASSWORD}},
@@ -24,8 +24,9 @@ def rendered(tmp_path, manager='supervisord', extra_connections=()):
              {'name': 'Tor', 'type': 'tor'}] + list(extra_connections)
     play = [{'hosts': 'localhost', 'gather_facts': False,
              'vars': {'pic_state_dir': state, 'pic_service_manager': manager, 'pic_connections': conns},
-             'tasks': [{'pic.connectivity.pic_cell': {'config': {'connections': '{{ pic_connections }}'},
-                                                      'state': 'rendered', 'state_dir': state},
+             'tasks': [{'pic.connectivity.pic_cell': dict({'config': {'connections': '{{ pic_connections }}'},
+                                                           'state': 'rendered', 'state_dir': state},
+                                                          **({'files': files} if files is not None else {})),
                         'register': 'out'},
                        {'ansible.builtin.copy': {'content': '{{ out | to_json }}', 'dest': str(tmp_path / 'out.json')}}]}]
     (tmp_path / 'play.yml').write_text(yaml.safe_dump(play))
@@ -33,7 +34,9 @@ def rendered(tmp_path, manager='supervisord', extra_connections=()):
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,',
                            '-c', 'local', '-e', 'ansible_python_interpreter=' + sys.executable, '-vvv',
                            str(tmp_path / 'play.yml')], capture_output=True, text=True, env=env, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == rc, proc.stdout[-3000:] + proc.stderr[-2000:]
+    if rc:
+        return None, proc.stdout + proc.stderr, state
     with open(str(tmp_path / 'out.json')) as handle:
         return json.load(handle), proc.stdout + proc.stderr, state
 
@@ -59,3 +62,12 @@ def test_systemd_cells_get_units(tmp_path):
     paths = [f['path'] for f in out['rendered']['files']]
     assert '/etc/systemd/system/pic-proxy-socks.service' in paths
     assert not [p for p in paths if '/conf.d/' in p]
+
+
+@pytest.mark.skipif(COLLECTIONS is None, reason='needs the collection importable as ansible_collections')
+def test_files_given_by_hand_are_refused(tmp_path):
+    unit = '[Service]\nExecStart=/bin/sh -c id\n'
+    _out, text, state = rendered(tmp_path, files=[{'path': '/etc/systemd/system/pic-x.service', 'content': unit,
+                                                   'instance': 'pic-x', 'mode': '0644'}], rc=2)
+    assert "files: is rendered from the exit service roles' templates and cannot be given" in text
+    assert 'ExecStart' not in text and not os.path.exists(state)
