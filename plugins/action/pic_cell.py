@@ -15,6 +15,7 @@ __metaclass__ = type
 import os
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 try:
@@ -27,6 +28,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import TOKENS
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import slugify
+from ansible_collections.pic.connectivity.plugins.plugin_utils.role_instances import RoleInstances
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLES = os.path.join(COLLECTION, 'roles')
@@ -34,58 +36,10 @@ MODULE_UTILS = os.path.join(COLLECTION, 'plugins', 'module_utils')
 TOKEN = dict((key, token) for token, key in TOKENS.items())
 RENDERING_STATES = ('merged', 'replaced', 'overridden', 'rendered')
 
-# Per exit type, what its role's tasks/instances.yml writes and runs (the templates are
-# the role's own): files as (template or content expression, dest expression, condition).
-INSTANCES = {
-    'openvpn': {
-        'files': [
-            ('content', "{{ openvpn_client_settings.username }}\n{{ openvpn_client_settings.password }}\n",
-             "{{ openvpn_client_dir }}/{{ item.id }}.auth", "{{ openvpn_client_credentials | bool }}"),
-            ('template', 'client.conf.j2', "{{ openvpn_client_dir }}/{{ item.id }}.conf", None)],
-        'name': "pic-openvpn-{{ item.id }}",
-        'command': "{{ [openvpn_client_binary, '--cd', openvpn_client_dir, '--config', "
-                   "openvpn_client_dir ~ '/' ~ item.id ~ '.conf'] }}",
-        'description': "pic.connectivity OpenVPN exit {{ item.name }}",
-    },
-    'proxy': {
-        'files': [('template', 'redsocks.conf.j2', "{{ proxy_dir }}/{{ item.id }}.conf", None)],
-        'name': "pic-proxy-{{ item.id }}",
-        'command': "{{ [proxy_python, proxy_guard, '--upstream', item.config.host ~ ':' ~ item.config.port, "
-                   "'--interval', proxy_guard_interval, '--fail-after', proxy_guard_fail_after, "
-                   "'--pidfile', proxy_dir ~ '/' ~ item.id ~ '.pid', '--', proxy_redsocks_binary, '-c', "
-                   "proxy_dir ~ '/' ~ item.id ~ '.conf'] | map('string') | list }}",
-        'description': "pic.connectivity proxy exit {{ item.name }}",
-        'vars': {'proxy_settings': "{{ item.settings }}"},
-    },
-    'sshuttle': {
-        'files': [
-            ('file', 'pic-sshuttle', "{{ sshuttle_launcher }}", None),
-            ('content', "{{ sshuttle_settings.ssh_key | trim }}\n", "{{ sshuttle_dir }}/{{ item.id }}.key",
-             "{{ sshuttle_settings.ssh_key | default('', true) | length > 0 }}"),
-            ('content', "{{ sshuttle_settings.known_hosts | trim }}\n", "{{ sshuttle_dir }}/{{ item.id }}.known_hosts",
-             "{{ sshuttle_settings.known_hosts | default('', true) | length > 0 }}"),
-            ('template', 'sshuttle.conf.j2', "{{ sshuttle_dir }}/{{ item.id }}.conf", None)],
-        'name': "pic-sshuttle-{{ item.id }}",
-        'command': "{{ [sshuttle_python, sshuttle_guard, '--upstream', sshuttle_upstream, "
-                   "'--interval', sshuttle_guard_interval, '--fail-after', sshuttle_guard_fail_after, "
-                   "'--pidfile', sshuttle_dir ~ '/' ~ item.id ~ '.pid', '--', sshuttle_python, sshuttle_launcher, "
-                   "'--pic-port', item.local_port, '--pic-dns-port', item.dns_port, "
-                   "'@' ~ sshuttle_dir ~ '/' ~ item.id ~ '.conf'] | map('string') | list }}",
-        'description': "pic.connectivity sshuttle exit {{ item.name }}",
-        'vars': {'sshuttle_upstream': "{{ ('[%s]' % item.config.host) if ':' in item.config.host "
-                                      "else item.config.host }}:{{ item.config.port }}",
-                 'sshuttle_settings': "{{ item.settings }}"},
-    },
-    'tor': {
-        'files': [('template', 'torrc.j2', "{{ tor_dir }}/torrc", None)],
-        'name': "{{ tor_instance_name }}",
-        'command': "{{ [tor_binary, '-f', tor_dir ~ '/torrc'] }}",
-        'description': "pic.connectivity Tor exit ({{ tor_connection.name }})",
-        'vars': {'tor_connection': "{{ item }}"},
-    },
-}
-PROGRAMS = {'supervisord': ('program.conf.j2', "{{ pic_supervisor_dir }}/conf.d/{{ exit_instance_name }}.conf"),
-            'systemd': ('unit.service.j2', "/etc/systemd/system/{{ exit_instance_name }}.service")}
+# A removed connection's id in the paths and instance names of its role's removal tasks
+# (the module puts in the ids of the connections the run removes).
+REMOVED_ID = 'PICREMOVEDIDZ'
+MANAGERS = ('supervisord', 'systemd')
 
 
 def _manager(task_vars):
@@ -117,6 +71,13 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
 
+    @property
+    def _roles(self):
+        """The exit service roles' own tasks, read once per run of the action."""
+        if getattr(self, '_role_specs', None) is None:
+            self._role_specs = RoleInstances(ROLES, self._loader.load_from_file)
+        return self._role_specs
+
     def _load_vars(self, path):
         if not os.path.exists(path):
             return {}
@@ -142,7 +103,7 @@ class ActionModule(ActionBase):
         return self._templar.copy_with_new_env(searchpath=search, available_variables=variables)
 
     def _expr(self, templar, text):
-        return templar.template(trust_as_template(text))
+        return templar.template(trust_as_template(text) if isinstance(text, str) else text)
 
     def _template_file(self, templar, role, name, dest):
         from ansible.template import generate_ansible_template_vars
@@ -170,30 +131,91 @@ class ActionModule(ActionBase):
                 'settings': conn.get('config') or {}, 'interface': TOKEN['interface'],
                 'local_port': TOKEN['local_port'], 'dns_port': TOKEN['dns_port']}
 
-    def _connection_files(self, conn, position, task_vars, manager, seen):
-        """The files of one connection's instance: its role's files and its program."""
-        spec = INSTANCES[conn['type']]
-        role = exits.provider(conn['type']).service_role
-        item = self._item(conn, position)
-        variables = self._role_vars(role, task_vars, {'item': item})
-        templar = self._templar_for(role, variables)
-        for key, expr in spec.get('vars', {}).items():
-            variables[key] = self._expr(templar, expr)
-        templar = self._templar_for(role, variables)
-        name = self._expr(templar, spec['name'])
-        out = []
-        for kind, src, dest_expr, when in spec['files']:
-            if when is not None and not self._expr(templar, when):
+    # -- evaluating the role's own tasks (plugin_utils/role_instances.py) ---------------------------
+    def _scoped(self, role, variables, entry):
+        """``variables`` with the entry's block and task vars evaluated in order; None when
+        one of its conditions is false."""
+        scoped = dict(variables)
+        for layer in entry.get('vars') or []:
+            templar = self._templar_for(role, scoped)
+            evaluated = dict((key, self._expr(templar, value)) for key, value in layer.items())
+            scoped.update(evaluated)
+        templar = self._templar_for(role, scoped)
+        for condition in entry.get('when') or []:
+            if not self._true(templar, condition):
+                return None
+        return scoped
+
+    def _true(self, templar, condition):
+        if isinstance(condition, bool):
+            return condition
+        return boolean(self._expr(templar, '{{ %s }}' % condition), strict=False)
+
+    def _loop(self, role, variables, entry, allowed):
+        """The items the entry runs for: its loop evaluated (None: once, with ``item`` as given)."""
+        if entry.get('loop') is None:
+            return [variables.get('item')]
+        compact = entry['loop'].replace(' ', '')
+        if not any(compact.startswith(prefix) for prefix in allowed):
+            raise AnsibleActionFail('roles/%s/tasks/instances.yml: the fast path cannot render a task looping '
+                                    'over %s' % (role, entry['loop']))
+        if compact == '{{pic_exit_connections}}' and variables.get('item') is not None:
+            return [variables['item']]   # (rendered per connection: its own item)
+        return list(self._expr(self._templar_for(role, variables), entry['loop']) or [])
+
+    def _check_asserts(self, role, spec, variables):
+        """The role's input grammar (its assert tasks), as the role run would check it."""
+        for entry in spec['asserts']:
+            scoped = self._scoped(role, variables, entry)
+            if scoped is None:
                 continue
-            dest = self._expr(templar, dest_expr)
+            templar = self._templar_for(role, scoped)
+            if not all(self._true(templar, c) for c in entry['that']):
+                raise AnsibleActionFail(self._expr(templar, entry['fail_msg'] or 'roles/%s: assertion failed' % role))
+
+    def _type_files(self, ctype, conns, task_vars, manager, seen):
+        """The files of the instances of the present connections of one exit type."""
+        role = exits.provider(ctype).service_role
+        spec = self._roles.instances(role)
+        items = [self._item(conn, position) for position, conn in conns]
+        base = self._role_vars(role, task_vars, {'pic_exit_connections': items, 'pic_exit_removed': []})
+        self._check_asserts(role, spec, base)
+        out = []
+        for item in items:
+            variables = dict(base, item=item)
+            for entry in spec['files']:
+                out.extend(self._files_of(role, variables, entry, item, seen))
+            for entry in spec['instances']:
+                scoped = self._scoped(role, variables, entry)
+                if scoped is not None:
+                    out.extend(self._programs(role, scoped, entry, item['name'], manager))
+        return out
+
+    def _files_of(self, role, variables, entry, item, seen):
+        out = []
+        for each in self._loop(role, variables, entry, ('{{pic_exit_connections}}',)):
+            scoped = self._scoped(role, dict(variables, item=each), entry)
+            if scoped is None:
+                continue
+            templar = self._templar_for(role, scoped)
+            dest = self._expr(templar, entry['dest'])
             if dest in seen:
                 continue
             seen.add(dest)
-            out.append({'path': dest, 'content': self._content(templar, role, kind, src, dest),
-                        'mode': '0644' if kind == 'file' else '0600',
-                        'instance': name, 'connection': conn['name']})
-        out.extend(self._programs(templar, role, spec, name, conn['name'], manager))
+            found = {'path': dest, 'content': self._content(templar, role, entry['kind'], entry['source'], dest),
+                     'mode': str(entry['mode']), 'instance': self._instance_of(role, scoped),
+                     'connection': item['name']}
+            if entry.get('validate'):
+                found['validate'] = self._expr(templar, entry['validate'])
+            out.append(found)
         return out
+
+    def _instance_of(self, role, variables):
+        """The name of the program the file belongs to (the role's present include)."""
+        for entry in self._roles.instances(role)['instances']:
+            scoped = self._scoped(role, variables, dict(entry, when=[]))
+            return self._expr(self._templar_for(role, scoped), entry['name'])
+        raise AnsibleActionFail('roles/%s/tasks/instances.yml runs no %s' % (role, 'pic.connectivity.exit_instance'))
 
     def _content(self, templar, role, kind, src, dest):
         if kind == 'template':
@@ -203,35 +225,71 @@ class ActionModule(ActionBase):
                 return handle.read()
         return self._expr(templar, src)
 
-    def _programs(self, templar, role, spec, name, conn_name, manager):
+    def _programs(self, role, variables, entry, conn_name, manager):
+        """The instance's program file (supervisord) or unit (systemd), from exit_instance's templates."""
         if manager == 'none':
             return []
-        variables = dict(templar.available_variables)
-        variables.update(exit_instance_name=name, exit_instance_command=self._expr(templar, spec['command']),
-                         exit_instance_description=self._expr(templar, spec['description']))
-        program_templar = self._templar_for(role, variables)
+        templar = self._templar_for(role, variables)
+        name = self._expr(templar, entry['name'])
+        variables = dict(variables, exit_instance_name=name, exit_instance_state='present',
+                         exit_instance_command=self._expr(templar, entry['command']),
+                         exit_instance_description=self._expr(templar, entry['description']))
         out = []
-        for kind in (('supervisord', 'systemd') if manager == 'auto' else (manager,)):
-            template, dest_expr = PROGRAMS[kind]
-            dest = self._expr(program_templar, dest_expr)
-            out.append({'path': dest, 'content': self._template_file(program_templar, 'exit_instance', template, dest),
-                        'mode': '0600' if kind == 'supervisord' else '0644', 'instance': name, 'program': True,
-                        'manager': kind, 'connection': conn_name})
+        for kind in (MANAGERS if manager == 'auto' else (manager,)):
+            program_templar = self._templar_for(role, dict(variables, exit_instance_manager=kind))
+            for program in self._roles.programs().get(kind, {}).get('present', []):
+                dest = self._expr(program_templar, program['dest'])
+                out.append({'path': dest, 'mode': str(program['mode']), 'instance': name, 'program': True,
+                            'manager': kind, 'connection': conn_name,
+                            'content': self._template_file(program_templar, 'exit_instance', program['source'], dest)})
+        return out
+
+    def _cleanup(self, ctype, present, task_vars, manager):
+        """What a removed connection of ``ctype`` leaves behind, as its role's removal tasks
+        name it (its id as REMOVED_ID): files, and instances with their program files."""
+        role = exits.provider(ctype).service_role
+        spec = self._roles.instances(role)
+        items = [self._item(conn, position) for position, conn in present]
+        variables = self._role_vars(role, task_vars, {'pic_exit_connections': items, 'pic_exit_removed': [REMOVED_ID]})
+        out = []
+        for entry in spec['removals']:
+            for each in self._loop(role, variables, entry, ('{{pic_exit_removed}}', '{{pic_exit_removed|product(',
+                                                           '{{pic_exit_connections}}')):
+                scoped = self._scoped(role, dict(variables, item=each), entry)
+                if scoped is None:
+                    continue
+                templar = self._templar_for(role, scoped)
+                if entry.get('path'):
+                    # (a file of a present connection it no longer needs, say its credentials:
+                    # removed whenever it is not among the files; else: when one of ctype goes)
+                    present_item = entry.get('loop') and 'pic_exit_connections' in entry['loop']
+                    out.append({'type': ctype, 'path': self._expr(templar, entry['path']),
+                                'when': 'unwanted' if present_item else 'removed'})
+                    continue
+                name = self._expr(templar, entry['instance'])
+                for kind in (MANAGERS if manager == 'auto' else (manager,)):
+                    program_templar = self._templar_for(role, dict(scoped, exit_instance_name=name,
+                                                                   exit_instance_manager=kind))
+                    out.extend({'type': ctype, 'path': self._expr(program_templar, path), 'instance': name,
+                                'manager': kind, 'when': 'removed'} for path in self._roles.programs().get(kind, {}).get('absent', []))
         return out
 
     def render_files(self, conns, task_vars, manager):
-        """Every exit service file of the present connections, in order; None when a
-        connection of a type with a service comes without its config (a gathered
-        config): the files cannot be rendered, the exit services are left alone."""
-        if any(isinstance(c, dict) and c.get('state') != 'absent' and c.get('type') in INSTANCES
-               and c.get('config') is None and c.get('type') in exits.CONFIG_REQUIRED_TYPES for c in conns or []):
-            return None
-        files, seen = [], set()
-        for position, conn in enumerate(conns or []):
-            if not isinstance(conn, dict) or conn.get('state') == 'absent' or conn.get('type') not in INSTANCES:
-                continue
-            files.extend(self._connection_files(conn, position, task_vars, manager, seen))
-        return files
+        """(every exit service file of the present connections, in order; what removed
+        connections leave behind, per type). Files None when a connection of a type with a
+        service comes without its config (a gathered config): the files cannot be
+        rendered, the exit services are left alone."""
+        present = [(position, conn) for position, conn in enumerate(conns or [])
+                   if isinstance(conn, dict) and conn.get('state') != 'absent' and conn.get('type') in exits.SERVICE_ROLES]
+        if any(conn.get('config') is None and conn['type'] in exits.CONFIG_REQUIRED_TYPES for _p, conn in present):
+            return None, []
+        files, seen, cleanup = [], set(), []
+        for ctype in sorted(exits.SERVICE_ROLES):
+            of_type = [(position, conn) for position, conn in present if conn['type'] == ctype]
+            if of_type:
+                files.extend(self._type_files(ctype, of_type, task_vars, manager, seen))
+            cleanup.extend(self._cleanup(ctype, of_type, task_vars, manager))
+        return files, cleanup
 
     def cell_stamp(self, task_vars):
         """The stamp of what the role's packages and library steps install: the collection
@@ -260,9 +318,10 @@ class ActionModule(ActionBase):
         config = args.get('config') or {}
         if state in RENDERING_STATES and 'files' not in args and isinstance(config, dict) \
                 and config.get('connections') is not None:
-            files = self.render_files(config['connections'], task_vars, manager)
+            files, cleanup = self.render_files(config['connections'], task_vars, manager)
             if files is not None:
                 args['files'] = files
+                args['cleanup'] = cleanup
             args.setdefault('supervisor_dir', self._expr(self._templar_for('exit_instance', self._role_vars(
                 'exit_instance', task_vars, {})), '{{ pic_supervisor_dir }}'))
         if 'files' in args:

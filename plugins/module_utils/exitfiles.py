@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 
 from .errors import PicError
 from .registry import read_nofollow_bytes, write_atomic
@@ -24,9 +26,16 @@ MANIFEST = 'exit-files.json'
 # The cell-allocated values a file rendered on the controller names by token: the
 # module puts in those of the file's connection from the registry it converged to.
 TOKENS = {'PICALLOCIFACEZ': 'interface', 'PICALLOCLOCALPORTZ': 'local_port', 'PICALLOCDNSPORTZ': 'dns_port'}
+# A removed connection's id in the paths and instance names of ``cleanup`` (the action
+# plugin renders the roles' removal tasks with it).
+REMOVED_ID = 'PICREMOVEDIDZ'
 _PATH = re.compile(r'/[A-Za-z0-9_.@/-]{1,4000}')
 _INSTANCE = re.compile(r'pic-[a-z0-9][a-z0-9-]{0,62}')
+# a file's check before it is written (the role's validate, say tor --verify-config):
+# an absolute program and words without shell or file-directive meaning, %s the file
+_VALIDATE_WORD = re.compile(r'[A-Za-z0-9_.,:=@/+-]{1,200}')
 MODES = (0o600, 0o644, 0o700, 0o755)
+CLEANUP_WHEN = ('removed', 'unwanted')
 
 
 def _check_path(path, roots, field):
@@ -37,24 +46,60 @@ def _check_path(path, roots, field):
     return path
 
 
+def _check_instance(instance, field):
+    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+        raise PicError("must be an instance name pic-...", field, instance)
+    return instance
+
+
+def check_validate(text, field):
+    """A file's check as argv ('%s': the file), or None."""
+    if text is None:
+        return None
+    words = text.split(' ') if isinstance(text, str) else None
+    if not words or not all(w == '%s' or _VALIDATE_WORD.fullmatch(w) for w in words) or not words[0].startswith('/') \
+            or words.count('%s') != 1:
+        raise PicError("must be an absolute program and words of letters, digits and _.,:=@/+- with one %s",
+                       field, text)
+    return words
+
+
 def check_files(files, roots):
     """The ``files`` option: dicts with path, content, mode, instance, program (the
-    instance's supervisord program or systemd unit), connection (whose tokens)."""
+    instance's supervisord program or systemd unit), connection (whose tokens),
+    validate (the check a new content must pass before it is written)."""
     out = []
     for i, item in enumerate(files or []):
         field = 'files[%d]' % i
         if not isinstance(item, dict) or not isinstance(item.get('content'), str):
             raise PicError("must be a dict with path, content and instance", field)
-        instance = item.get('instance')
-        if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
-            raise PicError("must be an instance name pic-...", field + '.instance', instance)
         mode = item.get('mode', 0o600)
         mode = int(mode, 8) if isinstance(mode, str) and re.fullmatch('0?[0-7]{3}', mode) else mode
         if mode not in MODES:
             raise PicError("must be one of 0600, 0644, 0700, 0755", field + '.mode', item.get('mode'))
         out.append({'path': _check_path(item.get('path'), roots, field + '.path'), 'content': item['content'],
-                    'mode': mode, 'instance': instance, 'program': bool(item.get('program')),
-                    'connection': item.get('connection'), 'manager': item.get('manager')})
+                    'mode': mode, 'instance': _check_instance(item.get('instance'), field + '.instance'),
+                    'program': bool(item.get('program')), 'connection': item.get('connection'),
+                    'manager': item.get('manager'), 'validate': check_validate(item.get('validate'),
+                                                                               field + '.validate')})
+    return out
+
+
+def check_cleanup(cleanup, roots):
+    """The ``cleanup`` option: what the roles' removal tasks remove (type, path, instance,
+    manager, when: ``removed`` - for each removed connection of the type, REMOVED_ID its
+    id; ``unwanted`` - whenever the path is not among the files)."""
+    out = []
+    for i, item in enumerate(cleanup or []):
+        field = 'cleanup[%d]' % i
+        if not isinstance(item, dict) or item.get('when') not in CLEANUP_WHEN or not isinstance(item.get('type'), str):
+            raise PicError("must be a dict with type, path and when (removed or unwanted)", field)
+        # (checked as the ids will make them: a slug in place of REMOVED_ID)
+        _check_path((item.get('path') or '').replace(REMOVED_ID, 'id'), roots, field + '.path')
+        if item.get('instance') is not None:
+            _check_instance(item['instance'].replace(REMOVED_ID, 'id'), field + '.instance')
+        out.append({'type': item['type'], 'path': item['path'], 'instance': item.get('instance'),
+                    'manager': item.get('manager'), 'when': item['when']})
     return out
 
 
@@ -122,26 +167,68 @@ class ExitFiles(object):
         self.supervisor_dir = supervisor_dir
         self.run = runner or _run
 
-    def plan(self, doc, files):
-        """(writes: [(path, bytes, mode, instance, program)], removes: [(path, instance, program)],
-        changed instances, removed instances)."""
+    def plan(self, doc, files, cleanup=(), removed_connections=()):
+        """(writes: [(path, bytes, mode, instance, program, validate)], removes: [(path, instance,
+        program)], changed instances, removed instances). Removed: the files of the manifest
+        no longer listed, and what ``cleanup`` names for the removed connections (records)."""
         manifest = load_manifest(self.state_dir)
         writes, changed = [], set()
         for item in files:
             data = resolve_tokens(doc, item).encode('utf-8')
             if not _same(item['path'], data, item['mode']):
-                writes.append((item['path'], data, item['mode'], item['instance'], item['program']))
+                writes.append((item['path'], data, item['mode'], item['instance'], item['program'],
+                               item.get('validate')))
                 changed.add(item['instance'])
         wanted = set(item['path'] for item in files)
         live = set(item['instance'] for item in files)
         removes = [(path, entry['instance'], entry.get('program', False)) for path, entry in sorted(manifest.items())
                    if path not in wanted]
-        removed = sorted(set(r[1] for r in removes) - live)
+        removes.extend(r for r in self._cleanup(cleanup, removed_connections, wanted)
+                       if r[0] not in [known[0] for known in removes])
+        removed = sorted(set(r[1] for r in removes if r[1]) - live)
         return writes, removes, sorted(changed), removed
+
+    def _cleanup(self, cleanup, removed_connections, wanted):
+        """(path, instance, program) of what the roles would remove that is still there."""
+        out = []
+        for entry in cleanup:
+            if entry.get('manager') not in (None, self.manager):
+                continue
+            if entry['when'] == 'unwanted':
+                targets = [(entry['path'], entry.get('instance'))]
+            else:
+                targets = [(entry['path'].replace(REMOVED_ID, record['id']),
+                            (entry.get('instance') or '').replace(REMOVED_ID, record['id']) or None)
+                           for record in removed_connections if record.get('type') == entry['type']]
+            out.extend((path, instance, instance is not None) for path, instance in targets
+                       if path not in wanted and os.path.lexists(path))
+        return out
+
+    def check(self, planned):
+        """Run each new content's check (the role's validate) on a copy beside it: a
+        content it refuses stops the run before anything is changed."""
+        for path, data, mode, instance, _program, validate in planned[0]:
+            if validate:
+                self._validate(path, data, mode, instance, validate)
+
+    def _validate(self, path, data, mode, instance, validate):
+        directory = os.path.dirname(path)
+        scratch = tempfile.mkdtemp(prefix='.pic-check-', dir=directory if os.path.isdir(directory) else None)
+        try:
+            copy = os.path.join(scratch, os.path.basename(path))
+            write_atomic(copy, data, mode)
+            proc = self.run([copy if w == '%s' else w for w in validate], check=False)
+            if proc.returncode != 0:
+                detail = (proc.stdout or b'') + (proc.stderr or b'')
+                raise PicError("the new file of instance %s fails its check %s (exit %d): %s"
+                               % (instance, validate[0], proc.returncode,
+                                  detail.decode('utf-8', 'replace').strip()[-300:]), 'files', path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def apply(self, files, planned):
         writes, removes, changed, removed = planned
-        for path, data, mode, _instance, _program in writes:
+        for path, data, mode, _instance, _program, _validate in writes:
             directory = os.path.dirname(path)
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o700)

@@ -89,9 +89,20 @@ options:
     description:
       - The exit services' files, rendered by the action plugin from the service roles' templates whenever
         I(config) lists connections (not meant to be given by hand) - dicts with path, content, mode, instance,
-        program, manager and connection.
+        program, manager, connection and validate.
       - Written only when they differ, the files of instances no longer listed are removed and those instances
         stopped; only instances whose files changed are restarted. C(null) leaves the exit services alone.
+      - A file with C(validate) (the role's own check, say C(tor --verify-config)) is checked on a copy first; a
+        content the check refuses stops the run before anything on the cell changes.
+    type: list
+    elements: dict
+  cleanup:
+    description:
+      - What the service roles' removal tasks remove, rendered by the action plugin from them (not meant to be
+        given by hand) - dicts with type, path, instance, manager and when (C(removed) - for each connection of
+        that type the run removes, the role's token for its id replaced; C(unwanted) - whenever the path is not
+        among I(files)).
+      - So a connection converged by the role and removed on the fast path leaves no file and no instance behind.
     type: list
     elements: dict
   service_manager:
@@ -213,7 +224,7 @@ import os
 from ansible_collections.pic.connectivity.plugins.module_utils import cellconfig, stamp as cell_stamp
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import (
-    ExitFiles, check_files, detect_manager, for_manager)
+    ExitFiles, check_cleanup, check_files, detect_manager, for_manager)
 from ansible_collections.pic.connectivity.plugins.module_utils.registry import Registry
 from ansible_collections.pic.connectivity.plugins.module_utils.runner import (
     Plan, build_module, cell_argument_spec, merge_settings, read_only, transact)
@@ -230,12 +241,29 @@ def file_roots(params):
     return roots
 
 
+def exit_files_of(params):
+    """(ExitFiles of the run, its files, its cleanup), or None without files."""
+    if params.get('files') is None:
+        return None
+    manager = detect_manager() if params['service_manager'] == 'auto' else params['service_manager']
+    roots = file_roots(params)
+    return (ExitFiles(params['state_dir'], manager, params.get('supervisor_dir')),
+            for_manager(check_files(params['files'], roots), manager), check_cleanup(params.get('cleanup'), roots))
+
+
 def planner(params, holder):
-    """The runner's planner: the whole config onto the registry (kept in ``holder``)."""
+    """The runner's planner: the whole config onto the registry, and the exit service
+    files (checked before anything changes), kept in ``holder``."""
     def _plan(doc):
         cplan, orphans = cellconfig.plan(doc, params.get('config'), params['state'], params['purge_peers'],
                                          params.get('known_cells'))
         holder['doc'] = cplan.doc
+        found = exit_files_of(params)
+        if found is not None:
+            exit_files, files, cleanup = found
+            planned = exit_files.plan(cplan.doc, files, cleanup, cplan.removed)
+            exit_files.check(planned)
+            holder['files'] = (exit_files, files, planned)
         after = cellconfig.gather(cplan.doc)
         result = {'config': after, 'orphaned': orphans}
         if orphans:
@@ -246,13 +274,9 @@ def planner(params, holder):
     return _plan
 
 
-def converge_files(module, doc, diff):
+def converge_files(module, found, diff):
     """The exit service files of the run: written, removed, instances restarted."""
-    params = module.params
-    manager = detect_manager() if params['service_manager'] == 'auto' else params['service_manager']
-    files = for_manager(check_files(params['files'], file_roots(params)), manager)
-    exit_files = ExitFiles(params['state_dir'], manager, params.get('supervisor_dir'))
-    planned = exit_files.plan(doc, files)
+    exit_files, files, planned = found
     writes, removes, changed, removed = planned
     paths = sorted(set(w[0] for w in writes) | set(r[0] for r in removes))
     if diff is not None and paths:
@@ -271,8 +295,8 @@ def converge(module):
     holder = {}
     result = transact(module, planner(params, holder))
     result['stamp_stale'] = False
-    if params.get('files') is not None and 'doc' in holder:
-        done = converge_files(module, holder['doc'], result.get('diff'))
+    if 'files' in holder:
+        done = converge_files(module, holder['files'], result.get('diff'))
         result.update(done)
         result['changed'] = result['changed'] or bool(done['files_changed'])
     if params.get('stamp') and params['write_stamp'] and not module.check_mode:
@@ -327,6 +351,7 @@ def main():
         purge_peers=dict(type='bool', default=False),
         known_cells=dict(type='list', elements='str'),
         files=dict(type='list', elements='dict'),
+        cleanup=dict(type='list', elements='dict'),
         service_manager=dict(type='str', default='none', choices=['auto', 'systemd', 'supervisord', 'none']),
         supervisor_dir=dict(type='path'),
         stamp=dict(type='str'),

@@ -12,11 +12,12 @@ import tempfile
 import pytest
 import yaml
 
-from conftest import reset_cell, wait_for
-from exit_helpers import ANY_CELL, LAB_INVENTORY, playbook
+from conftest import registry_doc, reset_cell, wait_for
+from exit_helpers import ANY_CELL, LAB_INVENTORY, Supervisor, inventory_dir, playbook, server_plugin, wait_pid
 from piclab import sources, via_exit, via_wan
 
 ONE_TASK = 'pic.connectivity.connectivity : Converge the cell in one round trip'
+PROXIES = server_plugin('proxies')
 
 
 @pytest.fixture(scope='module')
@@ -116,3 +117,30 @@ def test_rendered_shows_what_the_cell_would_run_without_touching_it(bare):
     finally:
         os.unlink(handle.name)
     assert changed == 0, out[-3000:]
+
+
+def test_a_connection_the_role_started_leaves_nothing_when_the_fast_path_removes_it(bare):
+    """A cell converged by the role, then run on the fast path: removing the role's proxy
+    connection stops its redsocks and removes its files and program (the roles' own removal
+    tasks, rendered by the action plugin), and leaves the other connection alone."""
+    PROXIES.start_socks()
+    info = PROXIES.info(PROXIES.SOCKS_NODE)
+    socks = {'name': 'Old Socks', 'type': 'proxy',
+             'config': dict((k, info[k]) for k in ('host', 'port', 'proxy_type', 'username', 'password'))}
+    inventory = inventory_dir()
+    supervisor = Supervisor(bare)
+    files = [os.path.join(bare.state_dir, 'proxy', 'old-socks.conf'), supervisor.program_file('pic-proxy-old-socks')]
+    try:
+        playbook(inventory, {'pic_connections': [socks], 'pic_peers': []}, '-e', 'pic_fast_path=false')
+        pid = wait_pid(supervisor, 'pic-proxy-old-socks')
+        assert pid and all(os.path.exists(f) for f in files), supervisor.ctl('status')
+        # (the fast path never wrote these: no manifest of its own names them)
+        changed, out = playbook(inventory, {'pic_connections': [{'name': 'Old Socks', 'state': 'absent'}],
+                                            'pic_peers': []}, '-e', 'pic_fast_path=true')
+        assert changed > 0 and ONE_TASK in out, out[-3000:]
+        assert [f for f in files if os.path.exists(f)] == []
+        assert 'pic-proxy-old-socks' not in supervisor.programs(), supervisor.ctl('status')
+        assert wait_for(lambda: not os.path.exists('/proc/%d' % pid), 10), 'redsocks still runs'
+        assert 'old-socks' not in registry_doc(bare)['connections']
+    finally:
+        PROXIES.stop_socks()

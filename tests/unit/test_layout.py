@@ -27,7 +27,7 @@ def expected_test(kind, source):
     return os.path.join('plugins', kind, folder, 'test_' + name)
 
 
-@pytest.mark.parametrize('kind', ['module_utils', 'modules', 'filter'])
+@pytest.mark.parametrize('kind', ['module_utils', 'modules', 'filter', 'plugin_utils'])
 def test_every_plugin_file_has_its_test_file(kind):
     missing = [expected_test(kind, s) for s in sources(kind)
                if not os.path.exists(os.path.join(UNIT, expected_test(kind, s)))]

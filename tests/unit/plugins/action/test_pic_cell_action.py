@@ -16,14 +16,15 @@ PASSWORD = 'proxy-Secret-0815'
 SSH_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAsecretmaterial\n-----END OPENSSH PRIVATE KEY-----'
 
 
-def rendered(tmp_path, manager='supervisord', extra_connections=(), files=None, rc=0):
+def rendered(tmp_path, manager='supervisord', extra_connections=(), files=None, rc=0, play_vars=None):
     state = str(tmp_path / 'state')
     conns = [{'name': 'Socks', 'type': 'proxy', 'config': {'host': '203.0.113.50', 'port': 1080, 'username': 'u',
                                                            'password': PASSWORD}},
              {'name': 'SSH', 'type': 'sshuttle', 'config': {'host': '198.51.100.9', 'ssh_key': SSH_KEY}},
              {'name': 'Tor', 'type': 'tor'}] + list(extra_connections)
     play = [{'hosts': 'localhost', 'gather_facts': False,
-             'vars': {'pic_state_dir': state, 'pic_service_manager': manager, 'pic_connections': conns},
+             'vars': dict({'pic_state_dir': state, 'pic_service_manager': manager, 'pic_connections': conns},
+                          **(play_vars or {})),
              'tasks': [{'pic.connectivity.pic_cell': dict({'config': {'connections': '{{ pic_connections }}'},
                                                            'state': 'rendered', 'state_dir': state},
                                                           **({'files': files} if files is not None else {})),
@@ -71,3 +72,21 @@ def test_files_given_by_hand_are_refused(tmp_path):
                                                    'instance': 'pic-x', 'mode': '0644'}], rc=2)
     assert "files: is rendered from the exit service roles' templates and cannot be given" in text
     assert 'ExecStart' not in text and not os.path.exists(state)
+
+
+@pytest.mark.skipif(COLLECTIONS is None, reason='needs the collection importable as ansible_collections')
+@pytest.mark.parametrize('settings, message', [
+    (['SocksPort 0.0.0.0:9050'], 'tor_extra_settings: the role manages socksport'),
+    (['ExitNodes {us}\nSocksPort 0.0.0.0:9050'], 'tor_extra_settings: not torrc lines'),
+])
+def test_the_roles_own_checks_run_on_the_fast_path(tmp_path, settings, message):
+    """The tor role's assert (its grammar of tor_extra_settings) refuses the same input on the
+    fast path, before any file is rendered for the cell."""
+    _out, text, state = rendered(tmp_path, rc=2, play_vars={'tor_extra_settings': settings})
+    assert message in text and not os.path.exists(state)
+
+
+@pytest.mark.skipif(COLLECTIONS is None, reason='needs the collection importable as ansible_collections')
+def test_two_tor_connections_are_refused_as_the_role_refuses_them(tmp_path):
+    _out, text, _state = rendered(tmp_path, rc=2, extra_connections=[{'name': 'Tor2', 'type': 'tor'}])
+    assert 'a cell runs one tor connection, got Tor, Tor2' in text

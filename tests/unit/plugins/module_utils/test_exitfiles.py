@@ -66,3 +66,90 @@ def test_a_token_of_an_unknown_connection_is_refused(tmp_path):
     item = dict(files(str(tmp_path))[0], connection='Nope')
     with pytest.raises(PicError):
         exitfiles.resolve_tokens(DOC, item)
+
+
+class Recorder(object):
+    """A service manager runner that records what it is asked and answers ``rc``."""
+
+    def __init__(self, rc=0, out=b''):
+        self.calls = []
+        self.rc = rc
+        self.out = out
+
+    def __call__(self, argv, check=True, daemon=False):
+        self.calls.append(list(argv))
+        proc = type('Done', (), {})()
+        proc.returncode, proc.stdout, proc.stderr = (self.rc if argv[-1] != 'pid' else 0), self.out, b''
+        return proc
+
+
+CLEANUP = [{'type': 'proxy', 'path': '/R/proxy/PICREMOVEDIDZ.conf', 'when': 'removed'},
+           {'type': 'proxy', 'path': '/R/sup/conf.d/pic-proxy-PICREMOVEDIDZ.conf', 'instance': 'pic-proxy-PICREMOVEDIDZ',
+            'manager': 'supervisord', 'when': 'removed'},
+           {'type': 'proxy', 'path': '/R/sys/pic-proxy-PICREMOVEDIDZ.service', 'instance': 'pic-proxy-PICREMOVEDIDZ',
+            'manager': 'systemd', 'when': 'removed'},
+           {'type': 'openvpn', 'path': '/R/openvpn/PICREMOVEDIDZ.conf', 'when': 'removed'},
+           {'type': 'openvpn', 'path': '/R/openvpn/vpn.auth', 'when': 'unwanted'}]
+
+
+def cleanup(root):
+    return exitfiles.check_cleanup([dict(c, path=c['path'].replace('/R', root),
+                                         **({'instance': c['instance']} if 'instance' in c else {})) for c in CLEANUP],
+                                   [root])
+
+
+def test_files_the_role_wrote_for_a_removed_connection_are_removed_and_its_instance_stopped(tmp_path):
+    """A connection converged by the role (no manifest entry) and removed on the fast path:
+    its files and program go, its instance stops; other types' files and the kept ones stay."""
+    root = str(tmp_path)
+    for rel in ('proxy/old.conf', 'sup/conf.d/pic-proxy-old.conf', 'openvpn/old.conf', 'openvpn/vpn.auth',
+                'proxy/kept.conf'):
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        with open(os.path.join(root, rel), 'w') as handle:
+            handle.write('x')
+    runner = Recorder()
+    ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=runner)
+    planned = ef.plan(DOC, [], cleanup(root), [{'id': 'old', 'type': 'proxy'}])
+    assert sorted(r[0] for r in planned[1]) == [root + '/openvpn/vpn.auth', root + '/proxy/old.conf',
+                                                root + '/sup/conf.d/pic-proxy-old.conf']
+    assert planned[3] == ['pic-proxy-old']
+    ef.apply([], planned)
+    assert not os.path.exists(root + '/proxy/old.conf') and not os.path.exists(root + '/sup/conf.d/pic-proxy-old.conf')
+    assert os.path.exists(root + '/openvpn/old.conf') and os.path.exists(root + '/proxy/kept.conf')
+    assert [c[-1] for c in runner.calls if c[-1] != 'pid'] == ['update']
+
+
+@pytest.mark.parametrize('item', [
+    {'type': 'proxy', 'path': '/etc/PICREMOVEDIDZ', 'when': 'removed'},
+    {'type': 'proxy', 'path': '/s/PICREMOVEDIDZ/../../etc/passwd', 'when': 'removed'},
+    {'type': 'proxy', 'path': '/s/a', 'when': 'always'},
+    {'type': 'proxy', 'path': '/s/a', 'instance': 'pic-x; reboot', 'when': 'removed'},
+])
+def test_bad_cleanup_is_refused(item):
+    with pytest.raises(PicError):
+        exitfiles.check_cleanup([item], ['/s'])
+
+
+@pytest.mark.parametrize('text', ['tor --verify-config -f %s', '/usr/bin/tor -f', '/usr/bin/tor;id %s',
+                                  '/usr/bin/tor $(id) %s', '/usr/bin/tor %s %s', '/usr/bin/tor\n%s'])
+def test_bad_validate_is_refused(text):
+    with pytest.raises(PicError) as err:
+        exitfiles.check_files([{'path': '/s/a', 'content': '', 'instance': 'pic-x', 'validate': text}], ['/s'])
+    assert err.value.field == 'files[0].validate'
+
+
+def test_a_content_its_check_refuses_is_not_written_and_the_check_sees_a_copy(tmp_path):
+    root = str(tmp_path)
+    wanted = exitfiles.check_files([{'path': root + '/tor/torrc', 'content': 'SocksPort 9050\n', 'instance': 'pic-tor',
+                                     'validate': '/usr/bin/tor --verify-config -f %s'}], [root])
+    runner = Recorder(rc=1, out=b'[warn] Failed to parse/validate config')
+    ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=runner)
+    planned = ef.plan(DOC, wanted)
+    with pytest.raises(PicError) as err:
+        ef.check(planned)
+    assert 'fails its check /usr/bin/tor' in err.value.msg and 'Failed to parse' in err.value.msg
+    checked = runner.calls[0][-1]
+    assert runner.calls[0][:3] == ['/usr/bin/tor', '--verify-config', '-f'] and checked != root + '/tor/torrc'
+    assert not os.path.exists(checked) and not os.path.exists(root + '/tor/torrc')
+    runner.rc = 0
+    ef.check(planned)   # a content the check accepts passes

@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+# Copyright: pic.connectivity contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What an exit service role writes and runs, read from its own tasks (the role is the
+one place per exit type; the pic_cell action plugin renders from this, so the fast path
+and the role cannot drift apart).
+
+From ``roles/<role>/tasks/instances.yml`` (blocks flattened, their ``when`` and ``vars``
+carried to their tasks):
+
+- ``asserts``: its ``ansible.builtin.assert`` tasks (the role's input grammar);
+- ``files``: its ``ansible.builtin.template`` and ``ansible.builtin.copy`` tasks (what
+  each connection's instance gets; ``validate`` kept);
+- ``instances``: its includes of ``pic.connectivity.exit_instance`` with
+  ``exit_instance_state: present`` (the program: name, command, description);
+- ``removals``: its ``ansible.builtin.file`` tasks with ``state: absent`` and its includes
+  of ``exit_instance`` with ``exit_instance_state: absent`` (what a removed connection
+  leaves behind).
+
+From ``roles/exit_instance/tasks/main.yml``: the program files per service manager
+(``programs``). Nothing here is templated; the action plugin evaluates the raw
+expressions with the role's variables."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+TEMPLATE, COPY, FILE, ASSERT = 'ansible.builtin.template', 'ansible.builtin.copy', 'ansible.builtin.file', \
+    'ansible.builtin.assert'
+INCLUDE_ROLE = 'ansible.builtin.include_role'
+EXIT_INSTANCE = 'pic.connectivity.exit_instance'
+MANAGER_VAR = 'exit_instance_manager'
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def flatten(tasks, when=(), variables=()):
+    """(task, [conditions], [vars dicts]) of every task, blocks opened: a block's
+    conditions and variables come before its tasks' own."""
+    for task in tasks or []:
+        if not isinstance(task, dict):
+            continue
+        inner_when = list(when) + _as_list(task.get('when'))
+        inner_vars = list(variables) + ([task['vars']] if isinstance(task.get('vars'), dict) else [])
+        if 'block' in task:
+            for found in flatten(task['block'], inner_when, inner_vars):
+                yield found
+            continue
+        yield task, inner_when, inner_vars
+
+
+def _file_entry(task, args, when, variables):
+    if args.get('state') == 'absent':
+        return None
+    if TEMPLATE in task:
+        kind, source = 'template', args.get('src')
+    elif 'content' in args:
+        kind, source = 'content', args.get('content')
+    else:
+        kind, source = 'file', args.get('src')
+    return {'kind': kind, 'source': source, 'dest': args.get('dest'), 'mode': args.get('mode', '0600'),
+            'validate': args.get('validate'), 'loop': task.get('loop'), 'when': when, 'vars': variables}
+
+
+def instance_spec(tasks):
+    """The asserts, files, instances and removals of a role's instances.yml (parsed)."""
+    spec = {'asserts': [], 'files': [], 'instances': [], 'removals': []}
+    for task, when, variables in flatten(tasks):
+        if ASSERT in task:
+            args = task[ASSERT]
+            spec['asserts'].append({'that': _as_list(args.get('that')), 'fail_msg': args.get('fail_msg'),
+                                    'when': when, 'vars': variables})
+        elif TEMPLATE in task or COPY in task:
+            entry = _file_entry(task, task.get(TEMPLATE) or task.get(COPY) or {}, when, variables)
+            if entry:
+                spec['files'].append(entry)
+        elif FILE in task and (task[FILE] or {}).get('state') == 'absent':
+            spec['removals'].append({'path': task[FILE].get('path'), 'loop': task.get('loop'),
+                                     'when': when, 'vars': variables})
+        elif INCLUDE_ROLE in task and (task[INCLUDE_ROLE] or {}).get('name') == EXIT_INSTANCE:
+            own = dict(task.get('vars') or {})
+            # (the include's own helpers, say sshuttle_upstream, without exit_instance's parameters)
+            helpers = dict((k, v) for k, v in own.items() if not k.startswith('exit_instance_'))
+            scope = (variables[:-1] if task.get('vars') else variables) + [helpers]
+            entry = {'name': own.get('exit_instance_name'), 'command': own.get('exit_instance_command'),
+                     'description': own.get('exit_instance_description'), 'loop': task.get('loop'),
+                     'when': when, 'vars': scope}
+            key = 'instances' if own.get('exit_instance_state') == 'present' else 'removals'
+            if key == 'removals':
+                entry = {'instance': entry['name'], 'loop': entry['loop'], 'when': when, 'vars': entry['vars']}
+            spec[key].append(entry)
+    return spec
+
+
+def program_spec(tasks):
+    """{manager: {'present': [file entries], 'absent': [paths]}} of exit_instance's tasks:
+    the program files it installs per service manager (the block's condition on
+    ``exit_instance_manager`` names the manager)."""
+    out = {}
+    for task, when, _variables in flatten(tasks):
+        manager = _manager_of(when)
+        if manager is None:
+            continue
+        entry = out.setdefault(manager, {'present': [], 'absent': []})
+        if TEMPLATE in task:
+            args = task[TEMPLATE]
+            entry['present'].append({'kind': 'template', 'source': args.get('src'), 'dest': args.get('dest'),
+                                     'mode': args.get('mode', '0600')})
+        elif FILE in task and (task[FILE] or {}).get('state') == 'absent':
+            entry['absent'].append(task[FILE].get('path'))
+    return out
+
+
+def _manager_of(when):
+    for condition in when:
+        if isinstance(condition, str) and condition.replace(' ', '').startswith(MANAGER_VAR + "=='"):
+            return condition.split("'")[1]
+    return None
+
+
+class RoleInstances(object):
+    """The specs of the roles under ``roles_dir``, read once per role with ``load``
+    (a callable: path -> parsed YAML)."""
+
+    def __init__(self, roles_dir, load):
+        self.roles_dir = roles_dir
+        self.load = load
+        self._cache = {}
+
+    def _tasks(self, role, name):
+        path = os.path.join(self.roles_dir, role, 'tasks', name)
+        if path not in self._cache:
+            self._cache[path] = self.load(path) if os.path.exists(path) else []
+        return self._cache[path]
+
+    def instances(self, role):
+        return instance_spec(self._tasks(role, 'instances.yml'))
+
+    def programs(self):
+        return program_spec(self._tasks('exit_instance', 'main.yml'))
