@@ -28,6 +28,7 @@ from ansible_collections.pic.connectivity.plugins.module_utils import connection
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
 from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import TOKENS
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import slugify
+from ansible_collections.pic.connectivity.plugins.plugin_utils import library
 from ansible_collections.pic.connectivity.plugins.plugin_utils.role_instances import RoleInstances
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,15 +56,8 @@ def _manager(task_vars):
 
 
 def library_payload():
-    """{relative path: bytes} of the module_utils files the library step copies."""
-    out = {}
-    for where, _dirs, names in os.walk(MODULE_UTILS):
-        for name in names:
-            if name.endswith('.py'):
-                path = os.path.join(where, name)
-                with open(path, 'rb') as handle:
-                    out[os.path.relpath(path, MODULE_UTILS)] = handle.read()
-    return out
+    """{relative path: bytes} of the module_utils files the library step installs."""
+    return library.payload(MODULE_UTILS)
 
 
 class ActionModule(ActionBase):
