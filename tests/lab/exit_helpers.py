@@ -108,6 +108,16 @@ def playbook(inventory, variables=None, *extra, playbook_path=SITE, expect_fail=
     return changed_count(proc.stdout, hosts), out
 
 
+def run_play(inventory, play, variables=None, **kwargs):
+    """playbook() of PLAY (a list of plays, or YAML text) written to a temporary file."""
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
+        handle.write(play if isinstance(play, str) else yaml.safe_dump(play))
+    try:
+        return playbook(inventory, variables, playbook_path=handle.name, **kwargs)
+    finally:
+        os.unlink(handle.name)
+
+
 # -- DNS and packets from a peer -----------------------------------------------------
 
 

@@ -7,13 +7,13 @@ The file starts and leaves the cell bare."""
 import os
 import re
 import resource
-import tempfile
 
 import pytest
 import yaml
 
 from conftest import registry_doc, reset_cell, wait_for
-from exit_helpers import ANY_CELL, LAB_INVENTORY, Supervisor, inventory_dir, playbook, server_plugin, wait_pid
+from exit_helpers import (ANY_CELL, LAB_INVENTORY, Supervisor, inventory_dir, playbook, run_play, server_plugin,
+                          wait_pid)
 from piclab import sources, via_exit, via_wan
 
 ONE_TASK = 'pic.connectivity.connectivity : Converge the cell in one round trip'
@@ -92,12 +92,7 @@ def test_a_gathered_config_given_back_is_a_no_op(bare):
         {'name': 'Check', 'ansible.builtin.assert': {'that': ['cell.gathered.peers | length == 3',
                                                              'cell.gathered.connections | length == 1',
                                                              "'config' not in cell.gathered.connections[0]"]}}]}]
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
-        yaml.safe_dump(play, handle)
-    try:
-        changed, out = playbook(LAB_INVENTORY, None, playbook_path=handle.name, hosts=ANY_CELL)
-    finally:
-        os.unlink(handle.name)
+    changed, out = run_play(LAB_INVENTORY, play, hosts=ANY_CELL)
     assert changed == 0, out[-3000:]
 
 
@@ -110,12 +105,7 @@ def test_rendered_shows_what_the_cell_would_run_without_touching_it(bare):
             "'table inet pic_connectivity' in out.rendered.nftables",
             "out.rendered.rules | select('search', 'lookup 10001') | list | length == 2",
             "out.rendered.routes | select('search', 'dev pic-exit-wg table 10001') | list | length > 0"]}}]}]
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
-        yaml.safe_dump(play, handle)
-    try:
-        changed, out = playbook(LAB_INVENTORY, None, playbook_path=handle.name, hosts=ANY_CELL)
-    finally:
-        os.unlink(handle.name)
+    changed, out = run_play(LAB_INVENTORY, play, hosts=ANY_CELL)
     assert changed == 0, out[-3000:]
 
 

@@ -13,13 +13,12 @@ import os
 import re
 import stat
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from conftest import piclab, wait_for, leak_count, quiet_counters
-from exit_helpers import addresses, check_egress_proof, inventory_dir, playbook
+from exit_helpers import addresses, check_egress_proof, inventory_dir, playbook, run_play
 from piclab import sources, via_wan
 
 CONN = 'Tor'
@@ -232,15 +231,9 @@ def test_bad_tor_settings_are_refused_and_change_nothing(cell, inventory, variab
     with open(torrc) as handle:
         before = handle.read()
     conn = json.loads(cell.registry_bytes())['connections']['tor']
-    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as handle:
-        handle.write('- hosts: pic_cells\n  gather_facts: false\n  tasks:\n'
-                     '    - ansible.builtin.include_role:\n        name: pic.connectivity.tor\n'
-                     '        tasks_from: instances\n')
-    try:
-        _changed, out = playbook(inventory, dict(variables, pic_exit_connections=[conn]), playbook_path=handle.name,
-                                 expect_fail=True)
-    finally:
-        os.unlink(handle.name)
+    play = [{'hosts': 'pic_cells', 'gather_facts': False, 'tasks': [
+        {'ansible.builtin.include_role': {'name': 'pic.connectivity.tor', 'tasks_from': 'instances'}}]}]
+    _changed, out = run_play(inventory, play, dict(variables, pic_exit_connections=[conn]), expect_fail=True)
     assert message in out, out[-2000:]
     with open(torrc) as handle:
         assert handle.read() == before
