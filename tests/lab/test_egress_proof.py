@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 
 import pytest
 
