@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 import sys
@@ -129,7 +130,14 @@ class Cell(object):
         want_routes = [dict(r, table=t) for t, rs in want.routes.items() for r in rs]
         add_routes, del_routes = diff(have_routes, want_routes, route_key)
         add_rules, del_rules = diff(have_rules, want.rules, rule_key)
-        have_nft, elements = self._nft_plan(want, self._take_listing())
+        script = want.render_nft()
+        seen_at = generation_unchanged(self.registry.state_dir, script)
+        if seen_at is not None:
+            # no nftables commit in this namespace since the one that made it this very table
+            have_nft, elements = want.nft_summary(), None
+        else:
+            seen_at, listing = self._take_listing()
+            have_nft, elements = self._nft_plan(want, listing)
         nft_changed = have_nft != want.nft_summary()
 
         for route in add_routes:
@@ -142,7 +150,11 @@ class Cell(object):
                 self.routing.add_rule(rule)
         changes.extend(self._order_dns_guard(want, check_mode))
         if nft_changed:
+            before = nft.generation()
             changes.extend(self._apply_nft(want, have_nft, elements, check_mode))
+            after = nft.generation()
+            # recorded only when this apply was the one commit in between
+            seen_at = after if None not in (before, after) and after == before + 1 else None
         for rule in del_rules:
             changes.append('delete ' + _fmt_rule(rule))
             if not check_mode:
@@ -152,17 +164,23 @@ class Cell(object):
             if not check_mode:
                 self.routing.del_route(route)
         if not check_mode:
-            save_last_good(self.registry.state_dir, want)
+            save_last_good(self.registry.state_dir, want, script)
             record_converged(self.registry)
+            record_generation(self.registry.state_dir, seen_at, script)
         return changes
 
     def _take_listing(self):
-        """The running table as listed by ``check()`` earlier in this run (then
-        forgotten: read once), else as listed now. A listing that went stale in
-        between (the monitor changed a down set) only costs a table replace: an
-        element batch made from it is refused as a whole (see ``_apply_nft``)."""
-        listing, self._held_listing = self._held_listing, None
-        return listing if listing is not None else self.nft.list_table()
+        """(the ruleset's generation read just before the listing, the running table)
+        as listed by ``check()`` earlier in this run (then forgotten: read once), else
+        as listed now. A listing that went stale in between (the monitor changed a
+        down set) only costs a table replace: an element batch made from it is
+        refused as a whole (see ``_apply_nft``)."""
+        held, self._held_listing = self._held_listing, None
+        return held if held is not None else self._list_with_generation()
+
+    def _list_with_generation(self):
+        generation = nft.generation()
+        return generation, self.nft.list_table()
 
     @staticmethod
     def _nft_plan(want, listing):
@@ -243,14 +261,14 @@ class Cell(object):
             if cell_runs_wireguard(conn['type']):
                 wgconf.render_setconf((pending or {}).get(conn['id']) or self.load_wg(conn['id']))
         want = model.desired(doc, self.facts(doc))
-        listing = self.nft.list_table()
-        _have, elements = self._nft_plan(want, listing)
+        held = self._list_with_generation()
+        _have, elements = self._nft_plan(want, held[1])
         if elements is None:
             self.nft.check(want.render_nft())
         elif elements:
             self.nft.check_json(nft.element_batch(elements, want.nft_shapes()))
         if self._held_facts is not None:
-            self._held_listing = listing   # converge() plans from it
+            self._held_listing = held   # converge() plans from it
 
     # -- rollback: back to the previous document after a failed apply -------------
     def roll_back(self, previous, failed):
@@ -380,6 +398,51 @@ LAST_GOOD = 'last-good.json'
 
 
 CONVERGED = 'converged.json'
+GENERATION = 'nft-generation.json'
+
+
+def _namespace_identity():
+    """This boot and this network namespace: a generation id counts within one."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as handle:
+            boot = handle.read().strip()
+        return [boot, os.stat('/proc/self/ns/net').st_ino]
+    except (IOError, OSError):
+        return None
+
+
+def _generation_record(generation, script):
+    identity = _namespace_identity()
+    if generation is None or identity is None:
+        return None
+    return {'identity': identity, 'generation': generation,
+            'table': hashlib.sha256(script.encode('utf-8')).hexdigest()}
+
+
+def record_generation(state_dir, generation, script):
+    """Note that the running table was ``script`` at ``generation`` of this namespace's
+    ruleset (None: not known; the next run lists the table)."""
+    from .registry import write_atomic
+    path = os.path.join(state_dir, GENERATION)
+    record = _generation_record(generation, script)
+    if record is None:
+        if os.path.exists(path):
+            os.unlink(path)
+        return
+    write_atomic(path, json.dumps(record, sort_keys=True) + '\n', 0o600)
+
+
+def generation_unchanged(state_dir, script):
+    """The current generation when no nftables commit has happened in this namespace
+    since the one recorded with the table ``script`` (a run may then skip listing
+    the table), else None."""
+    try:
+        with open(os.path.join(state_dir, GENERATION)) as handle:
+            recorded = json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
+    current = _generation_record(nft.generation(), script)
+    return current['generation'] if current is not None and recorded == current else None
 
 
 def registry_signature(path):
@@ -412,12 +475,12 @@ def last_good_path(state_dir):
     return os.path.join(state_dir, LAST_GOOD)
 
 
-def save_last_good(state_dir, want):
+def save_last_good(state_dir, want, script=None):
     """Keep the compiled nftables table and ip rules of a successful apply beside
     the registry (0600), rewritten only when they changed. Boot restore loads it
     before anything else: it needs no secret, exit daemon or interface."""
     from .registry import write_atomic
-    data = json.dumps({'version': 1, 'nft': want.render_nft(), 'rules': want.rules}, sort_keys=True) + '\n'
+    data = json.dumps({'version': 1, 'nft': script or want.render_nft(), 'rules': want.rules}, sort_keys=True) + '\n'
     path = last_good_path(state_dir)
     try:
         with open(path) as handle:

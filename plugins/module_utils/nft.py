@@ -145,6 +145,35 @@ class Nft(object):
                            % (err or out).strip())
 
 
+def generation():
+    """The generation id of this network namespace's nftables ruleset (every committed
+    transaction, whoever makes it, gives a new one; a packet filling a dynamic set
+    does not), or None when it cannot be read. Through pyroute2's NFTSocket (imported
+    the light way ``routing`` does)."""
+    try:
+        from . import routing  # noqa: F401 pylint: disable=unused-import,import-outside-toplevel
+        from pyroute2.netlink import NLM_F_REQUEST
+        from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, NFTSocket, nft_gen_msg
+    except ImportError:
+        return None
+    try:
+        sock = NFTSocket()
+    except Exception:  # pylint: disable=broad-except
+        return None
+    try:
+        msg = nft_gen_msg()
+        msg['nfgen_family'] = socket.AF_UNSPEC
+        for reply in sock.request_get(msg, msg_type=NFT_MSG_GETGEN, msg_flags=NLM_F_REQUEST):
+            value = reply.get_attr('NFTA_GEN_ID')
+            if isinstance(value, int):
+                return value
+        return None
+    except Exception:  # pylint: disable=broad-except
+        return None
+    finally:
+        sock.close()
+
+
 def list_terse():
     """The collection's table as nft JSON objects without set contents (None if absent)."""
     proc = subprocess.run(['nft', '-t', '-j', 'list', 'table', NFT_FAMILY, NFT_TABLE],

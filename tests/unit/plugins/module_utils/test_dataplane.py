@@ -69,6 +69,65 @@ def test_losses_name_what_was_deleted_and_converge_brings_it_back(registry):
     assert after == []
 
 
+def counting_listings(cell):
+    """Count the table listings of ``cell`` (in a list it returns)."""
+    calls = []
+    listing = cell.nft.list_table
+
+    def counted():
+        calls.append(1)
+        return listing()
+    cell.nft.list_table = counted
+    return calls
+
+
+def test_a_no_op_after_a_converge_skips_the_listing_until_something_commits(registry):
+    """The generation id: a no-op right after a converge does not list the table; any
+    commit in the namespace (a drift, the monitor, anyone) makes the next run list and
+    repair it."""
+    def steps(cell, doc):
+        calls = counting_listings(cell)
+        cell.converge(doc)
+        first = len(calls)
+        again = cell.converge(doc)
+        skipped = len(calls) == first
+        # a drift made by a commit: one peer's map element deleted
+        peer = doc['peers']['alice']['address'][0].split('/')[0]
+        subprocess.run(['nft', 'delete', 'element', 'inet', 'pic_connectivity', 'peer4', '{ %s }' % peer], check=True)
+        repaired = cell.converge(doc)
+        listed = len(calls) > first
+        return again, skipped, repaired, listed, cell.converge(doc)
+    again, skipped, repaired, listed, last = on_cell(registry, steps)
+    assert again == [] and skipped
+    assert listed and repaired and 'update nftables elements' in repaired[0], repaired
+    assert last == []
+
+
+def test_without_a_generation_id_every_run_lists_the_table(registry, monkeypatch):
+    monkeypatch.setattr(nft, 'generation', lambda: None)
+
+    def steps(cell, doc):
+        calls = counting_listings(cell)
+        cell.converge(doc)
+        cell.converge(doc)
+        return len(calls), os.path.exists(os.path.join(registry.state_dir, dataplane.GENERATION))
+    listings, recorded = on_cell(registry, steps)
+    assert listings == 2 and not recorded
+
+
+def test_a_record_of_another_namespace_or_table_is_not_trusted(registry):
+    def steps(cell, doc):
+        cell.converge(doc)
+        script = model.desired(doc, cell.facts(doc)).render_nft()
+        here = dataplane.generation_unchanged(registry.state_dir, script)
+        other_table = dataplane.generation_unchanged(registry.state_dir, script + '\n')
+        return here, other_table, nft.generation(), script
+    here, other_table, current, script = on_cell(registry, steps)
+    assert here == current and other_table is None
+    # the same record read in another namespace (another generation counter) is not trusted
+    assert in_netns(lambda: dataplane.generation_unchanged(registry.state_dir, script)) is None
+
+
 def test_the_down_set_changes_once(registry):
     def steps(cell, doc):
         before = cell.set_down(doc, ['tor'])      # no table yet: nothing to change
