@@ -207,6 +207,21 @@ def reset_cell(cell):
     return cell
 
 
+def exit_path_report(cell):
+    """What a failure to reach the lab's WireGuard exit needs to be understood: both ends'
+    handshakes, endpoints and transfer (no keys), the cell's rules, exit routes and nft
+    tables, and the exit server's tables."""
+    def out(node, *cmd):
+        cp = piclab.run(node, *cmd, check=False)
+        return '$ %s %s\n%s%s' % (node, ' '.join(cmd), cp.stdout[-1500:], cp.stderr[-300:])
+    wg = [('wg', 'show', 'all', what) for what in ('latest-handshakes', 'endpoints', 'transfer', 'allowed-ips')]
+    parts = [out(cell.name, *c) for c in wg] + [out('wgexit', *c) for c in wg]
+    parts += [out(cell.name, 'ip', 'rule'), out(cell.name, 'ip', 'route', 'show', 'table', 'all', 'proto', '0x70'),
+              out(cell.name, 'nft', 'list', 'tables'), out('wgexit', 'nft', 'list', 'tables'),
+              'monotonic %.1f' % time.monotonic()]
+    return '\n'.join(parts)
+
+
 def desired_rules(cell):
     """The ip rules of the cell's desired state: those of its last successful apply."""
     with open(os.path.join(cell.state_dir, 'last-good.json')) as handle:

@@ -33,8 +33,8 @@ import time
 
 import pytest
 
-from conftest import (ROOT, Cell, FlowCounter, Senders, VirtualPeer, add_virtual_peers, piclab, registry_doc,
-                      remove_virtual_peers, reset_cell, wait_for)
+from conftest import (ROOT, Cell, FlowCounter, Senders, VirtualPeer, add_virtual_peers, exit_path_report, piclab,
+                      registry_doc, remove_virtual_peers, reset_cell, wait_for)
 from exit_helpers import inventory_dir, playbook, server_plugin
 
 PROXIES = server_plugin('proxies')
@@ -559,7 +559,7 @@ def test_interface_to_openvpn_failover_and_back_never_leaks(openvpn_failover):
     start = time.monotonic()
     fault([], False)
     times['primary_up_to_primary'] = arrival(closed_via, PRIMARY_SRC, start, 30)
-    assert times['primary_up_to_primary'] is not None, (held_down(cell), closed_via())
+    assert times['primary_up_to_primary'] is not None, (held_down(cell), closed_via(), exit_path_report(cell))
     assert wait_for(lambda: not growing(closed_at, ovpn), 10), closed_at()
     assert wait_for(lambda: growing(open_at, piclab.exit_address(4)), 10), open_at()
     assert held_down(cell) == []

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, piclab, reset_cell, wait_for
+from conftest import ROOT, exit_path_report, piclab, reset_cell, wait_for
 from exit_helpers import ansible_bin, ansible_env
 from test_dataplane import EXIT, converge
 
@@ -99,7 +99,7 @@ def browser_tables(page, tmp):
 def converged(cell):
     reset_cell(cell)   # (earlier test files may leave connections and peers on cell1)
     converge(cell)
-    assert wait_for(lambda: cell.health(EXIT)['status'] == 'working', 20)
+    assert wait_for(lambda: cell.health(EXIT)['status'] == 'working', 60), exit_path_report(cell)
     return cell
 
 

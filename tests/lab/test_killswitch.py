@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import desired_rules, piclab, quiet_counters, reset_cell, wait_for
+from conftest import desired_rules, exit_path_report, piclab, quiet_counters, reset_cell, wait_for
 
 EXIT = 'Exit WG'
 LAB_NAT = 'table inet lab_nat {\n chain postrouting {\n  type nat hook postrouting priority srcnat; policy accept;\n' \
@@ -106,8 +106,7 @@ def monitored(cell):
     reset_cell(cell)
     baseline(cell)
     assert sorted(((r['family'], r['action'], r['iif']) for r in desired_rules(cell)), key=str) == BASELINE_RULES
-    assert wait_for(lambda: via_exit('p1'), 15), (piclab.fetch('p1', 4), piclab.fetch('p1', 6),
-                                                  cell.sh('wg', 'show').stdout, cell.sh('ip', 'rule').stdout)
+    assert wait_for(lambda: via_exit('p1'), 60), (piclab.fetch('p1', 4), piclab.fetch('p1', 6), exit_path_report(cell))
     monitor = cell.cli('monitor', '--interval', '0.5', background=True)
     time.sleep(1.5)
     yield cell
