@@ -17,19 +17,23 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.unsafe_proxy import wrap_var
 
 try:
     from ansible.template import trust_as_template
+    UNTRUSTED_BY_DEFAULT = True
 except ImportError:   # ansible-core < 2.19: every template string is trusted
+    UNTRUSTED_BY_DEFAULT = False
+
     def trust_as_template(value):
         return value
 
 from ansible_collections.pic.connectivity.plugins.module_utils import connections, exits, stamp
 from ansible_collections.pic.connectivity.plugins.module_utils.errors import PicError
-from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import TOKENS
+from ansible_collections.pic.connectivity.plugins.module_utils.exitfiles import REMOVED_ID, TOKENS
 from ansible_collections.pic.connectivity.plugins.module_utils.validation import slugify
 from ansible_collections.pic.connectivity.plugins.plugin_utils import library
-from ansible_collections.pic.connectivity.plugins.plugin_utils.role_instances import RoleInstances
+from ansible_collections.pic.connectivity.plugins.plugin_utils.role_instances import RoleInstances, UnknownTask
 
 COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLES = os.path.join(COLLECTION, 'roles')
@@ -37,10 +41,12 @@ MODULE_UTILS = os.path.join(COLLECTION, 'plugins', 'module_utils')
 TOKEN = dict((key, token) for token, key in TOKENS.items())
 RENDERING_STATES = ('merged', 'replaced', 'overridden', 'rendered')
 
-# A removed connection's id in the paths and instance names of its role's removal tasks
-# (the module puts in the ids of the connections the run removes).
-REMOVED_ID = 'PICREMOVEDIDZ'
 MANAGERS = ('supervisord', 'systemd')
+
+
+def _kinds(manager):
+    """The service managers to render programs for (``auto``: both, the module picks)."""
+    return MANAGERS if manager == 'auto' else (manager,)
 
 
 def _manager(task_vars):
@@ -83,12 +89,15 @@ class ActionModule(ActionBase):
 
     def _role_vars(self, role, task_vars, extra):
         """Variables as a role's tasks see them: its defaults and exit_instance's, the
-        play's variables, its vars, then ``extra`` (the item and its helpers)."""
+        play's variables, its vars, the extra vars (-e: above a role's vars, as in a role
+        run), then ``extra`` (the item and its helpers)."""
         merged = {}
         merged.update(self._load_vars(os.path.join(ROLES, 'exit_instance', 'defaults', 'main.yml')))
         merged.update(self._load_vars(os.path.join(ROLES, role, 'defaults', 'main.yml')))
         merged.update(task_vars)
         merged.update(self._load_vars(os.path.join(ROLES, role, 'vars', 'main.yml')))
+        manager = getattr(self._task, 'get_variable_manager', lambda: None)()
+        merged.update(getattr(manager, 'extra_vars', None) or {})
         merged.update(extra)
         return merged
 
@@ -121,9 +130,11 @@ class ActionModule(ActionBase):
                                                  'config.connections[%d].config' % position)[0]
         except PicError as exc:
             raise AnsibleActionFail(exc.msg)
-        return {'id': slugify(conn['name']), 'name': conn['name'], 'type': ctype, 'config': public,
+        item = {'id': slugify(conn['name']), 'name': conn['name'], 'type': ctype, 'config': public,
                 'settings': conn.get('config') or {}, 'interface': TOKEN['interface'],
                 'local_port': TOKEN['local_port'], 'dns_port': TOKEN['dns_port']}
+        # (before 2.19 a plain string is templated: the connection's values stay data)
+        return item if UNTRUSTED_BY_DEFAULT else wrap_var(item)
 
     # -- evaluating the role's own tasks (plugin_utils/role_instances.py) ---------------------------
     def _scoped(self, role, variables, entry):
@@ -141,9 +152,12 @@ class ActionModule(ActionBase):
         return scoped
 
     def _true(self, templar, condition):
+        """A ``when`` or ``that`` condition, evaluated as Ansible evaluates it."""
         if isinstance(condition, bool):
             return condition
-        return boolean(self._expr(templar, '{{ %s }}' % condition), strict=False)
+        if hasattr(templar, 'evaluate_conditional'):   # ansible-core 2.19
+            return templar.evaluate_conditional(trust_as_template(condition))
+        return boolean(self._expr(templar, '{{ %s }}' % condition), strict=True)
 
     def _loop(self, role, variables, entry, allowed):
         """The items the entry runs for: its loop evaluated (None: once, with ``item`` as given)."""
@@ -192,24 +206,28 @@ class ActionModule(ActionBase):
             if scoped is None:
                 continue
             templar = self._templar_for(role, scoped)
-            dest = self._expr(templar, entry['dest'])
+            dest, instance = self._expr(templar, entry['dest']), self._instance_of(role, scoped)
             if dest in seen:
+                # a file several instances run (sshuttle's launcher): a change restarts them all
+                shared = seen[dest]
+                if instance != shared['instance'] and instance not in shared.setdefault('also', []):
+                    shared['also'].append(instance)
                 continue
-            seen.add(dest)
             found = {'path': dest, 'content': self._content(templar, role, entry['kind'], entry['source'], dest),
-                     'mode': str(entry['mode']), 'instance': self._instance_of(role, scoped),
-                     'connection': item['name']}
+                     'mode': str(entry['mode']), 'instance': instance, 'connection': item['name']}
             if entry.get('validate'):
                 found['validate'] = self._expr(templar, entry['validate'])
+            seen[dest] = found
             out.append(found)
         return out
 
     def _instance_of(self, role, variables):
         """The name of the program the file belongs to (the role's present include)."""
-        for entry in self._roles.instances(role)['instances']:
-            scoped = self._scoped(role, variables, dict(entry, when=[]))
-            return self._expr(self._templar_for(role, scoped), entry['name'])
-        raise AnsibleActionFail('roles/%s/tasks/instances.yml runs no %s' % (role, 'pic.connectivity.exit_instance'))
+        instances = self._roles.instances(role)['instances']
+        if not instances:
+            raise AnsibleActionFail('roles/%s/tasks/instances.yml runs no pic.connectivity.exit_instance' % role)
+        scoped = self._scoped(role, variables, dict(instances[0], when=[]))
+        return self._expr(self._templar_for(role, scoped), instances[0]['name'])
 
     def _content(self, templar, role, kind, src, dest):
         if kind == 'template':
@@ -229,7 +247,7 @@ class ActionModule(ActionBase):
                          exit_instance_command=self._expr(templar, entry['command']),
                          exit_instance_description=self._expr(templar, entry['description']))
         out = []
-        for kind in (MANAGERS if manager == 'auto' else (manager,)):
+        for kind in _kinds(manager):
             program_templar = self._templar_for(role, dict(variables, exit_instance_manager=kind))
             for program in self._roles.programs().get(kind, {}).get('present', []):
                 dest = self._expr(program_templar, program['dest'])
@@ -244,7 +262,8 @@ class ActionModule(ActionBase):
         role = exits.provider(ctype).service_role
         spec = self._roles.instances(role)
         items = [self._item(conn, position) for position, conn in present]
-        variables = self._role_vars(role, task_vars, {'pic_exit_connections': items, 'pic_exit_removed': [REMOVED_ID]})
+        variables = self._role_vars(role, task_vars, {'pic_exit_connections': items, 'pic_exit_removed': [REMOVED_ID],
+                                                      'item': None})
         out = []
         for entry in spec['removals']:
             for each in self._loop(role, variables, entry, ('{{pic_exit_removed}}', '{{pic_exit_removed|product(',
@@ -261,7 +280,7 @@ class ActionModule(ActionBase):
                                 'when': 'unwanted' if present_item else 'removed'})
                     continue
                 name = self._expr(templar, entry['instance'])
-                for kind in (MANAGERS if manager == 'auto' else (manager,)):
+                for kind in _kinds(manager):
                     program_templar = self._templar_for(role, dict(scoped, exit_instance_name=name,
                                                                    exit_instance_manager=kind))
                     out.extend({'type': ctype, 'path': self._expr(program_templar, path), 'instance': name,
@@ -277,12 +296,16 @@ class ActionModule(ActionBase):
                    if isinstance(conn, dict) and conn.get('state') != 'absent' and conn.get('type') in exits.SERVICE_ROLES]
         if any(conn.get('config') is None and conn['type'] in exits.CONFIG_REQUIRED_TYPES for _p, conn in present):
             return None, []
-        files, seen, cleanup = [], set(), []
+        files, seen, cleanup = [], {}, []
         for ctype in sorted(exits.SERVICE_ROLES):
             of_type = [(position, conn) for position, conn in present if conn['type'] == ctype]
-            if of_type:
-                files.extend(self._type_files(ctype, of_type, task_vars, manager, seen))
-            cleanup.extend(self._cleanup(ctype, of_type, task_vars, manager))
+            try:
+                if of_type:
+                    files.extend(self._type_files(ctype, of_type, task_vars, manager, seen))
+                cleanup.extend(self._cleanup(ctype, of_type, task_vars, manager))
+            except UnknownTask as exc:
+                raise AnsibleActionFail('roles/%s/tasks/instances.yml: %s, which the fast path cannot render'
+                                        % (exits.SERVICE_ROLES[ctype], exc))
         return files, cleanup
 
     def cell_stamp(self, task_vars):
@@ -304,9 +327,11 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super(ActionModule, self).run(tmp, task_vars)
         args = dict(self._task.args)
-        if 'files' in args:
-            # what reaches unit files and supervisord programs comes from the roles' templates only
-            raise AnsibleActionFail("files: is rendered from the exit service roles' templates and cannot be given")
+        for rendered in ('files', 'cleanup'):
+            if rendered in args:
+                # what reaches unit files and supervisord programs comes from the roles' own tasks only
+                raise AnsibleActionFail("%s: is rendered from the exit service roles' tasks and cannot be given"
+                                        % rendered)
         state = args.get('state', 'merged')
         manager = args.get('service_manager') or _manager(task_vars)
         config = args.get('config') or {}

@@ -30,7 +30,11 @@ class ActionModule(ActionBase):
             files = library.checked(library.payload(source), source)
         except library.IncompleteLibrary as exc:
             raise AnsibleActionFail(str(exc))
-        args['files'] = dict((name, data.decode('utf-8')) for name, data in files.items())
+        try:
+            args['files'] = dict((name, data.decode('utf-8')) for name, data in files.items())
+        except UnicodeDecodeError:
+            raise AnsibleActionFail('%s: the collection holds a module_utils file that is not UTF-8; reinstall it'
+                                    % source)
         done = self._execute_module(module_name='pic.connectivity.pic_library', module_args=args,
                                     task_vars=task_vars or {})
         done.pop('invocation', None)

@@ -151,7 +151,8 @@ class StateGuard(object):
             except PicError:
                 return []   # a run converges now; look again at the next pass
             try:
-                changes = cell.converge(checked_registry(self.registry))
+                # (relist: a repair never trusts the generation record)
+                changes = cell.converge(checked_registry(self.registry), relist=True)
             finally:
                 self.registry.unlock()
         finally:

@@ -17,6 +17,7 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import socket
 import sys
 
 from . import model, nft, wgconf
@@ -116,11 +117,12 @@ class Cell(object):
         }
 
     # -- converge ------------------------------------------------------------------
-    def converge(self, doc, check_mode=False, pending=None):
+    def converge(self, doc, check_mode=False, pending=None, relist=False):
         """Make the running state match ``doc``; returns the list of changes.
 
         ``pending``: WireGuard settings given in this run and not stored yet
-        (check mode), by connection id.
+        (check mode), by connection id. ``relist``: list the table even when
+        the generation record says it is unchanged (the state guard's repairs).
         """
         settings, layout = model.normalize_settings(doc.get('settings'))
         changes = self._ensure_wg_exits(doc, check_mode, pending)
@@ -131,7 +133,7 @@ class Cell(object):
         add_routes, del_routes = diff(have_routes, want_routes, route_key)
         add_rules, del_rules = diff(have_rules, want.rules, rule_key)
         script = want.render_nft()
-        seen_at = generation_unchanged(self.registry.state_dir, script)
+        seen_at = None if relist else generation_unchanged(self.registry.state_dir, script)
         if seen_at is not None:
             # no nftables commit in this namespace since the one that made it this very table
             have_nft, elements = want.nft_summary(), None
@@ -152,9 +154,10 @@ class Cell(object):
         if nft_changed:
             before = nft.generation()
             changes.extend(self._apply_nft(want, have_nft, elements, check_mode))
+            # recorded only when this apply was the one commit since the listing it was planned from
             after = nft.generation()
-            # recorded only when this apply was the one commit in between
-            seen_at = after if None not in (before, after) and after == before + 1 else None
+            seen_at = after if None not in (seen_at, before, after) and before == seen_at and after == before + 1 \
+                else None
         for rule in del_rules:
             changes.append('delete ' + _fmt_rule(rule))
             if not check_mode:
@@ -401,12 +404,21 @@ CONVERGED = 'converged.json'
 GENERATION = 'nft-generation.json'
 
 
+SO_NETNS_COOKIE = 71   # (linux/socket.h; Linux 5.14+)
+
+
 def _namespace_identity():
-    """This boot and this network namespace: a generation id counts within one."""
+    """This boot and this network namespace (its cookie, never reused within a boot,
+    unlike its inode number): a generation id counts within one. None when unknown."""
     try:
         with open('/proc/sys/kernel/random/boot_id') as handle:
             boot = handle.read().strip()
-        return [boot, os.stat('/proc/self/ns/net').st_ino]
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            cookie = int.from_bytes(probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), 'little')
+        finally:
+            probe.close()
+        return [boot, cookie] if boot and cookie else None
     except (IOError, OSError):
         return None
 
@@ -436,10 +448,13 @@ def generation_unchanged(state_dir, script):
     """The current generation when no nftables commit has happened in this namespace
     since the one recorded with the table ``script`` (a run may then skip listing
     the table), else None."""
+    from .registry import read_nofollow_bytes
     try:
-        with open(os.path.join(state_dir, GENERATION)) as handle:
-            recorded = json.load(handle)
-    except (IOError, OSError, ValueError):
+        data = read_nofollow_bytes(os.path.join(state_dir, GENERATION))
+        recorded = json.loads(data.decode('utf-8')) if data else None
+    except (IOError, OSError, ValueError, PicError):
+        return None
+    if recorded is None:
         return None
     current = _generation_record(nft.generation(), script)
     return current['generation'] if current is not None and recorded == current else None

@@ -38,12 +38,37 @@ MODES = (0o600, 0o644, 0o700, 0o755)
 CLEANUP_WHEN = ('removed', 'unwanted')
 
 
+# the module's own directories under the state dir: never an exit service file's
+OWN_DIRS = ('secrets', 'run')
+
+
 def _check_path(path, roots, field):
     if not isinstance(path, str) or not _PATH.fullmatch(path) or '/../' in path + '/' or '/./' in path + '/':
         raise PicError("must be an absolute path of letters, digits and _.@/-", field, path)
     if not any(path.startswith(root.rstrip('/') + '/') for root in roots):
         raise PicError("is outside the exit services' directories (%s)" % ', '.join(roots), field, path)
+    state = roots[0].rstrip('/')
+    if os.path.dirname(path) == state or any(path.startswith('%s/%s/' % (state, d)) for d in OWN_DIRS):
+        raise PicError("is one of the collection's own state files, not an exit service file", field, path)
     return path
+
+
+def program_path(path, instance, manager, supervisor_dir):
+    """Is ``path`` where ``manager`` keeps the program of ``instance``?"""
+    if manager == 'systemd':
+        return path == '/etc/systemd/system/%s.service' % instance
+    return bool(supervisor_dir) and path == os.path.join(supervisor_dir, 'conf.d', instance + '.conf')
+
+
+_ID = re.compile(r'[a-z0-9][a-z0-9-]{0,62}')
+
+
+def _removed_id(record):
+    """A removed connection's id, as it goes into the cleanup's paths: a slug, or refused."""
+    if not isinstance(record.get('id'), str) or not _ID.fullmatch(record['id']):
+        raise PicError("the removed connection's id is not a slug (a hand-edited registry?)", 'connections',
+                       record.get('id'))
+    return record['id']
 
 
 def _check_instance(instance, field):
@@ -64,7 +89,7 @@ def check_validate(text, field):
     return words
 
 
-def check_files(files, roots):
+def check_files(files, roots, supervisor_dir=None):
     """The ``files`` option: dicts with path, content, mode, instance, program (the
     instance's supervisord program or systemd unit), connection (whose tokens),
     validate (the check a new content must pass before it is written)."""
@@ -77,12 +102,25 @@ def check_files(files, roots):
         mode = int(mode, 8) if isinstance(mode, str) and re.fullmatch('0?[0-7]{3}', mode) else mode
         if mode not in MODES:
             raise PicError("must be one of 0600, 0644, 0700, 0755", field + '.mode', item.get('mode'))
-        out.append({'path': _check_path(item.get('path'), roots, field + '.path'), 'content': item['content'],
-                    'mode': mode, 'instance': _check_instance(item.get('instance'), field + '.instance'),
+        instance = _check_instance(item.get('instance'), field + '.instance')
+        also = [_check_instance(name, '%s.also[%d]' % (field, j)) for j, name in enumerate(item.get('also') or [])]
+        path = _check_path(item.get('path'), roots, field + '.path')
+        _check_program(path, instance, item, supervisor_dir, field)
+        out.append({'path': path, 'content': item['content'], 'mode': mode, 'instance': instance, 'also': also,
                     'program': bool(item.get('program')), 'connection': item.get('connection'),
                     'manager': item.get('manager'), 'validate': check_validate(item.get('validate'),
                                                                                field + '.validate')})
     return out
+
+
+def _check_program(path, instance, item, supervisor_dir, field):
+    """A program file only where its manager keeps the instance's program; no other file there."""
+    if item.get('program'):
+        if not program_path(path, instance, item.get('manager') or 'supervisord', supervisor_dir):
+            raise PicError("is not where %s keeps the program of %s" % (item.get('manager'), instance),
+                           field + '.path', path)
+    elif path.startswith('/etc/systemd/') or (supervisor_dir and path.startswith(supervisor_dir + '/')):
+        raise PicError("is in the service manager's directory but not a program", field + '.path', path)
 
 
 def check_cleanup(cleanup, roots):
@@ -179,6 +217,7 @@ class ExitFiles(object):
                 writes.append((item['path'], data, item['mode'], item['instance'], item['program'],
                                item.get('validate')))
                 changed.add(item['instance'])
+                changed.update(item.get('also') or [])   # (a file several instances run, say sshuttle's launcher)
         wanted = set(item['path'] for item in files)
         live = set(item['instance'] for item in files)
         removes = [(path, entry['instance'], entry.get('program', False)) for path, entry in sorted(manifest.items())
@@ -197,8 +236,8 @@ class ExitFiles(object):
             if entry['when'] == 'unwanted':
                 targets = [(entry['path'], entry.get('instance'))]
             else:
-                targets = [(entry['path'].replace(REMOVED_ID, record['id']),
-                            (entry.get('instance') or '').replace(REMOVED_ID, record['id']) or None)
+                targets = [(entry['path'].replace(REMOVED_ID, _removed_id(record)),
+                            (entry.get('instance') or '').replace(REMOVED_ID, _removed_id(record)) or None)
                            for record in removed_connections if record.get('type') == entry['type']]
             out.extend((path, instance, instance is not None) for path, instance in targets
                        if path not in wanted and os.path.lexists(path))
@@ -219,10 +258,8 @@ class ExitFiles(object):
             write_atomic(copy, data, mode)
             proc = self.run([copy if w == '%s' else w for w in validate], check=False)
             if proc.returncode != 0:
-                detail = (proc.stdout or b'') + (proc.stderr or b'')
                 raise PicError("the new file of instance %s fails its check %s (exit %d): %s"
-                               % (instance, validate[0], proc.returncode,
-                                  detail.decode('utf-8', 'replace').strip()[-300:]), 'files', path)
+                               % (instance, validate[0], proc.returncode, _complaints(proc)), 'files', path)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -277,6 +314,14 @@ class ExitFiles(object):
 RUN_TIMEOUT = 120
 
 
+def _complaints(proc):
+    """The checker's warning and error lines (the last three), not what else it printed,
+    which may quote the file."""
+    text = ((proc.stdout or b'') + b'\n' + (proc.stderr or b'')).decode('utf-8', 'replace')
+    lines = [line.strip() for line in text.splitlines() if re.search(r'warn|err', line, re.I)]
+    return ' | '.join(lines[-3:])[-300:] or '(no message)'
+
+
 def _run(argv, check=True, daemon=False):
     """Run a service manager command (never through a shell). ``daemon``: it leaves a
     daemon behind, which would hold pipes open: its output goes to /dev/null."""
@@ -286,6 +331,8 @@ def _run(argv, check=True, daemon=False):
                               timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise PicError("%s did not finish within %d s" % (' '.join(argv[:4]), RUN_TIMEOUT))
+    except OSError as exc:
+        raise PicError("%s cannot run (%s)" % (argv[0], exc.strerror or exc.errno))
     if check and proc.returncode != 0:
         raise PicError("%s failed (exit %d): %s" % (' '.join(argv[:4]), proc.returncode,
                                                     (proc.stderr or b'').decode('utf-8', 'replace').strip()[-300:]))

@@ -248,10 +248,10 @@ def exit_files_of(params):
     manager = detect_manager() if params['service_manager'] == 'auto' else params['service_manager']
     roots = file_roots(params)
     return (ExitFiles(params['state_dir'], manager, params.get('supervisor_dir')),
-            for_manager(check_files(params['files'], roots), manager), check_cleanup(params.get('cleanup'), roots))
+            for_manager(check_files(params['files'], roots, params.get('supervisor_dir')), manager), check_cleanup(params.get('cleanup'), roots))
 
 
-def planner(params, holder):
+def planner(params, holder, check_mode=False):
     """The runner's planner: the whole config onto the registry, and the exit service
     files (checked before anything changes), kept in ``holder``."""
     def _plan(doc):
@@ -262,7 +262,8 @@ def planner(params, holder):
         if found is not None:
             exit_files, files, cleanup = found
             planned = exit_files.plan(cplan.doc, files, cleanup, cplan.removed)
-            exit_files.check(planned)
+            if not check_mode:   # (the role's validate does not run in check mode either)
+                exit_files.check(planned)
             holder['files'] = (exit_files, files, planned)
         after = cellconfig.gather(cplan.doc)
         result = {'config': after, 'orphaned': orphans}
@@ -293,7 +294,7 @@ def converge(module):
             params['state_dir'], params['stamp'], params.get('library_dir'), params.get('library_digest')):
         return {'changed': False, 'stamp_stale': True}
     holder = {}
-    result = transact(module, planner(params, holder))
+    result = transact(module, planner(params, holder, module.check_mode))
     result['stamp_stale'] = False
     if 'files' in holder:
         done = converge_files(module, holder['files'], result.get('diff'))
@@ -311,7 +312,7 @@ def render(module):
                                       params.get('known_cells'))
     module.no_log_values.update(s for s in cplan.secrets if isinstance(s, str) and s)
     rendered = cellconfig.render(cplan.doc)
-    files = check_files(params.get('files'), file_roots(params))
+    files = check_files(params.get('files'), file_roots(params), params.get('supervisor_dir'))
     rendered['files'] = [{'path': f['path'], 'mode': '%04o' % f['mode'], 'instance': f['instance'],
                           'content': MASKED} for f in files]
     return {'changed': False, 'rendered': rendered, 'stamp_stale': False}

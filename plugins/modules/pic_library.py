@@ -51,7 +51,9 @@ options:
       - Read by the action plugin; the module receives the files.
     type: path
   files:
-    description: Set by the action plugin (the files, by their path inside the package); not meant to be given.
+    description:
+      - Set by the action plugin (the files, by their path inside the package); not meant to be given.
+      - Kept out of the cell's log (it is the whole library).
     type: dict
 '''
 
@@ -83,7 +85,35 @@ from ansible.module_utils.basic import AnsibleModule
 
 # a path inside the package: the module_utils layout (package, one level of subpackages)
 _NAME = re.compile(r'[a-z_][a-z0-9_]{0,63}(/[a-z_][a-z0-9_]{0,63})?\.py')
+_DEST = re.compile(r'(/[A-Za-z0-9_.@-]{1,255}){1,32}/pic_connectivity_lib')
 MODE = 0o644
+DIR_MODE = 0o755
+
+
+def check_dest(dest):
+    """The package directory: an absolute path ending in pic_connectivity_lib, no link on the way."""
+    if not isinstance(dest, str) or not _DEST.fullmatch(dest) or '/../' in dest or '/./' in dest:
+        raise ValueError('dest: must be an absolute path of letters, digits and _.@- ending in '
+                         '/pic_connectivity_lib (got %r)' % (dest,))
+    if os.path.islink(dest):
+        raise ValueError('dest: %s is a symbolic link; the library is installed into a real directory' % dest)
+    return dest
+
+
+def loose_directories(dest, names):
+    """The package's directories (dest and its subpackages) that exist and are not root's 0755;
+    a subpackage that is a link is refused."""
+    out = []
+    for directory in [dest] + sorted(set(os.path.join(dest, os.path.dirname(n)) for n in names if '/' in n)):
+        if os.path.islink(directory):
+            raise ValueError('dest: %s is a symbolic link; the library is installed into real directories' % directory)
+        try:
+            st = os.lstat(directory)
+        except OSError:
+            continue
+        if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != (DIR_MODE, 0, 0):
+            out.append(directory)
+    return out
 
 
 def check_names(files):
@@ -121,8 +151,8 @@ def write(path, data):
     """``data`` to ``path`` atomically (a temporary file beside it, then a rename), 0644 root."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-        os.chmod(directory, 0o755)
+        os.makedirs(directory, DIR_MODE)
+        os.chmod(directory, DIR_MODE)
     fd, tmp = tempfile.mkstemp(prefix='.pic-lib-', dir=directory)
     try:
         with os.fdopen(fd, 'wb') as handle:
@@ -137,25 +167,29 @@ def write(path, data):
 
 
 def plan(dest, files):
-    """(names to write, names to remove)."""
+    """(names to write, names to remove, directories to put back to root 0755)."""
     names = check_names(files)
+    loose = loose_directories(check_dest(dest), names)
     written = [n for n in names if differs(os.path.join(dest, n), files[n].encode('utf-8'))]
     removed = [n for n in installed_names(dest) if n not in files] if os.path.isdir(dest) else []
-    return written, removed
+    return written, removed, loose
 
 
 def install(module):
     dest, files = module.params['dest'], module.params['files'] or {}
     try:
-        written, removed = plan(dest, files)
+        written, removed, loose = plan(dest, files)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     if not module.check_mode:
+        for directory in loose:   # (a directory others may write lets them swap a module root imports)
+            os.chown(directory, 0, 0)
+            os.chmod(directory, DIR_MODE)
         for name in written:
             write(os.path.join(dest, name), files[name].encode('utf-8'))
         for name in removed:
             os.unlink(os.path.join(dest, name))
-    result = {'changed': bool(written or removed), 'written': written, 'removed': removed}
+    result = {'changed': bool(written or removed or loose), 'written': written, 'removed': removed}
     if module._diff and result['changed']:
         result['diff'] = {'before': {'out_of_date': written, 'not_in_the_collection': removed},
                           'after': {'out_of_date': [], 'not_in_the_collection': []}}
@@ -164,7 +198,7 @@ def install(module):
 
 def main():
     module = AnsibleModule(argument_spec=dict(dest=dict(type='path', required=True), src=dict(type='path'),
-                                              files=dict(type='dict')),
+                                              files=dict(type='dict', no_log=True)),
                            supports_check_mode=True)
     module.exit_json(**install(module))
 

@@ -32,6 +32,22 @@ TEMPLATE, COPY, FILE, ASSERT = 'ansible.builtin.template', 'ansible.builtin.copy
 INCLUDE_ROLE = 'ansible.builtin.include_role'
 EXIT_INSTANCE = 'pic.connectivity.exit_instance'
 MANAGER_VAR = 'exit_instance_manager'
+# what an instances.yml may hold besides the above: nothing the fast path must render
+IGNORED = ('ansible.builtin.debug',)
+# task keywords that are not the module
+KEYWORDS = ('name', 'when', 'vars', 'loop', 'loop_control', 'register', 'no_log', 'notify', 'tags', 'block',
+            'changed_when', 'failed_when', 'check_mode')
+
+
+class UnknownTask(ValueError):
+    """A task the fast path cannot render as the role runs it: the role changed, the reader must learn it."""
+
+
+def _module_of(task):
+    found = [key for key in task if key not in KEYWORDS]
+    if len(found) != 1:
+        raise UnknownTask('a task with modules %s' % (', '.join(found) or 'none'))
+    return found[0]
 
 
 def _as_list(value):
@@ -56,8 +72,6 @@ def flatten(tasks, when=(), variables=()):
 
 
 def _file_entry(task, args, when, variables):
-    if args.get('state') == 'absent':
-        return None
     if TEMPLATE in task:
         kind, source = 'template', args.get('src')
     elif 'content' in args:
@@ -68,22 +82,33 @@ def _file_entry(task, args, when, variables):
             'validate': args.get('validate'), 'loop': task.get('loop'), 'when': when, 'vars': variables}
 
 
+def _owned_by_root(task, args):
+    if any(args.get(key, 'root') != 'root' for key in ('owner', 'group')):
+        raise UnknownTask('task %r: a file not owned by root' % task.get('name'))
+
+
 def instance_spec(tasks):
-    """The asserts, files, instances and removals of a role's instances.yml (parsed)."""
+    """The asserts, files, instances and removals of a role's instances.yml (parsed).
+    Any task it does not know (another module, a file state, an include of another
+    role) is refused: the fast path must never silently leave out what the role does."""
     spec = {'asserts': [], 'files': [], 'instances': [], 'removals': []}
     for task, when, variables in flatten(tasks):
-        if ASSERT in task:
-            args = task[ASSERT]
+        module = _module_of(task)
+        args = task[module] if isinstance(task[module], dict) else {}
+        if module == ASSERT:
             spec['asserts'].append({'that': _as_list(args.get('that')), 'fail_msg': args.get('fail_msg'),
                                     'when': when, 'vars': variables})
-        elif TEMPLATE in task or COPY in task:
-            entry = _file_entry(task, task.get(TEMPLATE) or task.get(COPY) or {}, when, variables)
-            if entry:
-                spec['files'].append(entry)
-        elif FILE in task and (task[FILE] or {}).get('state') == 'absent':
-            spec['removals'].append({'path': task[FILE].get('path'), 'loop': task.get('loop'),
-                                     'when': when, 'vars': variables})
-        elif INCLUDE_ROLE in task and (task[INCLUDE_ROLE] or {}).get('name') == EXIT_INSTANCE:
+        elif module in (TEMPLATE, COPY):
+            _owned_by_root(task, args)
+            if args.get('remote_src') or args.get('state'):
+                raise UnknownTask('task %r: a copy the fast path does not render' % task.get('name'))
+            spec['files'].append(_file_entry(task, args, when, variables))
+        elif module == FILE and args.get('state') == 'absent':
+            spec['removals'].append({'path': args.get('path'), 'loop': task.get('loop'), 'when': when,
+                                     'vars': variables})
+        elif module == FILE and args.get('state') == 'directory':
+            _owned_by_root(task, args)   # (the module makes a file's directory, 0700)
+        elif module == INCLUDE_ROLE and args.get('name') == EXIT_INSTANCE:
             own = dict(task.get('vars') or {})
             # (the include's own helpers, say sshuttle_upstream, without exit_instance's parameters)
             helpers = dict((k, v) for k, v in own.items() if not k.startswith('exit_instance_'))
@@ -91,10 +116,15 @@ def instance_spec(tasks):
             entry = {'name': own.get('exit_instance_name'), 'command': own.get('exit_instance_command'),
                      'description': own.get('exit_instance_description'), 'loop': task.get('loop'),
                      'when': when, 'vars': scope}
-            key = 'instances' if own.get('exit_instance_state') == 'present' else 'removals'
-            if key == 'removals':
-                entry = {'instance': entry['name'], 'loop': entry['loop'], 'when': when, 'vars': entry['vars']}
-            spec[key].append(entry)
+            if own.get('exit_instance_state') == 'present':
+                spec['instances'].append(entry)
+            elif own.get('exit_instance_state') == 'absent':
+                spec['removals'].append({'instance': entry['name'], 'loop': entry['loop'], 'when': when,
+                                         'vars': entry['vars']})
+            else:
+                raise UnknownTask('task %r: exit_instance_state must be present or absent' % task.get('name'))
+        elif module not in IGNORED:
+            raise UnknownTask('task %r: module %s' % (task.get('name'), module))
     return spec
 
 
@@ -140,7 +170,12 @@ class RoleInstances(object):
         return self._cache[path]
 
     def instances(self, role):
-        return instance_spec(self._tasks(role, 'instances.yml'))
+        key = ('instances', role)
+        if key not in self._cache:
+            self._cache[key] = instance_spec(self._tasks(role, 'instances.yml'))
+        return self._cache[key]
 
     def programs(self):
-        return program_spec(self._tasks('exit_instance', 'main.yml'))
+        if 'programs' not in self._cache:
+            self._cache['programs'] = program_spec(self._tasks('exit_instance', 'main.yml'))
+        return self._cache['programs']

@@ -70,7 +70,7 @@ def test_files_given_by_hand_are_refused(tmp_path):
     unit = '[Service]\nExecStart=/bin/sh -c id\n'
     _out, text, state = rendered(tmp_path, files=[{'path': '/etc/systemd/system/pic-x.service', 'content': unit,
                                                    'instance': 'pic-x', 'mode': '0644'}], rc=2)
-    assert "files: is rendered from the exit service roles' templates and cannot be given" in text
+    assert "files: is rendered from the exit service roles' tasks and cannot be given" in text
     assert 'ExecStart' not in text and not os.path.exists(state)
 
 

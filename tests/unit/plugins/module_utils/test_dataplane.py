@@ -212,3 +212,65 @@ def test_last_good_is_rewritten_only_when_it_changed(registry):
     script, rules = dataplane.load_last_good(registry.state_dir)
     assert script == want.render_nft()
     assert [dataplane._fmt_rule(r) for r in rules] == [dataplane._fmt_rule(r) for r in want.rules]
+
+
+# -- the generation record against a commit between the listing and the apply (fakes: the
+# race needs a foreign commit at one exact moment) -------------------------------------------
+class _Routing(object):
+    def forget_links(self):
+        pass
+
+    def rules(self, *_args):
+        return []
+
+    def routes(self, *_args):
+        return []
+
+    def put_local_last(self, _family):
+        return False
+
+
+class _Kernel(object):
+    """nftables' generation counter of one namespace, and a foreign commit right after a listing."""
+
+    def __init__(self, foreign):
+        self.gen, self.listings, self.foreign = 10, 0, foreign
+
+    def list_table(self):
+        self.listings += 1
+        if self.foreign:      # an operator's `nft delete rule ...` lands right after our listing
+            self.foreign = False
+            self.gen += 1
+        return {'fake': 'listing'}
+
+    def json_cmd(self, _commands):
+        self.gen += 1         # our element batch: one commit
+
+
+def _fake_cell(tmp_path, kernel):
+    from ansible_collections.pic.connectivity.plugins.module_utils import registry as registry_mod
+    cell = object.__new__(dataplane.Cell)
+    cell.registry, cell.routing, cell.nft = registry_mod.Registry(str(tmp_path)), _Routing(), kernel
+    cell.run_dir = str(tmp_path / 'run')
+    cell._held_facts, cell._held_listing = None, None
+    cell.facts = lambda doc: {'peer_networks': [], 'interfaces': [], 'down': [], 'present': ['wg0']}
+    return cell, registry_mod.empty()
+
+
+@pytest.mark.parametrize('foreign, listings', [(True, 2), (False, 1)])
+def test_a_foreign_commit_after_the_listing_is_never_recorded_as_the_table(tmp_path, monkeypatch, foreign, listings):
+    """The element batch planned from a listing that a foreign commit made stale: the
+    generation after the batch is not recorded (the next run lists and repairs); without
+    the foreign commit it is (the next run skips the listing)."""
+    kernel = _Kernel(foreign)
+    monkeypatch.setattr(dataplane.nft, 'generation', lambda: kernel.gen)
+    monkeypatch.setattr(dataplane.nft, 'element_batch', lambda elements, shapes: [])
+    cell, doc = _fake_cell(tmp_path, kernel)
+    doc['settings'] = {'peer_interface': 'wg0', 'local_networks': ['192.168.1.0/24']}
+    cell._nft_plan = lambda want, listing: ({'stale': True}, {'peer4': (set(), {'10.0.0.2'})})
+    cell.converge(doc)
+    cell._nft_plan = lambda want, listing: (want.nft_summary(), None)
+    cell.converge(doc)
+    assert kernel.listings == listings
+    cell.converge(doc, relist=True)      # the state guard's repairs never trust the record
+    assert kernel.listings == listings + 1

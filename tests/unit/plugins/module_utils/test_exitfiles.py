@@ -16,18 +16,25 @@ def files(root, content='port PICALLOCLOCALPORTZ\n'):
     return exitfiles.check_files([
         {'path': root + '/proxy/socks.conf', 'content': content, 'instance': 'pic-proxy-socks', 'connection': 'Socks'},
         {'path': root + '/sup/conf.d/pic-proxy-socks.conf', 'content': '[program:x]\n', 'instance': 'pic-proxy-socks',
-         'program': True, 'mode': '0600'}], [root])
+         'program': True, 'mode': '0600', 'manager': 'supervisord'}], [root], root + '/sup')
 
 
 @pytest.mark.parametrize('item', [
     {'path': '/etc/passwd', 'content': '', 'instance': 'pic-x'},
     {'path': '/s/../etc/passwd', 'content': '', 'instance': 'pic-x'},
-    {'path': '/s/a', 'content': '', 'instance': 'x; reboot'},
-    {'path': '/s/a', 'content': '', 'instance': 'pic-x', 'mode': 0o4777},
+    {'path': '/s/t/a', 'content': '', 'instance': 'x; reboot'},
+    {'path': '/s/t/a', 'content': '', 'instance': 'pic-x', 'mode': 0o4777},
+    {'path': '/s/registry.json', 'content': '{}', 'instance': 'pic-x'},
+    {'path': '/s/secrets/x.conf', 'content': '', 'instance': 'pic-x'},
+    {'path': '/s/sup/conf.d/pic-y.conf', 'content': '', 'instance': 'pic-x', 'program': True},
+    {'path': '/s/sup/conf.d/pic-x.conf', 'content': '', 'instance': 'pic-x'},
+    {'path': '/etc/systemd/system/pic-x.service', 'content': '', 'instance': 'pic-x'},
+    {'path': '/etc/systemd/system/getty.service', 'content': '', 'instance': 'pic-x', 'program': True,
+     'manager': 'systemd'},
 ])
 def test_bad_files_are_refused(item):
     with pytest.raises(PicError):
-        exitfiles.check_files([item], ['/s'])
+        exitfiles.check_files([item], ['/s', '/s/sup/conf.d', '/etc/systemd/system'], '/s/sup')
 
 
 def test_files_are_written_once_and_only_changed_instances_restart(tmp_path):
@@ -122,8 +129,9 @@ def test_files_the_role_wrote_for_a_removed_connection_are_removed_and_its_insta
 @pytest.mark.parametrize('item', [
     {'type': 'proxy', 'path': '/etc/PICREMOVEDIDZ', 'when': 'removed'},
     {'type': 'proxy', 'path': '/s/PICREMOVEDIDZ/../../etc/passwd', 'when': 'removed'},
-    {'type': 'proxy', 'path': '/s/a', 'when': 'always'},
-    {'type': 'proxy', 'path': '/s/a', 'instance': 'pic-x; reboot', 'when': 'removed'},
+    {'type': 'proxy', 'path': '/s/t/a', 'when': 'always'},
+    {'type': 'proxy', 'path': '/s/t/a', 'instance': 'pic-x; reboot', 'when': 'removed'},
+    {'type': 'proxy', 'path': '/s/registry.json', 'when': 'unwanted'},
 ])
 def test_bad_cleanup_is_refused(item):
     with pytest.raises(PicError):
@@ -134,7 +142,7 @@ def test_bad_cleanup_is_refused(item):
                                   '/usr/bin/tor $(id) %s', '/usr/bin/tor %s %s', '/usr/bin/tor\n%s'])
 def test_bad_validate_is_refused(text):
     with pytest.raises(PicError) as err:
-        exitfiles.check_files([{'path': '/s/a', 'content': '', 'instance': 'pic-x', 'validate': text}], ['/s'])
+        exitfiles.check_files([{'path': '/s/t/a', 'content': '', 'instance': 'pic-x', 'validate': text}], ['/s'])
     assert err.value.field == 'files[0].validate'
 
 
@@ -153,3 +161,28 @@ def test_a_content_its_check_refuses_is_not_written_and_the_check_sees_a_copy(tm
     assert not os.path.exists(checked) and not os.path.exists(root + '/tor/torrc')
     runner.rc = 0
     ef.check(planned)   # a content the check accepts passes
+
+
+def test_a_check_program_that_cannot_run_is_a_clear_error(tmp_path):
+    root = str(tmp_path)
+    wanted = exitfiles.check_files([{'path': root + '/tor/torrc', 'content': 'SocksPort 9050\n', 'instance': 'pic-tor',
+                                     'validate': '/nonexistent/tor --verify-config -f %s'}], [root])
+    ef = exitfiles.ExitFiles(root, 'none', None)    # the real runner
+    with pytest.raises(PicError) as err:
+        ef.check(ef.plan(DOC, wanted))
+    assert '/nonexistent/tor cannot run' in err.value.msg
+
+
+def test_a_removed_connection_whose_id_is_not_a_slug_is_refused(tmp_path):
+    root = str(tmp_path)
+    ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=Recorder())
+    with pytest.raises(PicError):
+        ef.plan(DOC, [], cleanup(root), [{'id': '../../victim', 'type': 'proxy'}])
+
+
+def test_a_file_several_instances_run_restarts_them_all(tmp_path):
+    root = str(tmp_path)
+    wanted = exitfiles.check_files([{'path': root + '/sshuttle/pic-sshuttle', 'content': 'v2', 'instance': 'pic-sshuttle-a',
+                                     'also': ['pic-sshuttle-b'], 'mode': '0644'}], [root])
+    assert exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=Recorder()).plan(DOC, wanted)[2] == \
+        ['pic-sshuttle-a', 'pic-sshuttle-b']

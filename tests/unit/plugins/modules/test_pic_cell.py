@@ -152,3 +152,19 @@ def test_exit_files_are_written_once_with_tokens_and_masked(state_dir):
         assert handle.read().startswith('local_port = %d;' % doc['connections']['socks']['local_port'])
     assert os.stat(state_dir + '/proxy/socks.conf').st_mode & 0o777 == 0o600
     assert 'secret-pass-1' not in json.dumps(first)
+
+
+def test_a_file_its_check_refuses_changes_nothing_and_check_mode_runs_no_check(state_dir, tmp_path):
+    """A new file whose check (the role's validate) fails stops the run before the registry,
+    the data plane or any file changes; in check mode the check does not run (as the role's
+    validate does not)."""
+    checker = tmp_path / 'refuse'
+    checker.write_text('#!/bin/sh\necho "[warn] Failed to parse the file"; exit 1\n')
+    checker.chmod(0o755)
+    files = [{'path': state_dir + '/tor/torrc', 'instance': 'pic-tor', 'connection': 'Home VPN',
+              'content': 'SocksPort PICALLOCLOCALPORTZ\n', 'validate': '%s -f %%s' % checker}]
+    args = {'config': cell_config(), 'files': files}
+    (checked, refused), doc, kernel = on_cell(state_dir, (args, {'check_mode': True}), (args, {}))
+    assert checked['changed'] is True and 'failed' not in checked
+    assert 'fails its check' in refused['msg'] and 'Failed to parse' in refused['msg'], refused
+    assert doc['connections'] == {} and kernel['table'] is None and not os.path.exists(state_dir + '/tor/torrc')

@@ -71,3 +71,18 @@ def test_exit_instance_program_files_per_manager():
 
 def test_a_missing_tasks_file_is_no_instance(tmp_path):
     assert ri.RoleInstances(str(tmp_path), load).instances('nothing')['files'] == []
+
+
+@pytest.mark.parametrize('task', [
+    {'name': 'a command', 'ansible.builtin.command': {'argv': ['id']}},
+    {'name': 'short name', 'template': {'src': 'a.j2', 'dest': '/x'}},
+    {'name': 'not root', 'ansible.builtin.template': {'src': 'a.j2', 'dest': '/x', 'owner': 'nobody'}},
+    {'name': 'remote', 'ansible.builtin.copy': {'src': '/etc/x', 'dest': '/x', 'remote_src': True}},
+    {'name': 'restart', 'ansible.builtin.include_role': {'name': 'pic.connectivity.exit_instance'},
+     'vars': {'exit_instance_state': 'restarted'}},
+    {'name': 'two modules', 'ansible.builtin.debug': {}, 'ansible.builtin.copy': {}},
+    {'name': 'another role', 'ansible.builtin.include_role': {'name': 'pic.connectivity.tor'}},
+])
+def test_a_task_the_fast_path_cannot_render_is_refused_not_left_out(task):
+    with pytest.raises(ri.UnknownTask):
+        ri.instance_spec([{'name': 'outer', 'block': [task]}])
