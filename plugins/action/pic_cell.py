@@ -266,8 +266,8 @@ class ActionModule(ActionBase):
                                                       'item': None})
         out = []
         for entry in spec['removals']:
-            for each in self._loop(role, variables, entry, ('{{pic_exit_removed}}', '{{pic_exit_removed|product(',
-                                                           '{{pic_exit_connections}}')):
+            loops = ('{{pic_exit_removed}}', '{{pic_exit_removed|product(', '{{pic_exit_connections}}')
+            for each in self._loop(role, variables, entry, loops):
                 scoped = self._scoped(role, dict(variables, item=each), entry)
                 if scoped is None:
                     continue

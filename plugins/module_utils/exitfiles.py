@@ -84,8 +84,8 @@ def check_validate(text, field):
     words = text.split(' ') if isinstance(text, str) else None
     if not words or not all(w == '%s' or _VALIDATE_WORD.fullmatch(w) for w in words) or not words[0].startswith('/') \
             or words.count('%s') != 1:
-        raise PicError("must be an absolute program and words of letters, digits and _.,:=@/+- with one %s",
-                       field, text)
+        raise PicError("must be an absolute program and words of letters, digits and _.,:=@/+-, one of them "
+                       "the file's placeholder", field, text)
     return words
 
 

@@ -65,8 +65,7 @@ def flatten(tasks, when=(), variables=()):
         inner_when = list(when) + _as_list(task.get('when'))
         inner_vars = list(variables) + ([task['vars']] if isinstance(task.get('vars'), dict) else [])
         if 'block' in task:
-            for found in flatten(task['block'], inner_when, inner_vars):
-                yield found
+            yield from flatten(task['block'], inner_when, inner_vars)
             continue
         yield task, inner_when, inner_vars
 
