@@ -255,13 +255,17 @@ pic_peers:
 """
 
 
-def write_inventory(invdir, ncells, mtu=None):
+def write_inventory(invdir, ncells, mtu=None, service_manager=None):
+    """The fleet's inventory; ``service_manager``: pic_service_manager for every cell (light
+    cells: ``none``, no supervisord and no monitor per cell, as they run no process)."""
     os.makedirs(os.path.join(invdir, 'group_vars'), exist_ok=True)
     os.makedirs(os.path.join(invdir, 'host_vars'), exist_ok=True)
     with open(os.path.join(invdir, 'hosts.yml'), 'w') as handle:
         handle.write('---\npic_cells:\n  hosts:\n' + ''.join('    cell%d:\n' % k for k in range(1, ncells + 1)))
     with open(os.path.join(invdir, 'group_vars', 'pic_cells.yml'), 'w') as handle:
         handle.write(GROUP_VARS % {'mtu': 'null' if mtu is None else int(mtu)})
+        if service_manager:
+            handle.write('pic_service_manager: %s\n' % service_manager)
     for k in range(1, ncells + 1):
         with open(os.path.join(invdir, 'host_vars', 'cell%d.yml' % k), 'w') as handle:
             handle.write(HOST_VARS % {'exit': EXIT_NAME})
@@ -768,7 +772,8 @@ class FleetBench(object):
             % ('light' if up.get('light') else 'full', up['seconds'],
                'v4+v6 fetch from p1 and p3 of every cell' if up.get('light') else
                'handshakes, v4+v6 fetch from every peer', {k: v for k, v in lab['after_up'].items() if k != 'by_name'}))
-        self.runner = Runner(self.tools, self.workdir, write_inventory(self.invdir, self.args.cells), self.cells,
+        inventory = write_inventory(self.invdir, self.args.cells, service_manager='none' if self.args.light else None)
+        self.runner = Runner(self.tools, self.workdir, inventory, self.cells,
                              profile=self.args.profile, ref=self.args.collection_ref,
                              site_fast_override=self.args.site_fast_override)
 

@@ -85,6 +85,24 @@ def is_stale(state_dir, value, library_dir=None, digest=None):
     return library_dir is not None and digest is not None and not library_matches(library_dir, digest)
 
 
+def monitor_running(state_dir):
+    """Does a monitor of this cell run (``<entry point> monitor --state-dir <state_dir>``, as
+    the role's supervisord program and systemd unit start it)? One pass over /proc."""
+    wanted = [b'monitor', b'--state-dir', os.path.normpath(state_dir).encode('utf-8')]
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % name, 'rb') as handle:
+                argv = handle.read().split(b'\0')
+        except (IOError, OSError):
+            continue
+        for i in range(len(argv) - 2):
+            if argv[i:i + 3] == wanted:
+                return True
+    return False
+
+
 def write(state_dir, value):
     if not os.path.isdir(state_dir):
         os.makedirs(state_dir, 0o700)

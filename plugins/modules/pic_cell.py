@@ -134,6 +134,13 @@ options:
       packages and library steps).
     type: bool
     default: false
+  monitor:
+    description:
+      - With I(stamp), the cell runs the collection's monitor (C(pic-connectivity monitor --state-dir) I(state_dir),
+        under supervisord or systemd): when none runs, the stamp counts as stale, so the role's steps start it.
+      - The role sets it unless C(pic_service_manager=none).
+    type: bool
+    default: false
 seealso:
   - module: pic.connectivity.pic_connection
   - module: pic.connectivity.pic_peer_exit
@@ -195,7 +202,7 @@ rendered:
   returned: with rendered
   type: dict
 stamp_stale:
-  description: The cell's stamp differs from I(stamp); nothing was changed.
+  description: The cell's stamp differs from I(stamp), or I(monitor) and no monitor runs; nothing was changed.
   returned: always
   type: bool
 restarted:
@@ -290,8 +297,9 @@ def converge_files(module, found, diff):
 
 def converge(module):
     params = module.params
-    if params.get('stamp') and not params['write_stamp'] and cell_stamp.is_stale(
-            params['state_dir'], params['stamp'], params.get('library_dir'), params.get('library_digest')):
+    if params.get('stamp') and not params['write_stamp'] and (cell_stamp.is_stale(
+            params['state_dir'], params['stamp'], params.get('library_dir'), params.get('library_digest'))
+            or params['monitor'] and not cell_stamp.monitor_running(params['state_dir'])):
         return {'changed': False, 'stamp_stale': True}
     holder = {}
     result = transact(module, planner(params, holder, module.check_mode))
@@ -357,6 +365,7 @@ def main():
         supervisor_dir=dict(type='path'),
         stamp=dict(type='str'),
         write_stamp=dict(type='bool', default=False),
+        monitor=dict(type='bool', default=False),
         library_dir=dict(type='path'),
         library_digest=dict(type='str'),
     )

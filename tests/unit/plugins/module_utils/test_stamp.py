@@ -49,3 +49,22 @@ def test_an_installed_library_that_differs_makes_the_stamp_stale(tmp_path):
     (lib / 'extra.py').write_bytes(b'')
     (lib / 'extra.py').chmod(0o644)
     assert stamp.is_stale(state, value, str(lib), digest)
+
+
+def test_a_monitor_of_the_cell_is_found_by_its_command_line(tmp_path):
+    import subprocess
+    import sys
+    import time
+    state = str(tmp_path / 'state')
+    assert not stamp.monitor_running(state)
+    proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)', 'monitor', '--state-dir', state])
+    try:
+        deadline = time.monotonic() + 5
+        while not stamp.monitor_running(state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stamp.monitor_running(state)
+        assert not stamp.monitor_running(state + '2')   # another cell's monitor is not this one's
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not stamp.monitor_running(state)

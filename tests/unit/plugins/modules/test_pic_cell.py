@@ -168,3 +168,14 @@ def test_a_file_its_check_refuses_changes_nothing_and_check_mode_runs_no_check(s
     assert checked['changed'] is True and 'failed' not in checked
     assert 'fails its check' in refused['msg'] and 'Failed to parse' in refused['msg'], refused
     assert doc['connections'] == {} and kernel['table'] is None and not os.path.exists(state_dir + '/tor/torrc')
+
+
+def test_a_cell_whose_monitor_does_not_run_is_stale(state_dir):
+    """With monitor: true a fresh stamp is not enough: no monitor of this cell runs, so the
+    role's steps (which start it) must run; write_stamp records as before."""
+    (written, fresh, unmonitored), _doc, _kernel = on_cell(
+        state_dir, ({'config': cell_config(), 'stamp': STAMP, 'write_stamp': True}, {}),
+        ({'config': cell_config(), 'stamp': STAMP}, {}),
+        ({'config': cell_config(), 'stamp': STAMP, 'monitor': True}, {}))
+    assert written['stamp_stale'] is False and fresh['stamp_stale'] is False
+    assert unmonitored['stamp_stale'] is True and unmonitored['changed'] is False
