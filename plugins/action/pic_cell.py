@@ -163,6 +163,12 @@ class ActionModule(ActionBase):
         """The items the entry runs for: its loop evaluated (None: once, with ``item`` as given)."""
         if entry.get('loop') is None:
             return [variables.get('item')]
+        if isinstance(entry['loop'], list):   # (a list written out, say Tor's two directories)
+            if '[' not in allowed:
+                raise AnsibleActionFail('roles/%s/tasks/instances.yml: the fast path cannot render a task looping '
+                                        'over a list here' % role)
+            templar = self._templar_for(role, variables)
+            return [self._expr(templar, each) for each in entry['loop']]
         compact = entry['loop'].replace(' ', '')
         if not any(compact.startswith(prefix) for prefix in allowed):
             raise AnsibleActionFail('roles/%s/tasks/instances.yml: the fast path cannot render a task looping '
@@ -191,6 +197,8 @@ class ActionModule(ActionBase):
         out = []
         for item in items:
             variables = dict(base, item=item)
+            for entry in spec['directories']:
+                out.extend(self._directories_of(role, variables, entry, item, seen))
             for entry in spec['files']:
                 out.extend(self._files_of(role, variables, entry, item, seen))
             for entry in spec['instances']:
@@ -219,6 +227,21 @@ class ActionModule(ActionBase):
                 found['validate'] = self._expr(templar, entry['validate'])
             seen[dest] = found
             out.append(found)
+        return out
+
+    def _directories_of(self, role, variables, entry, item, seen):
+        """The directories a role task makes (its loop: the connections, or a list of paths)."""
+        instance = self._instance_of(role, variables)
+        out = []
+        for each in self._loop(role, variables, entry, ('{{', '[')):
+            scoped = self._scoped(role, dict(variables, item=each), entry)
+            if scoped is None:
+                continue
+            path = self._expr(self._templar_for(role, scoped), entry['path'])
+            if path not in seen:
+                seen[path] = {'path': path, 'directory': True, 'mode': str(entry['mode']), 'instance': instance,
+                              'connection': item['name']}
+                out.append(seen[path])
         return out
 
     def _instance_of(self, role, variables):

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 
@@ -35,6 +36,7 @@ _INSTANCE = re.compile(r'pic-[a-z0-9][a-z0-9-]{0,62}')
 # an absolute program and words without shell or file-directive meaning, %s the file
 _VALIDATE_WORD = re.compile(r'[A-Za-z0-9_.,:=@/+-]{1,200}')
 MODES = (0o600, 0o644, 0o700, 0o755)
+DIR_MODES = (0o700, 0o755)
 CLEANUP_WHEN = ('removed', 'unwanted')
 
 
@@ -42,13 +44,15 @@ CLEANUP_WHEN = ('removed', 'unwanted')
 OWN_DIRS = ('secrets', 'run')
 
 
-def _check_path(path, roots, field):
+def _check_path(path, roots, field, directory=False):
     if not isinstance(path, str) or not _PATH.fullmatch(path) or '/../' in path + '/' or '/./' in path + '/':
         raise PicError("must be an absolute path of letters, digits and _.@/-", field, path)
     if not any(path.startswith(root.rstrip('/') + '/') for root in roots):
         raise PicError("is outside the exit services' directories (%s)" % ', '.join(roots), field, path)
     state = roots[0].rstrip('/')
-    if os.path.dirname(path) == state or any(path.startswith('%s/%s/' % (state, d)) for d in OWN_DIRS):
+    # (an exit service's directory may be a top-level one of the state dir, a file may not)
+    top_level = os.path.dirname(path) == state and not directory
+    if top_level or any((path + '/').startswith('%s/%s/' % (state, d)) for d in OWN_DIRS):
         raise PicError("is one of the collection's own state files, not an exit service file", field, path)
     return path
 
@@ -96,6 +100,8 @@ def check_files(files, roots, supervisor_dir=None):
     out = []
     for i, item in enumerate(files or []):
         field = 'files[%d]' % i
+        if isinstance(item, dict) and item.get('directory'):
+            item = dict(item, content='')
         if not isinstance(item, dict) or not isinstance(item.get('content'), str):
             raise PicError("must be a dict with path, content and instance", field)
         mode = item.get('mode', 0o600)
@@ -104,9 +110,12 @@ def check_files(files, roots, supervisor_dir=None):
             raise PicError("must be one of 0600, 0644, 0700, 0755", field + '.mode', item.get('mode'))
         instance = _check_instance(item.get('instance'), field + '.instance')
         also = [_check_instance(name, '%s.also[%d]' % (field, j)) for j, name in enumerate(item.get('also') or [])]
-        path = _check_path(item.get('path'), roots, field + '.path')
+        path = _check_path(item.get('path'), roots, field + '.path', directory=bool(item.get('directory')))
         _check_program(path, instance, item, supervisor_dir, field)
+        if item.get('directory') and (mode not in DIR_MODES or item.get('program')):
+            raise PicError("a directory must be mode 0700 or 0755", field + '.mode', item.get('mode'))
         out.append({'path': path, 'content': item['content'], 'mode': mode, 'instance': instance, 'also': also,
+                    'directory': bool(item.get('directory')),
                     'program': bool(item.get('program')), 'connection': item.get('connection'),
                     'manager': item.get('manager'), 'validate': check_validate(item.get('validate'),
                                                                                field + '.validate')})
@@ -184,6 +193,24 @@ def _same(path, data, mode):
     return current == data and (st.st_mode & 0o7777) == mode and st.st_uid == 0
 
 
+def _same_directory(path, mode):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and (st.st_mode & 0o7777) == mode and (st.st_uid, st.st_gid) == (0, 0)
+
+
+def _make_directory(path, mode):
+    """``path`` a directory of root with ``mode`` (made with its parents when missing; never a link)."""
+    if os.path.islink(path):
+        raise PicError("is a symbolic link; the exit service's directory must be a real one", 'files', path)
+    if not os.path.isdir(path):
+        os.makedirs(path, mode)
+    os.chown(path, 0, 0)
+    os.chmod(path, mode)
+
+
 def load_manifest(state_dir):
     try:
         data = read_nofollow_bytes(os.path.join(state_dir, MANIFEST))
@@ -212,6 +239,12 @@ class ExitFiles(object):
         manifest = load_manifest(self.state_dir)
         writes, changed = [], set()
         for item in files:
+            if item.get('directory'):
+                # (a directory the role makes, say Tor's DataDirectory: made first, kept when unlisted)
+                if not _same_directory(item['path'], item['mode']):
+                    writes.insert(0, (item['path'], None, item['mode'], item['instance'], False, None))
+                    changed.add(item['instance'])
+                continue
             data = resolve_tokens(doc, item).encode('utf-8')
             if not _same(item['path'], data, item['mode']):
                 writes.append((item['path'], data, item['mode'], item['instance'], item['program'],
@@ -220,6 +253,7 @@ class ExitFiles(object):
                 changed.update(item.get('also') or [])   # (a file several instances run, say sshuttle's launcher)
         wanted = set(item['path'] for item in files)
         live = set(item['instance'] for item in files)
+        files = [item for item in files if not item.get('directory')]
         removes = [(path, entry['instance'], entry.get('program', False)) for path, entry in sorted(manifest.items())
                    if path not in wanted]
         removes.extend(r for r in self._cleanup(cleanup, removed_connections, wanted)
@@ -266,6 +300,9 @@ class ExitFiles(object):
     def apply(self, files, planned):
         writes, removes, changed, removed = planned
         for path, data, mode, _instance, _program, _validate in writes:
+            if data is None:
+                _make_directory(path, mode)
+                continue
             directory = os.path.dirname(path)
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o700)
@@ -275,7 +312,8 @@ class ExitFiles(object):
         for path, _instance, _program in removes:
             if os.path.lexists(path):
                 os.unlink(path)
-        manifest = dict((item['path'], {'instance': item['instance'], 'program': item['program']}) for item in files)
+        manifest = dict((item['path'], {'instance': item['instance'], 'program': item['program']}) for item in files
+                        if not item.get('directory'))
         write_atomic(os.path.join(self.state_dir, MANIFEST), json.dumps(manifest, sort_keys=True) + '\n', 0o600)
         programs = set(w[3] for w in writes if w[4])
         return self._restart(changed, programs, bool(removed))

@@ -321,8 +321,8 @@ def render(module):
     module.no_log_values.update(s for s in cplan.secrets if isinstance(s, str) and s)
     rendered = cellconfig.render(cplan.doc)
     files = check_files(params.get('files'), file_roots(params), params.get('supervisor_dir'))
-    rendered['files'] = [{'path': f['path'], 'mode': '%04o' % f['mode'], 'instance': f['instance'],
-                          'content': MASKED} for f in files]
+    rendered['files'] = [dict({'path': f['path'], 'mode': '%04o' % f['mode'], 'instance': f['instance']},
+                              **({'directory': True} if f['directory'] else {'content': MASKED})) for f in files]
     return {'changed': False, 'rendered': rendered, 'stamp_stale': False}
 
 

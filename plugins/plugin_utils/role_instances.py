@@ -11,6 +11,8 @@ carried to their tasks):
 - ``asserts``: its ``ansible.builtin.assert`` tasks (the role's input grammar);
 - ``files``: its ``ansible.builtin.template`` and ``ansible.builtin.copy`` tasks (what
   each connection's instance gets; ``validate`` kept);
+- ``directories``: its ``ansible.builtin.file`` tasks with ``state: directory`` (say Tor's
+  DataDirectory, which tor needs before it starts);
 - ``instances``: its includes of ``pic.connectivity.exit_instance`` with
   ``exit_instance_state: present`` (the program: name, command, description);
 - ``removals``: its ``ansible.builtin.file`` tasks with ``state: absent`` and its includes
@@ -90,7 +92,7 @@ def instance_spec(tasks):
     """The asserts, files, instances and removals of a role's instances.yml (parsed).
     Any task it does not know (another module, a file state, an include of another
     role) is refused: the fast path must never silently leave out what the role does."""
-    spec = {'asserts': [], 'files': [], 'instances': [], 'removals': []}
+    spec = {'asserts': [], 'directories': [], 'files': [], 'instances': [], 'removals': []}
     for task, when, variables in flatten(tasks):
         module = _module_of(task)
         args = task[module] if isinstance(task[module], dict) else {}
@@ -106,7 +108,9 @@ def instance_spec(tasks):
             spec['removals'].append({'path': args.get('path'), 'loop': task.get('loop'), 'when': when,
                                      'vars': variables})
         elif module == FILE and args.get('state') == 'directory':
-            _owned_by_root(task, args)   # (the module makes a file's directory, 0700)
+            _owned_by_root(task, args)
+            spec['directories'].append({'path': args.get('path'), 'mode': args.get('mode', '0755'),
+                                        'loop': task.get('loop'), 'when': when, 'vars': variables})
         elif module == INCLUDE_ROLE and args.get('name') == EXIT_INSTANCE:
             own = dict(task.get('vars') or {})
             # (the include's own helpers, say sshuttle_upstream, without exit_instance's parameters)

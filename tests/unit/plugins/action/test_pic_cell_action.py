@@ -45,7 +45,11 @@ def rendered(tmp_path, manager='supervisord', extra_connections=(), files=None, 
 @pytest.mark.skipif(COLLECTIONS is None, reason='needs the collection importable as ansible_collections')
 def test_rendered_lists_the_exit_files_of_every_instance_masked(tmp_path):
     out, text, state = rendered(tmp_path)
-    files = dict((f['path'], f) for f in out['rendered']['files'])
+    files = dict((f['path'], f) for f in out['rendered']['files'] if not f.get('directory'))
+    directories = dict((f['path'], f['mode']) for f in out['rendered']['files'] if f.get('directory'))
+    # the directories the roles make (Tor's DataDirectory: tor refuses to start without it)
+    assert directories == {state + '/proxy': '0700', state + '/sshuttle': '0700', state + '/tor': '0700',
+                           state + '/tor/data': '0700'}
     assert set(files) == {state + '/proxy/socks.conf', state + '/sshuttle/pic-sshuttle', state + '/sshuttle/ssh.key',
                           state + '/sshuttle/ssh.conf', state + '/tor/torrc',
                           state + '/supervisor/conf.d/pic-proxy-socks.conf',

@@ -186,3 +186,41 @@ def test_a_file_several_instances_run_restarts_them_all(tmp_path):
                                      'also': ['pic-sshuttle-b'], 'mode': '0644'}], [root])
     assert exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=Recorder()).plan(DOC, wanted)[2] == \
         ['pic-sshuttle-a', 'pic-sshuttle-b']
+
+
+def test_a_directory_the_role_makes_is_made_first_restarts_its_instance_and_stays(tmp_path):
+    """Tor's DataDirectory: tor refuses to start without it. Made (root, its mode) before the
+    files, its instance restarted when it was missing; a later run without it keeps it."""
+    root = str(tmp_path)
+    wanted = exitfiles.check_files([
+        {'path': root + '/tor/torrc', 'content': 'DataDirectory %s/tor/data\n' % root, 'instance': 'pic-tor'},
+        {'path': root + '/tor/data', 'directory': True, 'mode': '0700', 'instance': 'pic-tor'}], [root])
+    runner = Recorder()
+    ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=runner)
+    planned = ef.plan(DOC, wanted)
+    assert planned[0][0][:2] == (root + '/tor/data', None) and planned[2] == ['pic-tor']
+    ef.apply(wanted, planned)
+    st = os.stat(root + '/tor/data')
+    assert (st.st_mode & 0o7777, st.st_uid) == (0o700, 0)
+    assert ef.plan(DOC, wanted)[:3] == ([], [], [])
+    os.chmod(root + '/tor/data', 0o777)
+    assert ef.plan(DOC, wanted)[2] == ['pic-tor']       # a directory others may write is put back
+    ef.apply([], ef.plan(DOC, []))
+    assert os.path.isdir(root + '/tor/data')            # (the role keeps Tor's data for a later connection)
+
+
+def test_a_directory_must_be_a_real_one_of_a_directory_mode(tmp_path):
+    root = str(tmp_path)
+    with pytest.raises(PicError):
+        exitfiles.check_files([{'path': root + '/tor/data', 'directory': True, 'mode': '0644', 'instance': 'pic-tor'}],
+                              [root])
+    with pytest.raises(PicError):
+        exitfiles.check_files([{'path': root + '/secrets', 'directory': True, 'mode': '0700', 'instance': 'pic-tor'}],
+                              [root])
+    os.makedirs(root + '/elsewhere')
+    os.symlink(root + '/elsewhere', root + '/tor')
+    wanted = exitfiles.check_files([{'path': root + '/tor', 'directory': True, 'mode': '0700', 'instance': 'pic-tor'}],
+                                   [root])
+    ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=Recorder())
+    with pytest.raises(PicError):
+        ef.apply(wanted, ef.plan(DOC, wanted))

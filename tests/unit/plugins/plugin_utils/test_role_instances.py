@@ -52,7 +52,7 @@ def test_the_files_are_the_roles_own_tasks():
 
 def test_wireguard_ext_runs_no_instance():
     spec = SPECS.instances('wireguard_ext')
-    assert spec == {'asserts': [], 'files': [], 'instances': [], 'removals': []}
+    assert spec == {'asserts': [], 'directories': [], 'files': [], 'instances': [], 'removals': []}
 
 
 def test_an_instance_include_keeps_its_helpers_without_exit_instance_parameters():
