@@ -19,6 +19,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 
 from .errors import PicError
 from .registry import read_nofollow_bytes, write_atomic
@@ -38,6 +39,8 @@ _VALIDATE_WORD = re.compile(r'[A-Za-z0-9_.,:=@/+-]{1,200}')
 MODES = (0o600, 0o644, 0o700, 0o755)
 DIR_MODES = (0o700, 0o755)
 CLEANUP_WHEN = ('removed', 'unwanted')
+# seconds a run waits for the programs it started to leave STARTING (supervisord's startsecs)
+STARTED_TIMEOUT = 20
 
 
 # the module's own directories under the state dir: never an exit service file's
@@ -331,6 +334,19 @@ class ExitFiles(object):
         if self.run(['supervisorctl', '-c', conf, 'pid'], check=False).returncode != 0:
             self.run(['supervisord', '-c', conf], daemon=True)
 
+    def _wait_started(self, instances, timeout=STARTED_TIMEOUT):
+        """Until supervisord no longer reports ``instances`` STARTING (``update`` starts a new
+        program without waiting, ``restart`` waits): the run ends with them running, as the
+        role's does. Gives up after ``timeout`` seconds (health reports an instance that fails)."""
+        deadline = time.monotonic() + timeout
+        while instances and time.monotonic() < deadline:
+            out = self.run(['supervisorctl', '-c', os.path.join(self.supervisor_dir, 'supervisord.conf'), 'status']
+                           + list(instances), check=False)
+            out = getattr(out, 'stdout', None) or b''
+            if not re.search(br'(?m)^\S+\s+STARTING\b', out):
+                return
+            time.sleep(0.5)
+
     def _restart(self, changed, programs, any_removed):
         if self.manager == 'supervisord' and (changed or any_removed):
             self._ensure_supervisord()
@@ -339,7 +355,8 @@ class ExitFiles(object):
                 self._ctl('update')
             for instance in changed:
                 if instance not in programs:
-                    self._ctl('restart', instance)
+                    self._ctl('restart', instance)    # (waits until it runs, or gives up)
+            self._wait_started(sorted(set(changed) & programs))
         elif self.manager == 'systemd':
             if programs or any_removed:
                 self.run(['systemctl', 'daemon-reload'])

@@ -45,7 +45,7 @@ def test_files_are_written_once_and_only_changed_instances_restart(tmp_path):
         returncode = 0
 
     def runner(argv, check=True, daemon=False):
-        if argv[-1] != 'pid':   # supervisord runs
+        if argv[-1] != 'pid' and 'status' not in argv:   # supervisord runs, its programs started
             calls.append(argv)
         return Done()
     ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=runner)
@@ -224,3 +224,22 @@ def test_a_directory_must_be_a_real_one_of_a_directory_mode(tmp_path):
     ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=Recorder())
     with pytest.raises(PicError):
         ef.apply(wanted, ef.plan(DOC, wanted))
+
+
+def test_a_new_program_is_waited_for_until_it_leaves_starting(tmp_path, monkeypatch):
+    """supervisorctl update starts a new program without waiting: the run waits until
+    supervisord no longer reports it STARTING (as the role's restart waits)."""
+    monkeypatch.setattr(exitfiles.time, 'sleep', lambda _s: None)
+    answers = [b'pic-proxy-socks STARTING\n', b'pic-proxy-socks STARTING\n', b'pic-proxy-socks RUNNING pid 7\n']
+    runner = Recorder()
+
+    def run(argv, check=True, daemon=False):
+        proc = runner(argv, check, daemon)
+        if 'status' in argv:
+            proc.stdout = answers.pop(0)
+        return proc
+    root = str(tmp_path)
+    ef = exitfiles.ExitFiles(root, 'supervisord', root + '/sup', runner=run)
+    wanted = files(root)
+    ef.apply(wanted, ef.plan(DOC, wanted))
+    assert answers == [] and sum('status' in c for c in runner.calls) == 3
