@@ -204,8 +204,15 @@ _LIBRARY = ('module_utils', 'pic_connectivity_lib', 'modules the collection', 'm
 
 
 def test_changed_settings_restart_only_tor(cell, inventory, sup):
+    # the fast path (site.yml's default): tor restarted, the monitor not
     tor_pid, monitor_pid = sup.pid(INSTANCE), sup.pid('pic-monitor')
-    changed, out = playbook(inventory, tor_vars(['MaxCircuitDirtiness 300']))
+    changed, out = playbook(inventory, tor_vars(['MaxCircuitDirtiness 200']))
+    assert changed > 0
+    assert wait_for(lambda: sup.pid(INSTANCE), 10) not in (None, tor_pid)
+    assert sup.pid('pic-monitor') == monitor_pid
+    # the role task by task: only Tor's own tasks change
+    tor_pid = sup.pid(INSTANCE)
+    changed, out = playbook(inventory, tor_vars(['MaxCircuitDirtiness 300']), '-e', 'pic_fast_path=false')
     assert changed > 0
     tasks = changed_tasks(out)
     assert 'pic.connectivity.tor : Install the torrc' in tasks, tasks
