@@ -137,7 +137,7 @@ options:
   monitor:
     description:
       - With I(stamp), the cell runs the collection's monitor (C(pic-connectivity monitor --state-dir) I(state_dir),
-        under supervisord or systemd): when none runs, the stamp counts as stale, so the role's steps start it.
+        under supervisord or systemd); when none runs, the stamp counts as stale, so the role's steps start it.
       - The role sets it unless C(pic_service_manager=none).
     type: bool
     default: false
