@@ -134,13 +134,14 @@ class Cell(object):
         add_rules, del_rules = diff(have_rules, want.rules, rule_key)
         script = want.render_nft()
         seen_at = None if relist else generation_unchanged(self.registry.state_dir, script)
+        want_nft = want.nft_summary()
         if seen_at is not None:
             # no nftables commit in this namespace since the one that made it this very table
-            have_nft, elements = want.nft_summary(), None
+            have_nft, elements = want_nft, None
         else:
             seen_at, listing = self._take_listing()
-            have_nft, elements = self._nft_plan(want, listing)
-        nft_changed = have_nft != want.nft_summary()
+            have_nft, elements = self._nft_plan(want, listing, want_nft)
+        nft_changed = have_nft != want_nft
 
         for route in add_routes:
             changes.append('add ' + _fmt_route(route))
@@ -186,11 +187,14 @@ class Cell(object):
         return generation, self.nft.list_table()
 
     @staticmethod
-    def _nft_plan(want, listing):
+    def _nft_plan(want, listing, want_nft=None):
         """(summary of the running table, element diff or None): None when the
         table is missing or differs in more than set and map elements, or in
-        so many elements of interval sets that a replace costs less."""
-        have_nft, want_nft = nft_summary(listing), want.nft_summary()
+        so many elements of interval sets that a replace costs less.
+        ``want_nft``: ``want.nft_summary()`` when the caller has it already."""
+        have_nft = nft_summary(listing)
+        if want_nft is None:
+            want_nft = want.nft_summary()
         shapes = want.nft_shapes()
         if have_nft != want_nft and nft.same_structure(have_nft, nft.shapes(listing), want_nft, shapes):
             elements = nft.element_diff(have_nft, want_nft)
@@ -441,18 +445,29 @@ def record_generation(state_dir, generation, script):
         if os.path.exists(path):
             os.unlink(path)
         return
-    write_atomic(path, json.dumps(record, sort_keys=True) + '\n', 0o600)
+    text = json.dumps(record, sort_keys=True) + '\n'
+    if _read_record(path) != text:          # a no-op run writes nothing
+        write_atomic(path, text, 0o600)
+
+
+def _read_record(path):
+    """The text of the record file ``path``, or None (missing, a link, unreadable)."""
+    from .registry import read_nofollow_bytes
+    try:
+        data = read_nofollow_bytes(path)
+        return data.decode('utf-8') if data else None
+    except (IOError, OSError, ValueError, PicError):
+        return None
 
 
 def generation_unchanged(state_dir, script):
     """The current generation when no nftables commit has happened in this namespace
     since the one recorded with the table ``script`` (a run may then skip listing
     the table), else None."""
-    from .registry import read_nofollow_bytes
+    text = _read_record(os.path.join(state_dir, GENERATION))
     try:
-        data = read_nofollow_bytes(os.path.join(state_dir, GENERATION))
-        recorded = json.loads(data.decode('utf-8')) if data else None
-    except (IOError, OSError, ValueError, PicError):
+        recorded = json.loads(text) if text else None
+    except ValueError:
         return None
     if recorded is None:
         return None

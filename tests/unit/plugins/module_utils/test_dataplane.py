@@ -103,6 +103,19 @@ def test_a_no_op_after_a_converge_skips_the_listing_until_something_commits(regi
     assert last == []
 
 
+def test_a_no_op_leaves_the_generation_record_as_it_was(registry):
+    """The record is written when it changes, not by every run (no write on a no-op)."""
+    def steps(cell, doc):
+        cell.converge(doc)
+        path = os.path.join(registry.state_dir, dataplane.GENERATION)
+        before = os.stat(path)
+        cell.converge(doc)
+        after = os.stat(path)
+        return (before.st_ino, before.st_mtime_ns), (after.st_ino, after.st_mtime_ns)
+    before, after = on_cell(registry, steps)
+    assert before == after
+
+
 def test_without_a_generation_id_every_run_lists_the_table(registry, monkeypatch):
     monkeypatch.setattr(nft, 'generation', lambda: None)
 
@@ -267,9 +280,9 @@ def test_a_foreign_commit_after_the_listing_is_never_recorded_as_the_table(tmp_p
     monkeypatch.setattr(dataplane.nft, 'element_batch', lambda elements, shapes: [])
     cell, doc = _fake_cell(tmp_path, kernel)
     doc['settings'] = {'peer_interface': 'wg0', 'local_networks': ['192.168.1.0/24']}
-    cell._nft_plan = lambda want, listing: ({'stale': True}, {'peer4': (set(), {'10.0.0.2'})})
+    cell._nft_plan = lambda want, listing, *_: ({'stale': True}, {'peer4': (set(), {'10.0.0.2'})})
     cell.converge(doc)
-    cell._nft_plan = lambda want, listing: (want.nft_summary(), None)
+    cell._nft_plan = lambda want, listing, *_: (want.nft_summary(), None)
     cell.converge(doc)
     assert kernel.listings == listings
     cell.converge(doc, relist=True)      # the state guard's repairs never trust the record
