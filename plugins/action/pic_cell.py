@@ -266,18 +266,25 @@ class ActionModule(ActionBase):
             return []
         templar = self._templar_for(role, variables)
         name = self._expr(templar, entry['name'])
-        variables = dict(variables, exit_instance_name=name, exit_instance_state='present',
+        variables = dict(variables, exit_instance_state='present',
                          exit_instance_command=self._expr(templar, entry['command']),
                          exit_instance_description=self._expr(templar, entry['description']))
         out = []
-        for kind in _kinds(manager):
-            program_templar = self._templar_for(role, dict(variables, exit_instance_manager=kind))
-            for program in self._roles.programs().get(kind, {}).get('present', []):
-                dest = self._expr(program_templar, program['dest'])
-                out.append({'path': dest, 'mode': str(program['mode']), 'instance': name, 'program': True,
-                            'manager': kind, 'connection': conn_name,
-                            'content': self._template_file(program_templar, 'exit_instance', program['source'], dest)})
+        for kind, program_templar, program in self._each_program(role, variables, name, manager, 'present'):
+            dest = self._expr(program_templar, program['dest'])
+            out.append({'path': dest, 'mode': str(program['mode']), 'instance': name, 'program': True,
+                        'manager': kind, 'connection': conn_name,
+                        'content': self._template_file(program_templar, 'exit_instance', program['source'], dest)})
         return out
+
+    def _each_program(self, role, variables, name, manager, state):
+        """(manager kind, its templar, exit_instance's entry) for every program file of the
+        instance ``name`` under each manager to render for: ``state`` 'present', the files
+        written; 'absent', the paths its removal deletes."""
+        for kind in _kinds(manager):
+            templar = self._templar_for(role, dict(variables, exit_instance_name=name, exit_instance_manager=kind))
+            for program in self._roles.programs().get(kind, {}).get(state, []):
+                yield kind, templar, program
 
     def _cleanup(self, ctype, present, task_vars, manager):
         """What a removed connection of ``ctype`` leaves behind, as its role's removal tasks
@@ -303,11 +310,9 @@ class ActionModule(ActionBase):
                                 'when': 'unwanted' if present_item else 'removed'})
                     continue
                 name = self._expr(templar, entry['instance'])
-                for kind in _kinds(manager):
-                    program_templar = self._templar_for(role, dict(scoped, exit_instance_name=name,
-                                                                   exit_instance_manager=kind))
-                    out.extend({'type': ctype, 'path': self._expr(program_templar, path), 'instance': name,
-                                'manager': kind, 'when': 'removed'} for path in self._roles.programs().get(kind, {}).get('absent', []))
+                out.extend({'type': ctype, 'path': self._expr(program_templar, path), 'instance': name,
+                            'manager': kind, 'when': 'removed'}
+                           for kind, program_templar, path in self._each_program(role, scoped, name, manager, 'absent'))
         return out
 
     def render_files(self, conns, task_vars, manager):
