@@ -107,9 +107,17 @@ def test_confirmed_commit_stays():
     cell.module('pic_peer_exit', {'peer': 'p2', 'connection': 'default'})
 
 
-def test_interrupted_run_leaves_the_old_state():
+# Where the controller is killed: the role path, while it assigns the peers; the fast path
+# (the default), once its one pic_cell run has applied the change, at the health gate.
+MID_APPLY = {'role': ('pic_fast_path=false', 'Assign peers to their exits'),
+             'fast': ('pic_fast_path=true', 'Health gate on every connection the change touched')}
+
+
+@pytest.mark.parametrize('path', sorted(MID_APPLY))
+def test_interrupted_run_leaves_the_old_state(path):
     """The controller killed mid-apply: the cell ends in its old state (the armed commit
     reverts), and a fail-closed peer never reaches the WAN meanwhile."""
+    variable, marker = MID_APPLY[path]
     cell = Cell('cell1')
     before = cell.registry_bytes()
     changed = os.path.join(tempfile.mkdtemp(), 'change.json')
@@ -120,7 +128,7 @@ def test_interrupted_run_leaves_the_old_state():
                        {'name': 'p2', 'address': ['10.0.0.12/32', 'fd00:10::12/128'], 'connection': 'Exit WG'}]},
                   handle)
     proc = subprocess.Popen([ansible_bin('ansible-playbook'), '-i', FLEET,
-                             os.path.join(ROOT, 'playbooks', 'rollout.yml'), '-e', '@' + changed],
+                             os.path.join(ROOT, 'playbooks', 'rollout.yml'), '-e', '@' + changed, '-e', variable],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ansible_env(),
                             start_new_session=True)
     seen = ''
@@ -128,11 +136,13 @@ def test_interrupted_run_leaves_the_old_state():
     while time.time() < deadline:
         line = proc.stdout.readline()
         seen += line
-        if 'Assign peers to their exits' in line or not line:   # mid-apply
+        if marker in line or not line:   # mid-apply
             break
     os.killpg(proc.pid, 9)
     proc.wait()
-    assert 'Arm the automatic revert' in seen, seen[-2000:]
+    assert 'Arm the automatic revert' in seen and marker in seen, seen[-2000:]
+    if path == 'fast':
+        assert cell.registry_bytes() != before      # the change was applied: the revert has work to do
     # whatever the cell got, p1 (fail-closed on Exit WG in both states) never left by cell1's WAN
     assert piclab.fetch('p1', 4) in (piclab.exit_address(4), None)
     # the timer on the cell fires (the controller is gone) and puts the old state back
