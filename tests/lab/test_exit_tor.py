@@ -204,7 +204,7 @@ _LIBRARY = ('module_utils', 'pic_connectivity_lib', 'modules the collection', 'm
 
 
 def test_changed_settings_restart_only_tor(cell, inventory, sup):
-    # the fast path: tor restarted, the monitor not
+    # the fast path (site.yml's default): tor restarted, the monitor not
     tor_pid, monitor_pid = sup.pid(INSTANCE), sup.pid('pic-monitor')
     changed, out = playbook(inventory, tor_vars(['MaxCircuitDirtiness 200']), '-e', 'pic_fast_path=true')
     assert changed > 0
