@@ -138,6 +138,14 @@ def _transparent(server, conn):
     server.requests.append(original)
     if original == ('198.51.100.80', 80):
         echo(server, conn, '203.0.113.40')
+    else:
+        # read the request before closing: closed with it unread, the kernel resets the
+        # connection instead (a race with the prober's read, not what sshuttle does)
+        conn.settimeout(2.0)
+        try:
+            conn.recv(4096)
+        except OSError:
+            pass
 
 
 def _probe_in_a_cell():
