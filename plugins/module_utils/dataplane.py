@@ -438,16 +438,23 @@ def _generation_record(generation, script):
 def record_generation(state_dir, generation, script):
     """Note that the running table was ``script`` at ``generation`` of this namespace's
     ruleset (None: not known; the next run lists the table)."""
-    from .registry import write_atomic
     path = os.path.join(state_dir, GENERATION)
     record = _generation_record(generation, script)
     if record is None:
         if os.path.exists(path):
             os.unlink(path)
         return
-    text = json.dumps(record, sort_keys=True) + '\n'
-    if _read_record(path) != text:          # a no-op run writes nothing
-        write_atomic(path, text, 0o600)
+    write_when_changed(path, json.dumps(record, sort_keys=True) + '\n')
+
+
+def write_when_changed(path, text):
+    """Write ``text`` to ``path`` (atomically, 0600) unless the file holds it already
+    (a no-op run writes nothing); True when written."""
+    from .registry import write_atomic
+    if _read_record(path) == text:
+        return False
+    write_atomic(path, text, 0o600)
+    return True
 
 
 def _read_record(path):
@@ -488,9 +495,8 @@ def registry_signature(path):
 def record_converged(registry):
     """Note which registry the running state was last converged to (a run
     killed between its registry write and its apply leaves them different)."""
-    from .registry import write_atomic
-    write_atomic(os.path.join(registry.state_dir, CONVERGED),
-                 json.dumps({'registry': registry_signature(registry.path)}) + '\n', 0o600)
+    write_when_changed(os.path.join(registry.state_dir, CONVERGED),
+                       json.dumps({'registry': registry_signature(registry.path)}) + '\n')
 
 
 def converged_signature(state_dir):
@@ -509,17 +515,8 @@ def save_last_good(state_dir, want, script=None):
     """Keep the compiled nftables table and ip rules of a successful apply beside
     the registry (0600), rewritten only when they changed. Boot restore loads it
     before anything else: it needs no secret, exit daemon or interface."""
-    from .registry import write_atomic
     data = json.dumps({'version': 1, 'nft': script or want.render_nft(), 'rules': want.rules}, sort_keys=True) + '\n'
-    path = last_good_path(state_dir)
-    try:
-        with open(path) as handle:
-            if handle.read() == data:
-                return False
-    except (IOError, OSError):
-        pass
-    write_atomic(path, data, 0o600)
-    return True
+    return write_when_changed(last_good_path(state_dir), data)
 
 
 def load_last_good(state_dir):

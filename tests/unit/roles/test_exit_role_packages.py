@@ -19,11 +19,7 @@ def _load(role, kind):
 def _missing(role, facts):
     packages = _load(role, 'defaults')['%s_packages' % role]
     expression = _load(role, 'vars')['%s_missing_packages' % role]
-    variables = {'%s_packages' % role: packages}
-    if facts is not None:
-        variables['ansible_facts'] = {'packages': facts}
-    else:
-        variables['ansible_facts'] = {}
+    variables = {'%s_packages' % role: packages, 'ansible_facts': {} if facts is None else {'packages': facts}}
     return packages, yaml.safe_load(jinja2.Environment().from_string(expression).render(**variables))
 
 

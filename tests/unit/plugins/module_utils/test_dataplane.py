@@ -103,15 +103,20 @@ def test_a_no_op_after_a_converge_skips_the_listing_until_something_commits(regi
     assert last == []
 
 
-def test_a_no_op_leaves_the_generation_record_as_it_was(registry):
-    """The record is written when it changes, not by every run (no write on a no-op)."""
+def test_a_no_op_leaves_the_records_as_they_were(registry):
+    """The generation record, the converged record and the last good state are written when
+    they change, not by every run (no write on a no-op)."""
+    names = (dataplane.GENERATION, dataplane.CONVERGED, dataplane.LAST_GOOD)
+
+    def stats():
+        paths = [os.path.join(registry.state_dir, name) for name in names]
+        return [(os.stat(path).st_ino, os.stat(path).st_mtime_ns) for path in paths]
+
     def steps(cell, doc):
         cell.converge(doc)
-        path = os.path.join(registry.state_dir, dataplane.GENERATION)
-        before = os.stat(path)
+        before = stats()
         cell.converge(doc)
-        after = os.stat(path)
-        return (before.st_ino, before.st_mtime_ns), (after.st_ino, after.st_mtime_ns)
+        return before, stats()
     before, after = on_cell(registry, steps)
     assert before == after
 
